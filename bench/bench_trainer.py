@@ -1,0 +1,128 @@
+"""Trainer overhead: epoch time of ``models.train`` vs a minimal hand-written PyTorch loop.
+
+Both sides train the same MLP (same init seed) on the same preloaded tensors with the same
+optimizer and batch size, shuffle with ``torch.randperm`` slicing, and compute the dev loss
+once per epoch (``train`` does that too). The trainer additionally reads the running loss
+for its divergence guard and reports the epoch to a callback. Runs alternate between the
+two sides to spread machine noise evenly; the table shows median epoch times.
+
+    .venv/bin/python bench/bench_trainer.py [--threads N] [--epochs E] [--repeats R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+import torch
+import torch.nn.functional as F
+
+from models import MLP, Dataset, TrainConfig, load_dataset, resolve_device, train
+
+TARGET_RATIO = 1.1
+
+
+def synthetic_dataset(n: int = 20000, n_features: int = 64, n_classes: int = 10) -> Dataset:
+    """A separable-ish classification set from a random linear teacher, split 60/20/20."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, n_features, generator=g)  # (N, F)
+    teacher = torch.randn(n_features, n_classes, generator=g)  # (F, C)
+    y = (x @ teacher + 0.5 * torch.randn(n, n_classes, generator=g)).argmax(dim=1)  # (N,)
+    a, b = int(0.6 * n), int(0.8 * n)
+    return Dataset(
+        name=f"synthetic{n}x{n_features}",
+        task="classification",
+        n_features=n_features,
+        n_classes=n_classes,
+        train_x=x[:a],
+        train_y=y[:a],
+        dev_x=x[a:b],
+        dev_y=y[a:b],
+        test_x=x[b:],
+        test_y=y[b:],
+    )
+
+
+def trainer_epoch_times(config: TrainConfig, data: Dataset) -> list[float]:
+    """Seconds per epoch of ``train``: the gaps between consecutive ``on_epoch`` calls."""
+    stamps: list[float] = []
+
+    def on_epoch(_: object) -> None:
+        stamps.append(time.perf_counter())
+
+    result = train(config, data, on_epoch)
+    assert result.status == "completed", result.status
+    return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+
+
+def reference_epoch_times(config: TrainConfig, data: Dataset) -> list[float]:
+    """The minimal loop: Adam, randperm slicing, one dev-loss evaluation per epoch."""
+    device = resolve_device(config.device)
+    data = data.to(device)
+    torch.manual_seed(config.seed)
+    model = MLP(data.n_features, config.hidden, data.n_classes).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    x, y, n, bs = data.train_x, data.train_y, data.train_x.shape[0], config.batch_size
+    times = []
+    for _ in range(config.epochs):
+        start = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, generator=generator, device=device)  # (N,)
+        for i in range(0, n, bs):
+            idx = perm[i : i + bs]  # (B,)
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            F.cross_entropy(model(data.dev_x), data.dev_y).item()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def bench(data: Dataset, config: TrainConfig, repeats: int) -> tuple[float, float]:
+    """Median epoch seconds of (trainer, reference) over ``repeats`` alternating runs."""
+    trainer_epoch_times(TrainConfig(epochs=2, device=config.device), data)  # warm-up
+    reference_epoch_times(TrainConfig(epochs=2, device=config.device), data)
+    ours: list[float] = []
+    ref: list[float] = []
+    for _ in range(repeats):
+        ours += trainer_epoch_times(config, data)
+        ref += reference_epoch_times(config, data)
+    return statistics.median(ours), statistics.median(ref)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    cases = [
+        ("digits", load_dataset("digits"), (64,)),
+        ("synthetic 20000x64", synthetic_dataset(), (256, 256)),
+    ]
+    print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}")
+    print(f"{'dataset':<20} {'hidden':<11} {'train() ms':>10} {'minimal ms':>10} {'ratio':>6}")
+    for name, data, hidden in cases:
+        config = TrainConfig(hidden=hidden, epochs=args.epochs, device=args.device)
+        ours, ref = bench(data, config, args.repeats)
+        ratio = ours / ref
+        flag = "" if ratio <= TARGET_RATIO else f"  (over the {TARGET_RATIO}x target)"
+        print(
+            f"{name:<20} {hidden!s:<11} {ours * 1e3:>10.2f} {ref * 1e3:>10.2f} {ratio:>6.3f}{flag}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""The training loop: a config, a dataset and a per-epoch callback in, metrics out.
+
+Pure PyTorch: no storage, no HTTP, no search library. The caller decides what to do with
+each epoch's metrics through ``on_epoch`` (return True to stop); the loop itself only
+enforces the divergence rule: stop as soon as the running training loss of an epoch is not
+finite or climbs above ``divergence_factor`` times the loss at initialisation.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models._datasets import Dataset
+from models._mlp import ACTIVATIONS, MLP, WEIGHT_INITS
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
+
+# On CUDA, reading the running loss forces a host sync; check it every this many batches
+# (and at the end of every epoch) instead of after each one. On CPU every batch is checked.
+CUDA_DIVERGENCE_CHECK_EVERY = 8
+_DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
+_EVAL_CHUNK = 16384  # rows per forward pass when evaluating a whole split
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One trial's training settings. ``hidden`` may be given as a list; it is kept as a tuple."""
+
+    hidden: tuple[int, ...] = (64,)
+    activation: str = "relu"
+    keep_prob: float = 1.0
+    weight_init: str = "he"
+    optimizer: str = "adam"  # sgd | momentum | adam | rmsprop
+    lr: float = 1e-3
+    momentum: float = 0.9  # only for "momentum" (SGD with momentum); rmsprop keeps 0
+    batch_size: int = 64
+    weight_decay: float = 0.0  # L2, passed as the optimizer's weight_decay
+    epochs: int = 20
+    divergence_factor: float = 3.0  # math.inf turns the rule off (non-finite loss still stops)
+    seed: int = 0
+    device: str = "cpu"  # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        _check_model_fields(self)
+        _check_training_fields(self)
+
+
+def _check_model_fields(c: TrainConfig) -> None:
+    if any(not isinstance(u, int) or u < 1 for u in c.hidden):
+        raise ValueError(f"hidden must be layer sizes >= 1, got {c.hidden!r}")
+    if c.activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {c.activation!r}")
+    if not 0.0 < c.keep_prob <= 1.0:
+        raise ValueError(f"keep_prob must be in (0, 1], got {c.keep_prob!r}")
+    if c.weight_init not in WEIGHT_INITS:
+        raise ValueError(f"weight_init must be one of {WEIGHT_INITS}, got {c.weight_init!r}")
+
+
+def _check_training_fields(c: TrainConfig) -> None:
+    if c.optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {c.optimizer!r}")
+    if not (c.lr > 0 and math.isfinite(c.lr)):
+        raise ValueError(f"lr must be a finite number > 0, got {c.lr!r}")
+    if not 0.0 <= c.momentum <= 1.0:
+        raise ValueError(f"momentum must be in [0, 1], got {c.momentum!r}")
+    if c.batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {c.batch_size!r}")
+    if not (c.weight_decay >= 0 and math.isfinite(c.weight_decay)):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {c.weight_decay!r}")
+    if c.epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {c.epochs!r}")
+    if not c.divergence_factor > 0:
+        raise ValueError(f"divergence_factor must be > 0, got {c.divergence_factor!r}")
+    if c.seed < 0:
+        raise ValueError(f"seed must be >= 0, got {c.seed!r}")
+    if not _DEVICE_NAME.fullmatch(c.device):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {c.device!r}")
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    epoch: int  # 0 = before any update; 1..epochs after each epoch
+    train_loss: float  # epoch 0: whole training set at init (eval mode); else mean batch loss
+    dev_loss: float
+    dev_accuracy: float | None  # None for regression
+
+
+@dataclass
+class TrainResult:
+    status: str  # "completed" | "diverged" | "stopped"
+    reason: str | None  # "diverged" | "stopped"; None when completed
+    epochs_run: int  # completed epochs
+    initial_loss: float  # training-set loss before any update
+    train_loss: list[float]  # index 0 = epoch 0 (initial), then one per completed epoch
+    dev_loss: list[float]
+    dev_accuracy: list[float | None]
+    duration_s: float
+    final: EpochMetrics | None  # last EpochMetrics seen (epoch 0 if stopped before epoch 1)
+
+
+OnEpoch = Callable[[EpochMetrics], bool | None]  # return True to stop training
+
+
+def resolve_device(name: str) -> torch.device:
+    """ "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N"."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if not _DEVICE_NAME.fullmatch(name):
+        raise ValueError(f"unknown device {name!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    device = torch.device(name)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def train(config: TrainConfig, data: Dataset, on_epoch: OnEpoch | None = None) -> TrainResult:
+    """Train an MLP on ``data.train_*``, evaluating on ``data.dev_*`` after every epoch.
+
+    ``on_epoch`` gets epoch 0 (before any update) and then each completed epoch; returning
+    True stops the run with status "stopped". A diverging run stops within its epoch.
+    """
+    start = time.perf_counter()
+    device = resolve_device(config.device)
+    data = data.to(device)
+    torch.manual_seed(config.seed)
+    model = _build_model(config, data).to(device)
+    optimizer = _build_optimizer(config, model)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(config.seed)
+    loss_fn: LossFn = F.cross_entropy if data.task == "classification" else F.mse_loss
+
+    initial_loss, _ = evaluate(model, data.train_x, data.train_y, data.task)
+    result = TrainResult(
+        status="completed",
+        reason=None,
+        epochs_run=0,
+        initial_loss=initial_loss,
+        train_loss=[],
+        dev_loss=[],
+        dev_accuracy=[],
+        duration_s=0.0,
+        final=None,
+    )
+    stop = _record(result, _dev_metrics(0, initial_loss, model, data), on_epoch)
+    if not math.isfinite(initial_loss):
+        return _finish(result, "diverged", start)
+    limit = config.divergence_factor * initial_loss
+    for epoch in range(1, config.epochs + 1):
+        if stop:
+            return _finish(result, "stopped", start)
+        train_loss = _train_epoch(
+            model, optimizer, loss_fn, data, config.batch_size, generator, limit
+        )
+        if train_loss is None:
+            return _finish(result, "diverged", start)
+        result.epochs_run = epoch
+        stop = _record(result, _dev_metrics(epoch, train_loss, model, data), on_epoch)
+    return _finish(result, "stopped" if stop else None, start)
+
+
+def _finish(result: TrainResult, reason: str | None, start: float) -> TrainResult:
+    result.status = reason or "completed"
+    result.reason = reason
+    result.duration_s = time.perf_counter() - start
+    return result
+
+
+def _build_model(config: TrainConfig, data: Dataset) -> MLP:
+    n_outputs = data.n_classes if data.task == "classification" else 1
+    return MLP(
+        data.n_features,
+        config.hidden,
+        n_outputs,
+        activation=config.activation,
+        keep_prob=config.keep_prob,
+        weight_init=config.weight_init,
+    )
+
+
+def _build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params, lr, wd = model.parameters(), config.lr, config.weight_decay
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
+
+
+def _train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    data: Dataset,
+    batch_size: int,
+    generator: torch.Generator,
+    limit: float,
+) -> float | None:
+    """One pass over shuffled minibatches; the mean batch loss, or None if it diverged."""
+    model.train()
+    x, y = data.train_x, data.train_y  # (N, F), (N,) or (N, 1)
+    order = torch.randperm(x.shape[0], generator=generator, device=x.device)  # (N,)
+    check_every = 1 if x.device.type == "cpu" else CUDA_DIVERGENCE_CHECK_EVERY
+    loss_sum = torch.zeros((), device=x.device)  # running sum of batch losses, on device
+    n_batches = 0
+    for idx in order.split(batch_size):  # idx: (B,)
+        loss = loss_fn(model(x[idx]), y[idx])  # (B, F) -> (B, C) -> ()
+        loss_sum += loss.detach()
+        n_batches += 1
+        if n_batches % check_every == 0 and _diverged(loss_sum.item() / n_batches, limit):
+            return None
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    mean_loss = loss_sum.item() / n_batches
+    return None if _diverged(mean_loss, limit) else mean_loss
+
+
+def _diverged(running_loss: float, limit: float) -> bool:
+    return not math.isfinite(running_loss) or running_loss > limit
+
+
+def _dev_metrics(epoch: int, train_loss: float, model: nn.Module, data: Dataset) -> EpochMetrics:
+    dev_loss, dev_accuracy = evaluate(model, data.dev_x, data.dev_y, data.task)
+    return EpochMetrics(epoch, train_loss, dev_loss, dev_accuracy)
+
+
+def _record(result: TrainResult, metrics: EpochMetrics, on_epoch: OnEpoch | None) -> bool:
+    """Append ``metrics`` to the curves; True if the callback asks to stop."""
+    result.train_loss.append(metrics.train_loss)
+    result.dev_loss.append(metrics.dev_loss)
+    result.dev_accuracy.append(metrics.dev_accuracy)
+    result.final = metrics
+    return bool(on_epoch(metrics)) if on_epoch is not None else False
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str
+) -> tuple[float, float | None]:
+    """Mean loss and accuracy (None for regression) of ``model`` on (x, y), in eval mode.
+
+    The model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device, dtype=torch.float64)
+    correct = torch.zeros((), device=x.device, dtype=torch.int64)
+    for xb, yb in zip(x.split(_EVAL_CHUNK), y.split(_EVAL_CHUNK), strict=True):
+        out = model(xb)  # (B, C) logits, or (B, 1) predictions
+        if task == "classification":
+            loss_sum += F.cross_entropy(out, yb, reduction="sum")
+            correct += (out.argmax(dim=1) == yb).sum()  # yb: (B,)
+        else:
+            loss_sum += F.mse_loss(out, yb, reduction="sum")  # yb: (B, 1)
+    model.train(was_training)
+    n = x.shape[0]
+    accuracy = correct.item() / n if task == "classification" else None
+    return loss_sum.item() / n, accuracy

@@ -1,0 +1,30 @@
+"""Pruners: the divergence rule, and the factory that builds a spec's pruner."""
+
+from __future__ import annotations
+
+from optuna.pruners import (
+    BasePruner,
+    HyperbandPruner,
+    MedianPruner,
+    PercentilePruner,
+    SuccessiveHalvingPruner,
+)
+
+from search.pruners._divergence import DivergencePruner, is_diverged
+from search.spec import PruningSpec
+
+
+def make_pruner(pruning: PruningSpec, *, epochs: int) -> DivergencePruner:
+    """The divergence rule wrapped around the spec's Optuna pruner (if any)."""
+    warmup = pruning.warmup_epochs
+    wrapped: BasePruner | None = {
+        "none": None,
+        "median": MedianPruner(n_startup_trials=3, n_warmup_steps=warmup),
+        "percentile": PercentilePruner(25.0, n_startup_trials=3, n_warmup_steps=warmup),
+        "successive_halving": SuccessiveHalvingPruner(),
+        "hyperband": HyperbandPruner(min_resource=1, max_resource=max(epochs, 1)),
+    }[pruning.pruner]
+    return DivergencePruner(pruning.divergence_factor, wrapped)
+
+
+__all__ = ["DivergencePruner", "is_diverged", "make_pruner"]

@@ -1,0 +1,106 @@
+"""Study-level queries: insert, read, list, counts, leaderboard, cancel.
+
+All functions take the session keyword-only and never commit: the caller's scope does.
+Reads are indexed queries over hps_* tables, never a load of Optuna trials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from search.store._engine import utcnow
+from search.store._tables import (
+    ACTIVE_STUDY_STATES,
+    CANCELLED,
+    T_COMPLETE,
+    StudyRow,
+    TrialRow,
+)
+
+
+def insert_study(
+    *, session: Session, spec: dict[str, Any], optuna_study_name: str, n_trials: int
+) -> StudyRow:
+    row = StudyRow(
+        name=spec["name"],
+        optuna_study_name=optuna_study_name,
+        spec=spec,
+        dataset=spec["dataset"]["name"],
+        sampler=spec["search"]["sampler"],
+        metric=spec["objective"]["metric"],
+        direction=spec["objective"]["direction"],
+        n_trials=n_trials,
+        parallelism=spec["search"]["parallelism"],
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_study(*, session: Session, study_id: int) -> StudyRow | None:
+    return session.get(StudyRow, study_id)
+
+
+def list_studies(*, session: Session, offset: int, limit: int) -> tuple[list[StudyRow], int]:
+    count = session.scalar(select(func.count()).select_from(StudyRow)) or 0
+    rows = session.scalars(
+        select(StudyRow).order_by(StudyRow.id.desc()).offset(offset).limit(limit)
+    ).all()
+    return list(rows), count
+
+
+def trial_counts(*, session: Session, study_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Trials per state for each study: {study_id: {"RUNNING": n, "COMPLETE": n, ...}}."""
+    counts: dict[int, dict[str, int]] = {sid: {} for sid in study_ids}
+    if not study_ids:
+        return counts
+    stmt = (
+        select(TrialRow.study_id, TrialRow.state, func.count())
+        .where(TrialRow.study_id.in_(study_ids))
+        .group_by(TrialRow.study_id, TrialRow.state)
+    )
+    for study_id, state, n in session.execute(stmt):
+        counts[study_id][state] = n
+    return counts
+
+
+@dataclass(frozen=True)
+class LeaderboardEntry:
+    rank: int
+    trial: TrialRow
+
+
+def leaderboard(*, session: Session, study: StudyRow, top: int) -> list[LeaderboardEntry]:
+    """Completed trials sorted by the objective (best first); ties by trial number."""
+    order = TrialRow.value.asc() if study.direction == "minimize" else TrialRow.value.desc()
+    stmt = (
+        select(TrialRow)
+        .where(
+            TrialRow.study_id == study.id,
+            TrialRow.state == T_COMPLETE,
+            TrialRow.value.is_not(None),
+        )
+        .order_by(order, TrialRow.number.asc())
+        .limit(top)
+    )
+    return [LeaderboardEntry(rank=i + 1, trial=t) for i, t in enumerate(session.scalars(stmt))]
+
+
+def get_trial(*, session: Session, study_id: int, number: int) -> TrialRow | None:
+    return session.scalars(
+        select(TrialRow).where(TrialRow.study_id == study_id, TrialRow.number == number)
+    ).first()
+
+
+def cancel_study(*, session: Session, study_id: int) -> bool:
+    """Atomically move an active study to cancelled; False if it had already finished."""
+    result = session.execute(
+        update(StudyRow)
+        .where(StudyRow.id == study_id, StudyRow.status.in_(ACTIVE_STUDY_STATES))
+        .values(status=CANCELLED, finished_at=utcnow())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

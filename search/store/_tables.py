@@ -1,0 +1,103 @@
+"""SQLAlchemy 2.0 typed mappings of the hps_* tables (schema changes go through migrations/).
+
+- hps_studies: one row per submitted spec; ``claimed``/``running`` are the budget counters
+  that workers move with atomic conditional UPDATEs.
+- hps_trials: a compact per-trial record written by workers (state, value, params,
+  metrics, curves), so reads never load Optuna's trials.
+- hps_workers: one row per worker process (registration and heartbeats).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, MetaData, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from search.store._engine import utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+# Study states.
+QUEUED, RUNNING, COMPLETED, CANCELLED = "queued", "running", "completed", "cancelled"
+ACTIVE_STUDY_STATES = (QUEUED, RUNNING)
+FINISHED_STUDY_STATES = (COMPLETED, CANCELLED)
+# Trial states (Optuna's names).
+T_RUNNING, T_COMPLETE, T_PRUNED, T_FAIL = "RUNNING", "COMPLETE", "PRUNED", "FAIL"
+T_LOST = "LOST"  # heartbeat expired; a reaper is re-queuing it (budget still held)
+
+
+class StudyRow(Base):
+    __tablename__ = "hps_studies"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    optuna_study_name: Mapped[str] = mapped_column(String(64), unique=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    dataset: Mapped[str] = mapped_column(String(64))
+    sampler: Mapped[str] = mapped_column(String(32))
+    metric: Mapped[str] = mapped_column(String(32))
+    direction: Mapped[str] = mapped_column(String(16))
+    n_trials: Mapped[int] = mapped_column(Integer)
+    parallelism: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), index=True, default=QUEUED)
+    claimed: Mapped[int] = mapped_column(Integer, default=0)
+    running: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class TrialRow(Base):
+    __tablename__ = "hps_trials"
+    __table_args__ = (
+        Index("ix_hps_trials_leaderboard", "study_id", "state", "value"),
+        Index("ix_hps_trials_number", "study_id", "number", unique=True),
+        Index("ix_hps_trials_heartbeat", "state", "heartbeat_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("hps_studies.id", ondelete="CASCADE"))
+    number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    optuna_trial_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default=T_RUNNING)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    curves: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    epochs_run: Mapped[int] = mapped_column(Integer, default=0)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    worker_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class WorkerRow(Base):
+    __tablename__ = "hps_workers"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="idle", index=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    study_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    trial_number: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -1,0 +1,43 @@
+"""Worker registration and listing."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from search.store._engine import utcnow
+from search.store._tables import WorkerRow
+
+
+def register_worker(*, session: Session, name: str, host: str, pid: int, device: str) -> int:
+    row = WorkerRow(name=name, host=host, pid=pid, device=device, status="idle")
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def set_worker_state(
+    *,
+    session: Session,
+    worker_id: int,
+    status: str,
+    study_id: int | None = None,
+    trial_number: int | None = None,
+) -> None:
+    session.execute(
+        update(WorkerRow)
+        .where(WorkerRow.id == worker_id)
+        .values(status=status, study_id=study_id, trial_number=trial_number, last_seen=utcnow())
+    )
+
+
+def list_workers(
+    *, session: Session, offset: int, limit: int, include_stopped: bool
+) -> tuple[list[WorkerRow], int]:
+    stmt = select(WorkerRow)
+    count_stmt = select(func.count()).select_from(WorkerRow)
+    if not include_stopped:
+        stmt = stmt.where(WorkerRow.status != "stopped")
+        count_stmt = count_stmt.where(WorkerRow.status != "stopped")
+    rows = session.scalars(stmt.order_by(WorkerRow.id.desc()).offset(offset).limit(limit)).all()
+    return list(rows), session.scalar(count_stmt) or 0

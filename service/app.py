@@ -1,0 +1,69 @@
+"""create_app(settings): the FastAPI application (it validates, stores and answers reads;
+it never trains). A background task recovers trials whose worker died."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, FastAPI
+
+from search.store import make_session_factory
+from service.errors import install_error_handlers
+from service.routes import health, studies, workers
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def _recovery_loop(app: FastAPI) -> None:
+    from search.studies import recover_lost_trials
+
+    settings: Settings = app.state.settings
+    while True:
+        await asyncio.sleep(max(settings.grace_period / 3, 0.5))
+        try:
+            await asyncio.to_thread(
+                recover_lost_trials,
+                session_factory=app.state.session_factory,
+                storage_url=settings.database_url,
+                grace_s=settings.grace_period,
+            )
+        except Exception:
+            log.exception("recovering lost trials failed")
+
+
+def create_app(settings: Settings | None = None, *, recover: bool = True) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_recovery_loop(app)) if recover else None
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(
+        title="hpsearch",
+        version=health.VERSION,
+        description="Self-hosted hyperparameter search: submit specs, watch leaderboards.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.session_factory = make_session_factory(settings.database_url)
+    install_error_handlers(app)
+
+    api = APIRouter(prefix="/api/v1")
+    api.include_router(studies.router)
+    api.include_router(workers.router)
+    api.include_router(health.router)
+    app.include_router(api)
+    app.include_router(health.router)
+    return app
+
+
+__all__ = ["create_app"]

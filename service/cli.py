@@ -1,0 +1,399 @@
+"""The ``hpsearch`` command line.
+
+Client commands (submit, list, status, watch, leaderboard, cancel, workers, example) talk to a
+running server over HTTP through :class:`service.client.HpsClient` and import nothing heavy, so
+they start fast. Server-side commands (serve, worker, db upgrade) live in
+``service/_cli_server.py`` and import the heavy machinery inside the command.
+
+Errors are one line on stderr prefixed ``error:``; exit 1 for server/HTTP errors, 2 for
+usage and spec-file errors.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+import yaml
+from rich import box
+from rich.console import Console
+from rich.measure import Measurement
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from service._cli_server import register_server_commands
+from service.client import ClientError, HpsClient
+
+__all__ = ["DEFAULT_URL", "EXAMPLE_SPEC", "app", "main"]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+ACTIVE_STATUSES = frozenset({"queued", "running"})
+
+EXAMPLE_SPEC = """\
+name: digits-random
+dataset: digits
+model: mlp
+objective: {metric: dev_loss, direction: minimize}
+search:
+  sampler: random
+  n_trials: 12
+  parallelism: 2
+  seed: 0
+  space:
+    lr: {type: float, low: 1.0e-4, high: 1.0, log: true}
+    keep_prob: {type: float, low: 0.5, high: 1.0}
+    hidden: {type: layers, depth: [1, 2], units: [16, 256], log: true}
+training: {epochs: 10, batch_size: 64, optimizer: adam}
+pruning: {divergence_factor: 3.0}
+"""
+
+app = typer.Typer(
+    name="hpsearch",
+    help="Self-hosted hyperparameter search: submit specs, watch studies, read leaderboards.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+register_server_commands(app)
+
+UrlOption = Annotated[
+    str,
+    typer.Option("--url", envvar="HPS_URL", show_envvar=True, help="hpsearch server base URL."),
+]
+StudyId = Annotated[int, typer.Argument(help="Study id.", min=1)]
+IntervalOption = Annotated[
+    float, typer.Option("--interval", min=0.05, help="Seconds between status polls.")
+]
+TopOption = Annotated[int, typer.Option("--top", min=1, help="How many trials to show.")]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    """Print one ``error:`` line on stderr and exit with ``code``."""
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _connect(url: str) -> Iterator[HpsClient]:
+    """An open client; any :class:`ClientError` becomes one error line and exit 1."""
+    try:
+        with HpsClient(url) as client:
+            yield client
+    except ClientError as exc:
+        _fail(str(exc), 1)
+
+
+def _console() -> Console:
+    # Built per command so it writes to whatever sys.stdout is now (CliRunner swaps it).
+    return Console(highlight=False)
+
+
+def _print_table(console: Console, table: Table) -> None:
+    """Print a table; when stdout is not a terminal (pipes, CI logs) use its natural width
+    instead of cutting cells to rich's 80-column default."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = Measurement.get(console, console.options.update(max_width=1000), table).maximum
+    width = console.width
+    console.width = max(width, natural)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
+def _fmt(value: Any) -> str:
+    """A compact rendering of a param/metric value for tables and CSV."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list | tuple):
+        return "-".join(_fmt(item) for item in value)
+    return str(value)
+
+
+# --- spec files ---------------------------------------------------------------------------
+
+
+def _yaml_error_line(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        problem = exc.problem or exc.context or "parse error"
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return str(exc)
+
+
+def load_spec(source: str) -> dict[str, Any]:
+    """Read a YAML or JSON spec from a path (``-`` = stdin); exit 2 with one line on error."""
+    label = "<stdin>" if source == "-" else source
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        _fail(f"spec file not found: {source}", 2)
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read spec file {label}: {exc}", 2)
+    try:
+        spec = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        _fail(f"invalid JSON in {label}: {exc}", 2)
+    except yaml.YAMLError as exc:
+        _fail(f"invalid YAML in {label}: {_yaml_error_line(exc)}", 2)
+    if not isinstance(spec, dict):
+        _fail(f"spec in {label} must be a mapping, got {type(spec).__name__}", 2)
+    return spec
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+
+def _counts(study: dict[str, Any]) -> tuple[int, int, int, int]:
+    """(complete, pruned, failed, running) from a StudyPublic."""
+    counts = study.get("counts") or {}
+    complete, pruned, failed, running = (
+        int(counts.get(key) or 0) for key in ("complete", "pruned", "fail", "running")
+    )
+    return complete, pruned, failed, running
+
+
+def _best_value(study: dict[str, Any]) -> str:
+    best = study.get("best")
+    return _fmt(best.get("value")) if isinstance(best, dict) else "-"
+
+
+def leaderboard_table(board: dict[str, Any]) -> Table:
+    """The leaderboard as a table; the objective metric is the value column, so it is not
+    repeated among the metrics, and ``state`` only shows when some row is not COMPLETE."""
+    rows: list[dict[str, Any]] = board.get("data") or []
+    metric = str(board.get("metric") or "value")
+    params = sorted({name for row in rows for name in (row.get("params") or {})})
+    metrics = sorted({name for row in rows for name in (row.get("metrics") or {})} - {metric})
+    show_state = any(row.get("state") != "COMPLETE" for row in rows)
+    table = Table(
+        title=f"study {board.get('study_id')} leaderboard",
+        caption=f"{board.get('direction')} {metric}",
+        box=box.SIMPLE_HEAD,
+    )
+    states = ["state"] if show_state else []
+    for name in ["#", "trial", *states, metric, *params, *metrics, "epochs", "time (s)"]:
+        table.add_column(name, justify="left" if name == "state" else "right", overflow="fold")
+    for row in rows:
+        row_params, row_metrics = row.get("params") or {}, row.get("metrics") or {}
+        cells = [row.get("rank"), row.get("number"), *[row.get(key) for key in states]]
+        cells += [row.get("value"), *(row_params.get(name) for name in params)]
+        cells += [row_metrics.get(name) for name in metrics]
+        cells += [row.get("epochs_run"), row.get("duration_s")]
+        table.add_row(*(Text(_fmt(cell)) for cell in cells))
+    return table
+
+
+def _csv_cell(value: Any) -> str:
+    """Full precision (unlike tables); list params such as hidden become ``128-64``."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return "-".join(_csv_cell(item) for item in value)
+    return str(value)
+
+
+def write_leaderboard_csv(board: dict[str, Any]) -> None:
+    rows: list[dict[str, Any]] = board.get("data") or []
+    params = sorted({name for row in rows for name in (row.get("params") or {})})
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["rank", "number", "value", *params, "epochs_run", "duration_s"])
+    for row in rows:
+        row_params = row.get("params") or {}
+        cells = [row.get("rank"), row.get("number"), row.get("value")]
+        cells += [row_params.get(name) for name in params]
+        cells += [row.get("epochs_run"), row.get("duration_s")]
+        writer.writerow([_csv_cell(cell) for cell in cells])
+
+
+def _progress_line(study: dict[str, Any]) -> str:
+    complete, pruned, failed, running = _counts(study)
+    return (
+        f"complete {complete} · pruned {pruned} · failed {failed} · running {running}"
+        f" · best {_best_value(study)}"
+    )
+
+
+def watch_study(client: HpsClient, study_id: int, interval: float, console: Console) -> str:
+    """Poll a study with a progress bar until it leaves queued/running; return final status."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    study = client.get_study(study_id)
+    last_line = ""
+    with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("", total=None)
+        while True:
+            complete, pruned, failed, _ = _counts(study)
+            done = complete + pruned + failed
+            total = max(int(study.get("n_trials") or 0), done)
+            line = _progress_line(study)
+            progress.update(task, total=total or None, completed=done, description=line)
+            if not console.is_interactive and line != last_line:
+                progress.console.print(Text(f"study {study_id} [{study.get('status')}] {line}"))
+            last_line = line
+            if study.get("status") not in ACTIVE_STATUSES:
+                return str(study.get("status"))
+            time.sleep(interval)
+            study = client.get_study(study_id)
+
+
+def _watch_and_report(client: HpsClient, study_id: int, interval: float, top: int) -> None:
+    console = _console()
+    try:
+        status = watch_study(client, study_id, interval, console)
+    except KeyboardInterrupt:
+        typer.echo(f"stopped watching study {study_id}; it keeps running on the server", err=True)
+        raise typer.Exit(130) from None
+    _print_table(console, leaderboard_table(client.leaderboard(study_id, top=top)))
+    if status != "completed":
+        _fail(f"study {study_id} ended {status}", 1)
+
+
+# --- client commands ----------------------------------------------------------------------
+
+
+@app.command()
+def submit(
+    spec: Annotated[str, typer.Argument(help="YAML or JSON spec file ('-' reads stdin).")],
+    watch: Annotated[bool, typer.Option("--watch", help="Follow the study until it ends.")] = False,
+    interval: IntervalOption = 1.0,
+    top: TopOption = 10,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Submit a study spec to the server."""
+    body = load_spec(spec)
+    with _connect(url) as client:
+        study = client.create_study(body)
+        typer.echo(f"created study {study.get('id')} ({study.get('name')})")
+        if watch:
+            _watch_and_report(client, int(study["id"]), interval, top)
+
+
+@app.command("list")
+def list_studies(
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many studies.")] = 0,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 50,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """List studies."""
+    with _connect(url) as client:
+        page = client.list_studies(offset=offset, limit=limit)
+    studies: list[dict[str, Any]] = page.get("data") or []
+    table = Table(
+        caption=f"{len(studies)} of {page.get('count', len(studies))} studies", box=box.SIMPLE_HEAD
+    )
+    for name in ("id", "name", "status", "dataset", "sampler", "done/total", "best"):
+        table.add_column(name, justify="right" if name in ("id", "done/total", "best") else "left")
+    for study in studies:
+        complete, pruned, failed, _ = _counts(study)
+        done = f"{complete + pruned + failed}/{_fmt(study.get('n_trials'))}"
+        cells = [study.get(key) for key in ("id", "name", "status", "dataset", "sampler")]
+        table.add_row(*(Text(_fmt(cell)) for cell in cells), done, _best_value(study))
+    _print_table(_console(), table)
+
+
+@app.command()
+def status(study_id: StudyId, url: UrlOption = DEFAULT_URL) -> None:
+    """Show one study's status, trial counts and best trial."""
+    with _connect(url) as client:
+        study = client.get_study(study_id)
+    complete, pruned, failed, running = _counts(study)
+    lines = [
+        f"study {study.get('id')} ({study.get('name')}): {study.get('status')}",
+        f"dataset {study.get('dataset')} · sampler {study.get('sampler')} · "
+        f"{study.get('direction')} {study.get('metric')}",
+        f"trials: {complete + pruned + failed}/{_fmt(study.get('n_trials'))} finished "
+        f"(complete {complete}, pruned {pruned}, failed {failed}), running {running}, "
+        f"parallelism {_fmt(study.get('parallelism'))}",
+    ]
+    best = study.get("best")
+    if isinstance(best, dict):
+        lines.append(f"best: trial {best.get('number')} value {_fmt(best.get('value'))}")
+        lines += [f"  {k} = {_fmt(v)}" for k, v in sorted((best.get("params") or {}).items())]
+    else:
+        lines.append("best: none yet")
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def watch(
+    study_id: StudyId,
+    interval: IntervalOption = 1.0,
+    top: TopOption = 10,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Follow a study until it completes (exit 0) or is cancelled (exit 1)."""
+    with _connect(url) as client:
+        _watch_and_report(client, study_id, interval, top)
+
+
+@app.command()
+def leaderboard(
+    study_id: StudyId,
+    top: TopOption = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the server's JSON.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Show the best trials of a study."""
+    if as_json and as_csv:
+        _fail("--json and --csv are mutually exclusive", 2)
+    with _connect(url) as client:
+        board = client.leaderboard(study_id, top=top)
+    if as_json:
+        typer.echo(json.dumps(board, indent=2))
+    elif as_csv:
+        write_leaderboard_csv(board)
+    else:
+        _print_table(_console(), leaderboard_table(board))
+
+
+@app.command()
+def cancel(study_id: StudyId, url: UrlOption = DEFAULT_URL) -> None:
+    """Cancel a queued or running study."""
+    with _connect(url) as client:
+        study = client.cancel(study_id)
+    typer.echo(f"study {study.get('id')} ({study.get('name')}): {study.get('status')}")
+
+
+@app.command()
+def workers(url: UrlOption = DEFAULT_URL) -> None:
+    """List the workers the server knows about."""
+    with _connect(url) as client:
+        page = client.list_workers()
+    rows: list[dict[str, Any]] = page.get("data") or []
+    keys = ("id", "host", "pid", "device", "status", "study_id", "trial_number", "last_seen")
+    table = Table(caption=f"workers: {page.get('count', len(rows))}", box=box.SIMPLE_HEAD)
+    for key in keys:
+        table.add_column(key.replace("_", " "))
+    for row in rows:
+        table.add_row(*(Text(_fmt(row.get(key))) for key in keys))
+    _print_table(_console(), table)
+
+
+@app.command()
+def example() -> None:
+    """Print an example study spec (YAML)."""
+    typer.echo(EXAMPLE_SPEC, nl=False)
+
+
+def main() -> None:
+    """Console-script entry point (``hpsearch``)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""A small typed HTTP client for the hpsearch REST API (``/api/v1``).
+
+Used by the CLI's client commands, so it imports nothing heavier than httpx.
+Every failure (unreachable server, timeout, 4xx/5xx, non-JSON answer) is raised as
+:class:`ClientError` carrying one human-readable line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+__all__ = ["ClientError", "HpsClient", "error_message"]
+
+API_PREFIX = "/api/v1"
+
+
+class ClientError(Exception):
+    """A request to the hpsearch server failed; ``str(err)`` is one clear line."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+def _format_validation_item(item: Any) -> str:
+    """One FastAPI 422 item -> ``search.n_trials: Input should be ...``."""
+    if not isinstance(item, dict):
+        return str(item)
+    loc = [str(part) for part in item.get("loc", [])]
+    if loc and loc[0] == "body":
+        loc = loc[1:]
+    msg = str(item.get("msg", "invalid value"))
+    return f"{'.'.join(loc)}: {msg}" if loc else msg
+
+
+def error_message(response: httpx.Response) -> str:
+    """Build one line from an error response's JSON ``detail``.
+
+    A string detail is used as is; FastAPI's 422 list becomes ``loc.path: msg`` items
+    (the leading ``body`` dropped) joined by ``; ``; anything else falls back to
+    ``HTTP <code>: <body text>``.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, str):
+        text = detail
+    elif isinstance(detail, list) and detail:
+        text = "; ".join(_format_validation_item(item) for item in detail)
+    elif detail is not None:
+        text = str(detail)
+    else:
+        fallback = " ".join(response.text.split())[:200] or response.reason_phrase
+        return f"HTTP {response.status_code}: {fallback}"
+    return " ".join(text.split())  # keep it on one line
+
+
+class HpsClient:
+    """Typed wrapper over the hpsearch REST API.
+
+    >>> client = HpsClient("http://127.0.0.1:8000")
+    >>> client.get_study(1)["status"]  # doctest: +SKIP
+    'running'
+    """
+
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout!r}")
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        try:
+            self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        except httpx.InvalidURL as exc:
+            raise ClientError(f"invalid hpsearch server URL {base_url!r}: {exc}") from exc
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> HpsClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        url = f"{API_PREFIX}{path}"
+        try:
+            response = self._http.request(method, url, json=json, params=params)
+        except httpx.TimeoutException as exc:
+            raise ClientError(
+                f"cannot reach hpsearch server at {self.base_url}: timed out ({exc})"
+            ) from exc
+        except (httpx.RequestError, httpx.InvalidURL) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise ClientError(f"cannot reach hpsearch server at {self.base_url}: {reason}") from exc
+        if response.is_error:
+            raise ClientError(error_message(response), status_code=response.status_code)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise ClientError(
+                f"unexpected non-JSON answer from {self.base_url}{url} "
+                f"(HTTP {response.status_code})"
+            ) from exc
+        if not isinstance(body, dict):
+            raise ClientError(f"unexpected answer from {self.base_url}{url}: not a JSON object")
+        return body
+
+    def create_study(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", "/studies", json=spec)
+
+    def list_studies(self, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+        return self._request("GET", "/studies", params={"offset": offset, "limit": limit})
+
+    def get_study(self, id: int) -> dict[str, Any]:
+        return self._request("GET", f"/studies/{id}")
+
+    def leaderboard(self, id: int, top: int = 10) -> dict[str, Any]:
+        return self._request("GET", f"/studies/{id}/leaderboard", params={"top": top})
+
+    def get_trial(self, id: int, number: int) -> dict[str, Any]:
+        return self._request("GET", f"/studies/{id}/trials/{number}")
+
+    def cancel(self, id: int) -> dict[str, Any]:
+        return self._request("POST", f"/studies/{id}/cancel")
+
+    def health(self) -> dict[str, Any]:
+        return self._request("GET", "/health")
+
+    def list_workers(self) -> dict[str, Any]:
+        return self._request("GET", "/workers")

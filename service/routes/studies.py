@@ -1,0 +1,130 @@
+"""/api/v1/studies: submit, list, read, leaderboard, trial curves, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from sqlalchemy.orm import Session
+
+from search import store
+from search.spec import ExperimentSpec
+from service.deps import SessionDep, SessionFactoryDep, SettingsDep
+from service.errors import Conflict, NotFound
+from service.schemas import (
+    BestTrial,
+    LeaderboardPublic,
+    LeaderboardRow,
+    StudiesPublic,
+    StudyPublic,
+    TrialCounts,
+    TrialPublic,
+)
+
+router = APIRouter(prefix="/studies", tags=["studies"])
+
+
+def _counts(raw: dict[str, int]) -> TrialCounts:
+    return TrialCounts(
+        running=raw.get(store.T_RUNNING, 0) + raw.get(store.T_LOST, 0),
+        complete=raw.get(store.T_COMPLETE, 0),
+        pruned=raw.get(store.T_PRUNED, 0),
+        fail=raw.get(store.T_FAIL, 0),
+    )
+
+
+def _public(session: Session, row: store.StudyRow, raw_counts: dict[str, int]) -> StudyPublic:
+    top = store.leaderboard(session=session, study=row, top=1)
+    best = None
+    if top:
+        t = top[0].trial
+        assert t.number is not None and t.value is not None
+        best = BestTrial(number=t.number, value=t.value, params=t.params)
+    return StudyPublic.model_validate(
+        {
+            **{c: getattr(row, c) for c in StudyPublic.model_fields if hasattr(row, c)},
+            "counts": _counts(raw_counts),
+            "best": best,
+        }
+    )
+
+
+def _get_or_404(session: Session, study_id: int) -> store.StudyRow:
+    row = store.get_study(session=session, study_id=study_id)
+    if row is None:
+        raise NotFound(f"study {study_id} not found")
+    return row
+
+
+@router.post("", response_model=StudyPublic, status_code=status.HTTP_201_CREATED)
+def create_study(
+    spec: ExperimentSpec, session: SessionDep, factory: SessionFactoryDep, settings: SettingsDep
+) -> StudyPublic:
+    from search.studies import create_study as create  # imports optuna
+
+    row = create(session_factory=factory, storage_url=settings.database_url, spec=spec)
+    return _public(session, _get_or_404(session, row.id), {})
+
+
+@router.get("", response_model=StudiesPublic)
+def list_studies(
+    session: SessionDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> StudiesPublic:
+    rows, count = store.list_studies(session=session, offset=offset, limit=limit)
+    counts = store.trial_counts(session=session, study_ids=[r.id for r in rows])
+    return StudiesPublic(data=[_public(session, r, counts[r.id]) for r in rows], count=count)
+
+
+@router.get("/{study_id}", response_model=StudyPublic)
+def read_study(study_id: int, session: SessionDep) -> StudyPublic:
+    row = _get_or_404(session, study_id)
+    counts = store.trial_counts(session=session, study_ids=[study_id])
+    return _public(session, row, counts[study_id])
+
+
+@router.get("/{study_id}/leaderboard", response_model=LeaderboardPublic)
+def read_leaderboard(
+    study_id: int, session: SessionDep, top: Annotated[int, Query(ge=1, le=1000)] = 10
+) -> LeaderboardPublic:
+    row = _get_or_404(session, study_id)
+    entries = store.leaderboard(session=session, study=row, top=top)
+    data = [
+        LeaderboardRow(
+            rank=e.rank,
+            number=e.trial.number,
+            state=e.trial.state,
+            value=e.trial.value,
+            params=e.trial.params,
+            metrics=e.trial.metrics,
+            epochs_run=e.trial.epochs_run,
+            duration_s=e.trial.duration_s,
+        )
+        for e in entries
+    ]
+    return LeaderboardPublic(study_id=row.id, metric=row.metric, direction=row.direction, data=data)
+
+
+@router.get("/{study_id}/trials/{number}", response_model=TrialPublic)
+def read_trial(study_id: int, number: int, session: SessionDep) -> TrialPublic:
+    _get_or_404(session, study_id)
+    trial = store.get_trial(session=session, study_id=study_id, number=number)
+    if trial is None:
+        raise NotFound(f"trial {number} of study {study_id} not found")
+    return TrialPublic.model_validate(
+        {
+            **{c: getattr(trial, c) for c in TrialPublic.model_fields if hasattr(trial, c)},
+            "prune_reason": trial.reason,
+        }
+    )
+
+
+@router.post("/{study_id}/cancel", response_model=StudyPublic)
+def cancel_study(study_id: int, session: SessionDep) -> StudyPublic:
+    row = _get_or_404(session, study_id)
+    if not store.cancel_study(session=session, study_id=study_id):
+        raise Conflict(f"study {study_id} is already {row.status}")
+    session.commit()
+    session.refresh(row)
+    return read_study(study_id, session)

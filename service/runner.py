@@ -1,0 +1,128 @@
+"""Process entry points behind ``hpsearch serve``, ``hpsearch worker`` and ``db upgrade``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from service.settings import Settings
+
+log = logging.getLogger("hpsearch")
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("HPS_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
+    )
+
+
+def upgrade_db(db_url: str | None = None) -> str:
+    """Migrate the hps_* tables and create Optuna's tables; returns the URL used."""
+    import migrations
+    from search.studies import get_storage
+
+    url = db_url or Settings().database_url
+    migrations.upgrade(url)
+    get_storage(url)  # Optuna creates/checks its own tables
+    print(f"database ready: {_redact(url)} (hps schema {migrations.current_revision(url)})")
+    return url
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def run_worker_cli(
+    *,
+    db_url: str | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    study_id: int | None = None,
+    max_trials: int | None = None,
+    name: str | None = None,
+) -> None:
+    """Run one worker in this process until SIGTERM/SIGINT or ``max_trials``."""
+    _logging()
+    import torch
+
+    from models import resolve_device
+    from search.worker import Worker, WorkerOptions
+
+    settings = Settings()
+    resolved = str(resolve_device(device or settings.device))
+    n_threads = threads or settings.threads or os.cpu_count() or 1
+    torch.set_num_threads(n_threads)
+    worker = Worker(
+        WorkerOptions(
+            db_url=db_url or settings.database_url,
+            name=name or "",
+            device=resolved,
+            threads=n_threads,
+            study_id=study_id,
+            max_trials=max_trials,
+            heartbeat_interval=settings.heartbeat_interval,
+            grace_period=settings.grace_period,
+            poll_interval=settings.poll_interval,
+        )
+    )
+    worker.install_signal_handlers()
+    log.info("worker on %s with %d threads", resolved, n_threads)
+    try:
+        n = worker.run()
+    except KeyboardInterrupt:
+        log.info("worker interrupted")
+        sys.exit(130)
+    log.info("worker stopped after %d trials", n)
+
+
+def serve(*, host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
+    """Migrate, start ``workers`` local worker processes, run the API until Ctrl-C/SIGTERM,
+    then stop the workers (each ends its trial as interrupted, so none stays RUNNING)."""
+    _logging()
+    import uvicorn
+
+    from service.app import create_app
+
+    settings = Settings()
+    host = host or settings.host
+    port = port or settings.port
+    n_workers = settings.workers if workers is None else workers
+    url = upgrade_db(settings.database_url)
+    threads = settings.threads or max(1, (os.cpu_count() or 1) // max(n_workers, 1))
+    procs = [_spawn_worker(url, threads, i) for i in range(n_workers)]
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop_workers(procs)
+
+
+def _spawn_worker(url: str, threads: int, index: int) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "service.cli", "worker", "--db", url, "--threads", str(threads)]
+    cmd += ["--name", f"local-{index}"]
+    return subprocess.Popen(cmd)
+
+
+def _stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+__all__ = ["run_worker_cli", "serve", "upgrade_db"]

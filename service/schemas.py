@@ -1,0 +1,112 @@
+"""API response schemas (apart from the ORM tables)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_serializer
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    @field_serializer("*", when_used="json", check_fields=False)
+    def _utc(self, v: Any) -> Any:
+        # Timestamps are stored as naive UTC; say so on the wire.
+        if isinstance(v, datetime) and v.tzinfo is None:
+            return v.isoformat() + "Z"
+        return v
+
+
+class TrialCounts(BaseModel):
+    running: int = 0
+    complete: int = 0
+    pruned: int = 0
+    fail: int = 0
+
+
+class BestTrial(BaseModel):
+    number: int
+    value: float
+    params: dict[str, Any]
+
+
+class StudyPublic(_Out):
+    id: int
+    name: str
+    status: str
+    spec: dict[str, Any]
+    dataset: str
+    sampler: str
+    metric: str
+    direction: str
+    n_trials: int
+    parallelism: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    counts: TrialCounts
+    best: BestTrial | None
+
+
+class StudiesPublic(BaseModel):
+    data: list[StudyPublic]
+    count: int
+
+
+class LeaderboardRow(BaseModel):
+    rank: int
+    number: int
+    state: str
+    value: float
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    epochs_run: int
+    duration_s: float | None
+
+
+class LeaderboardPublic(BaseModel):
+    study_id: int
+    metric: str
+    direction: str
+    data: list[LeaderboardRow]
+
+
+class TrialPublic(_Out):
+    study_id: int
+    number: int
+    state: str
+    value: float | None
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    curves: dict[str, Any]
+    epochs_run: int
+    duration_s: float | None
+    prune_reason: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class WorkerPublic(_Out):
+    id: int
+    name: str
+    host: str
+    pid: int
+    device: str
+    status: str
+    started_at: datetime
+    last_seen: datetime
+    study_id: int | None
+    trial_number: int | None
+
+
+class WorkersPublic(BaseModel):
+    data: list[WorkerPublic]
+    count: int
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+    version: str
