@@ -162,7 +162,7 @@ ParamSpec = Annotated[
 
 # Each tunable knob, the parameter types it accepts, and the allowed values where fixed.
 KNOBS: dict[str, tuple[str, ...]] = {
-    "lr": ("float",),
+    "lr": ("float", "categorical"),
     "keep_prob": ("float", "categorical"),
     "weight_decay": ("float", "categorical"),
     "momentum": ("float", "categorical"),
@@ -180,7 +180,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 # Inclusive/exclusive bounds of numeric knobs: (low, high, low_inclusive).
 _BOUNDS: dict[str, tuple[float, float, bool]] = {
-    "lr": (0.0, 10.0, False),
+    "lr": (0.0, 100.0, False),
     "keep_prob": (0.0, 1.0, False),
     "weight_decay": (0.0, 1.0, True),
     "momentum": (0.0, 1.0, True),
@@ -220,7 +220,9 @@ class Objective(_Strict):
         if self.direction is None:
             self.direction = natural
         elif self.direction != natural:
-            raise ValueError(f"metric {self.metric} must be {natural}d, not {self.direction}d")
+            raise ValueError(
+                f"direction must be {natural!r} for metric {self.metric!r}, got {self.direction!r}"
+            )
         return self
 
 
@@ -270,7 +272,7 @@ class TrainingSpec(_Strict):
     epochs: int = Field(20, ge=1, le=1000)
     batch_size: int = Field(64, ge=1, le=65536)
     optimizer: OptimizerName = "adam"
-    lr: float = Field(1e-3, gt=0, le=10)
+    lr: float = Field(1e-3, gt=0, le=100)
     momentum: float = Field(0.9, ge=0, le=1)
     weight_decay: float = Field(0.0, ge=0, le=1)
     keep_prob: float = Field(1.0, gt=0, le=1)

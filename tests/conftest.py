@@ -1,0 +1,83 @@
+"""Shared fixtures: every storage-dependent test runs on SQLite and on PostgreSQL.
+
+PostgreSQL tests use a throwaway database created on the server named by
+``HPS_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``) and
+dropped afterwards. They never skip: an unreachable server fails them loudly.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+PG_ADMIN_URL = os.environ.get(
+    "HPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _psycopg_url(url: str) -> str:
+    u = make_url(url)
+    return u.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def _forget(url: str) -> None:
+    """Dispose this process's cached engines for ``url`` (so the database can be dropped)."""
+    from search.store import get_engine
+
+    get_engine(url).dispose()
+    try:
+        from search.studies import _STORAGES
+    except ImportError:
+        return
+    storage = _STORAGES.pop(url, None)
+    if storage is not None:
+        storage.engine.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    admin = create_engine(_psycopg_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
+    name = f"hps_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # never skip: PostgreSQL is part of the product
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} (HPS_TEST_POSTGRES_URL) unusable: {exc}")
+    url = make_url(_psycopg_url(PG_ADMIN_URL)).set(database=name).render_as_string(False)
+    try:
+        yield url
+    finally:
+        _forget(url)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'hps.db'}"
+    yield url
+    _forget(url)
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest) -> str:
+    """An empty database on each backend."""
+    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+def migrated_url(db_url: str) -> str:
+    """A database with the hps_* tables migrated and Optuna's tables created."""
+    from service.runner import upgrade_db
+
+    upgrade_db(db_url)
+    return db_url

@@ -1,0 +1,86 @@
+"""Random search is log-uniform and keyed on (seed, trial number); grids are products."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import optuna
+from scipy import stats
+
+from search.samplers import TrialKeyedRandomSampler
+from search.space import grid_points, suggest
+from search.spec import ExperimentSpec
+
+
+def _lrs(n: int, seed: int) -> list[float]:
+    study = optuna.create_study(sampler=TrialKeyedRandomSampler(seed))
+    study.optimize(lambda t: t.suggest_float("lr", 1e-5, 1.0, log=True), n_trials=n)
+    return [t.params["lr"] for t in study.trials]
+
+
+def test_learning_rates_are_uniform_in_log10() -> None:
+    lrs = np.array(_lrs(2000, seed=0))
+    assert lrs.min() >= 1e-5 and lrs.max() <= 1.0
+    exponents = np.log10(lrs)
+    # Kolmogorov-Smirnov against U(-5, 0): uniform in log10, not in lr.
+    ks = stats.kstest(exponents, stats.uniform(loc=-5, scale=5).cdf)
+    assert ks.pvalue > 0.001, ks
+    # Each of the five decades gets about a fifth (400 +- ~4 sigma).
+    counts, _ = np.histogram(exponents, bins=[-5, -4, -3, -2, -1, 0])
+    assert all(320 <= c <= 480 for c in counts), counts
+    # A linear sampler would put ~90% of draws in the top decade; this one does not.
+    assert (lrs > 0.1).mean() < 0.3
+
+
+def test_trial_k_depends_only_on_seed_and_k() -> None:
+    assert _lrs(20, seed=7) == _lrs(20, seed=7)
+    assert _lrs(20, seed=7) != _lrs(20, seed=8)
+    assert _lrs(5, seed=7) == _lrs(20, seed=7)[:5]
+
+
+def _spec(space: dict, sampler: str = "grid") -> ExperimentSpec:
+    return ExperimentSpec.model_validate(
+        {"name": "g", "dataset": "iris", "search": {"sampler": sampler, "space": space}}
+    )
+
+
+def test_grid_is_exactly_the_cartesian_product() -> None:
+    spec = _spec(
+        {
+            "lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True, "points": 3},
+            "activation": {"type": "categorical", "choices": ["relu", "tanh"]},
+            "hidden": {"type": "layers", "values": [[32], [64, 32]]},
+        }
+    )
+    points = grid_points(spec.search.space)
+    lrs = [1e-3, 1e-2, 1e-1]
+    expected = {
+        (lr, act, hid) for lr, act, hid in itertools.product(lrs, ["relu", "tanh"], ["32", "64-32"])
+    }
+    got = {(p["lr"], p["activation"], p["hidden"]) for p in points}
+    assert len(points) == 12 == spec.search.n_trials
+    assert {(round(math.log10(a), 9), b, c) for a, b, c in got} == {
+        (round(math.log10(a), 9), b, c) for a, b, c in expected
+    }
+
+
+def test_int_points_are_deduplicated_and_spec_counts_them() -> None:
+    spec = _spec({"batch_size": {"type": "int", "low": 1, "high": 3, "points": 5}})
+    assert [p["batch_size"] for p in grid_points(spec.search.space)] == [1, 2, 3]
+    assert spec.search.n_trials == 3
+
+
+def test_suggest_decodes_layers() -> None:
+    spec = _spec(
+        {"hidden": {"type": "layers", "depth": [1, 3], "units": [8, 512]}}, sampler="random"
+    )
+    study = optuna.create_study(sampler=TrialKeyedRandomSampler(0))
+    for _ in range(30):
+        trial = study.ask()
+        knobs = suggest(trial, spec.search.space)
+        assert 1 <= len(knobs["hidden"]) <= 3
+        assert all(8 <= u <= 512 for u in knobs["hidden"])
+        assert trial.params["hidden.depth"] == len(knobs["hidden"])
+        study.tell(trial, 0.0)

@@ -1,0 +1,52 @@
+"""The spec's name lists agree with models/, and the shipped examples validate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+import models
+from search import spec as S
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_names_match_models() -> None:
+    assert dict(models.DATASETS) == S.DATASET_TASKS
+    assert tuple(models.ACTIVATIONS) == S.ACTIVATIONS
+    assert tuple(models.OPTIMIZERS) == S.OPTIMIZERS
+    assert tuple(models.WEIGHT_INITS) == S.WEIGHT_INITS
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")))
+def test_examples_validate(path: Path) -> None:
+    spec = S.ExperimentSpec.model_validate(yaml.safe_load(path.read_text()))
+    assert spec.search.n_trials >= 1
+
+
+def test_cli_example_validates() -> None:
+    from service.cli import EXAMPLE_SPEC
+
+    S.ExperimentSpec.model_validate(yaml.safe_load(EXAMPLE_SPEC))
+
+
+def test_defaults_and_direction() -> None:
+    spec = S.ExperimentSpec.model_validate({"name": "a", "dataset": "iris"})
+    assert spec.dataset.split == (0.6, 0.2, 0.2)
+    assert spec.direction == "minimize"
+    acc = S.ExperimentSpec.model_validate(
+        {"name": "a", "dataset": "iris", "objective": {"metric": "dev_accuracy"}}
+    )
+    assert acc.direction == "maximize"
+
+
+def test_grid_budget_is_the_grid() -> None:
+    space = {"activation": {"type": "categorical", "choices": ["relu", "tanh", "sigmoid"]}}
+    base = {"name": "a", "dataset": "iris", "search": {"sampler": "grid", "space": space}}
+    assert S.ExperimentSpec.model_validate(base).search.n_trials == 3
+    base["search"] = {**base["search"], "n_trials": 2}
+    with pytest.raises(ValidationError, match="smaller than the grid"):
+        S.ExperimentSpec.model_validate(base)

@@ -1,0 +1,174 @@
+"""The worker loop, in-process, on a real database with real Optuna and real training."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import optuna
+from sqlalchemy import select, update
+
+from search import store
+from search.spec import ExperimentSpec
+from search.studies import create_study, get_storage, recover_lost_trials
+from search.worker import Worker, WorkerOptions
+
+
+def _spec(**search: Any) -> ExperimentSpec:
+    base = {
+        "name": "w",
+        "dataset": "iris",
+        "search": {
+            "sampler": "random",
+            "n_trials": 5,
+            "parallelism": 2,
+            "seed": 3,
+            "space": {
+                "lr": {"type": "float", "low": 1e-3, "high": 3.0, "log": True},
+                "hidden": {"type": "layers", "depth": [1, 2], "units": [4, 32]},
+            },
+        }
+        | search,
+        "training": {"epochs": 3, "batch_size": 32},
+    }
+    return ExperimentSpec.model_validate(base)
+
+
+def _create(url: str, spec: ExperimentSpec) -> int:
+    return create_study(
+        session_factory=store.make_session_factory(url), storage_url=url, spec=spec
+    ).id
+
+
+def _trials(url: str, study_id: int) -> list[store.TrialRow]:
+    with store.session_scope(store.make_session_factory(url)) as s:
+        rows = s.scalars(select(store.TrialRow).where(store.TrialRow.study_id == study_id))
+        return sorted(rows, key=lambda t: t.number if t.number is not None else -1)
+
+
+def _run(url: str, **options: Any) -> int:
+    return Worker(WorkerOptions(db_url=url, exit_when_idle=True, **options)).run()
+
+
+def test_worker_completes_a_study(migrated_url: str) -> None:
+    sid = _create(migrated_url, _spec())
+    assert _run(migrated_url) == 5
+    trials = _trials(migrated_url, sid)
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4]
+    assert all(t.state in ("COMPLETE", "PRUNED") for t in trials)
+    for t in trials:
+        assert set(t.params) == {"lr", "hidden"} and isinstance(t.params["hidden"], list)
+        assert t.duration_s is not None and t.duration_s > 0
+        assert len(t.curves["dev_loss"]) == t.epochs_run + 1  # epoch 0 is the initial loss
+        if t.state == "COMPLETE":
+            assert t.epochs_run == 3 and t.value == t.curves["dev_loss"][-1]
+        else:
+            assert t.reason == "diverged"
+    with store.session_scope(store.make_session_factory(migrated_url)) as s:
+        study = store.get_study(session=s, study_id=sid)
+        assert (study.status, study.claimed, study.running) == ("completed", 5, 0)
+    # Optuna agrees with our compact table.
+    frozen = optuna.load_study(
+        study_name=study.optuna_study_name, storage=get_storage(migrated_url)
+    ).trials
+    assert [f.state.name for f in frozen] == [t.state for t in trials]
+
+
+def test_diverging_learning_rate_is_pruned_at_once(migrated_url: str) -> None:
+    spec = _spec(
+        n_trials=1,
+        space={"lr": {"type": "categorical", "choices": [50.0]}},
+    )
+    spec.training.optimizer = "sgd"
+    sid = _create(migrated_url, spec)
+    _run(migrated_url)
+    (trial,) = _trials(migrated_url, sid)
+    assert (trial.state, trial.reason, trial.epochs_run) == ("PRUNED", "diverged", 0)
+
+
+def test_grid_runs_each_point_once(migrated_url: str) -> None:
+    spec = _spec(
+        sampler="grid",
+        n_trials=6,
+        space={
+            "lr": {"type": "float", "values": [0.001, 0.01, 0.1]},
+            "activation": {"type": "categorical", "choices": ["relu", "tanh"]},
+        },
+    )
+    sid = _create(migrated_url, spec)
+    _run(migrated_url)
+    got = sorted((t.params["lr"], t.params["activation"]) for t in _trials(migrated_url, sid))
+    assert got == sorted((lr, a) for lr in (0.001, 0.01, 0.1) for a in ("relu", "tanh"))
+
+
+def test_seeded_random_search_repeats_its_configurations(migrated_url: str) -> None:
+    first, second = _create(migrated_url, _spec()), _create(migrated_url, _spec())
+    _run(migrated_url, study_id=first)
+    _run(migrated_url, study_id=second)
+    configs = [
+        {(t.number, repr(t.params)) for t in _trials(migrated_url, sid)} for sid in (first, second)
+    ]
+    assert configs[0] == configs[1] and len(configs[0]) == 5
+
+
+def test_cancel_stops_a_running_trial_at_the_next_epoch(migrated_url: str) -> None:
+    spec = _spec(n_trials=3, parallelism=1, space={})
+    spec.training.epochs = 1000
+    spec.training.lr = 1e-4
+    sid = _create(migrated_url, spec)
+    worker = Worker(WorkerOptions(db_url=migrated_url, heartbeat_interval=0.1, exit_when_idle=True))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    factory = store.make_session_factory(migrated_url)
+    deadline = time.monotonic() + 60
+    while not any(
+        t.state == "RUNNING" and t.number is not None for t in _trials(migrated_url, sid)
+    ):
+        assert time.monotonic() < deadline, "trial never started"
+        time.sleep(0.05)
+    with store.session_scope(factory) as s:
+        assert store.cancel_study(session=s, study_id=sid)
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    (trial,) = _trials(migrated_url, sid)  # no new trial after the cancel
+    assert (trial.state, trial.reason) == ("FAIL", "cancelled")
+    assert trial.epochs_run < 1000
+    with store.session_scope(factory) as s:
+        study = store.get_study(session=s, study_id=sid)
+        assert (study.status, study.running) == ("cancelled", 0)
+
+
+def test_lost_trial_is_failed_and_its_configuration_retried(migrated_url: str) -> None:
+    spec = _spec(n_trials=2, parallelism=2)
+    sid = _create(migrated_url, spec)
+    factory = store.make_session_factory(migrated_url)
+    # A worker claims a trial, asks Optuna for it, then dies (no heartbeat, no tell).
+    with store.session_scope(factory) as s:
+        claim = store.claim_trial(session=s, worker_id=None)
+        row = store.get_study(session=s, study_id=sid)
+    study = optuna.load_study(study_name=row.optuna_study_name, storage=get_storage(migrated_url))
+    dead = study.ask()
+    lr = dead.suggest_float("lr", 1e-3, 3.0, log=True)
+    with store.session_scope(factory) as s:
+        store.attach_optuna_trial(
+            session=s,
+            trial_row_id=claim.trial_row_id,
+            number=dead.number,
+            optuna_trial_id=dead._trial_id,
+            params={"lr": lr},
+        )
+        s.execute(
+            update(store.TrialRow)
+            .where(store.TrialRow.id == claim.trial_row_id)
+            .values(heartbeat_at=store.utcnow() - timedelta(seconds=60))
+        )
+    assert recover_lost_trials(session_factory=factory, storage_url=migrated_url, grace_s=30) == 1
+    assert study.trials[dead.number].state == optuna.trial.TrialState.FAIL
+    _run(migrated_url)
+    trials = _trials(migrated_url, sid)
+    finished = [t for t in trials if t.state in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 2  # exactly n_trials finished despite the loss
+    assert [t.reason for t in trials if t.state == "FAIL"] == ["worker lost (no heartbeat)"]
+    assert any(t.params["lr"] == lr for t in finished)  # the lost configuration re-ran
