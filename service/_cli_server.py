@@ -30,9 +30,16 @@ def _runner_function(name: str) -> Any:
 
 
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(min=0, help="Local worker processes to start.")] = 2,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind (default: HPS_HOST, 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="TCP port (default: HPS_PORT, 8000).")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=0, help="Local worker processes to start (default: HPS_WORKERS, 2)."),
+    ] = None,
 ) -> None:
     """Run the API server with local worker processes."""
     _runner_function("serve")(host=host, port=port, workers=workers)

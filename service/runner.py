@@ -16,7 +16,7 @@ log = logging.getLogger("hpsearch")
 
 def _logging() -> None:
     logging.basicConfig(
-        level=os.environ.get("HPS_LOG_LEVEL", "INFO"),
+        level=Settings().log_level.upper(),
         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
     )
 
@@ -97,13 +97,17 @@ def serve(*, host: str | None = None, port: int | None = None, workers: int | No
     url = upgrade_db(settings.database_url)
     threads = settings.threads or max(1, (os.cpu_count() or 1) // max(n_workers, 1))
     procs = [_spawn_worker(url, threads, i) for i in range(n_workers)]
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # until uvicorn installs its own
     try:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     except KeyboardInterrupt:
         pass
     finally:
         _stop_workers(procs)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _spawn_worker(url: str, threads: int, index: int) -> subprocess.Popen[bytes]:

@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     grace_period: float = Field(30.0, gt=0, description="heartbeat age after which a trial is lost")
     poll_interval: float = Field(0.5, gt=0, description="idle worker's sleep between claims")
     url: str = Field("http://127.0.0.1:8000", description="server URL used by the CLI")
+    log_level: str = Field("INFO", description="log level of serve and worker processes")
 
 
 __all__ = ["Settings"]

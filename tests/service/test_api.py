@@ -45,7 +45,12 @@ def _with(path: str, value: Any) -> dict[str, Any]:
     return spec
 
 
-_DELETE = object()
+class _Delete:
+    def __repr__(self) -> str:
+        return "<deleted>"
+
+
+_DELETE = _Delete()
 LR = "search.space.lr"
 
 # (field path to change, bad value, text the 422 must contain: the field's name)
