@@ -38,7 +38,6 @@ SPEC = {
             "hidden": {"type": "layers", "depth": [1, 3], "units": [16, 512]},
         },
     },
-    "pruning": {"pruner": "median"},
 }
 
 
@@ -77,7 +76,9 @@ def main() -> None:
     parser.add_argument("--db", default=None)
     parser.add_argument("--trials", type=int, default=2000)
     parser.add_argument("--block", type=int, default=250)
+    parser.add_argument("--pruner", default="none", help="none | median | ...")
     args = parser.parse_args()
+    SPEC["pruning"] = {"pruner": args.pruner}
     url = args.db or f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}"
     upgrade_db(url)
     factory = store.make_session_factory(url)
@@ -95,7 +96,7 @@ def main() -> None:
         pruner=make_pruner(spec.pruning, epochs=10),
     )
     client = TestClient(create_app(Settings(database_url=url), recover=False))
-    print(f"database: {url.split('://')[0]}")
+    print(f"database: {url.split('://')[0]}, pruner: {args.pruner}")
     print(f"{'trials so far':>14} {'ms/trial':>9} {'leaderboard ms':>15} {'summary ms':>11}")
     done = 0
     while done < args.trials:
