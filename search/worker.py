@@ -4,8 +4,8 @@ whose worker died. Workers coordinate only through the database.
 
 Signals: the first SIGTERM stops taking new trials and ends the current one at its next
 epoch boundary (recorded as interrupted, budget handed back for a retry of the same
-configuration); a second SIGTERM or any SIGINT raises KeyboardInterrupt at once, and the
-trial is still recorded as interrupted on the way out.
+configuration); a second SIGTERM or any SIGINT exits at once (status 130), after
+recording the trial the same way.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from types import FrameType
 from typing import Any
@@ -79,18 +79,50 @@ class Worker:
         self.worker_id: int | None = None
         self._next_recovery = 0.0
         self._key = f"{socket.gethostname()}:{os.getpid()}"
+        self._beat: _Heartbeat | None = None  # the running trial's heartbeat
+        self._running: _Running | None = None
+        self._exiting = threading.Event()
         self._contexts = lru_cache(maxsize=16)(self._load_context)
 
     # ------------------------------------------------------------ lifecycle
 
     def install_signal_handlers(self) -> None:
-        def on_term(signum: int, frame: FrameType | None) -> None:
-            if self.stop.event.is_set():
-                raise KeyboardInterrupt
-            log.warning("worker %s: stopping after the current epoch", self.worker_id)
-            self.stop.set("interrupted (worker stopped)")
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            if signum == signal.SIGTERM and not self.stop.event.is_set():
+                log.warning("worker %s: stopping after the current epoch", self.worker_id)
+                self.stop.set("interrupted (worker stopped)")
+                if self._beat is not None:
+                    self._beat.stop.set(self.stop.reason)
+                return
+            self._exit_now()
 
-        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    def _exit_now(self) -> None:
+        """Record the running trial as interrupted (budget back, configuration re-queued)
+        from a helper thread, then leave the process at once with status 130. A thread,
+        because an exception raised from a signal handler can be swallowed."""
+        if self._exiting.is_set():
+            return
+        self._exiting.set()
+
+        def record_and_exit() -> None:
+            try:
+                running = self._running
+                if running is not None:
+                    outcome = Outcome(
+                        T_FAIL, None, "interrupted (worker killed)", None, interrupted=True
+                    )
+                    self._record(running, outcome)
+                self._set_state("stopped")
+            except BaseException:
+                log.exception("could not record the interrupted trial")
+            finally:
+                logging.shutdown()
+                os._exit(130)
+
+        threading.Thread(target=record_and_exit, name="exit-now").start()
 
     def run(self) -> int:
         """Serve trials until stopped, ``max_trials`` is reached, or (``exit_when_idle``)
@@ -129,14 +161,12 @@ class Worker:
 
     def _serve(self, claim: Claim) -> None:
         ctx = self._contexts(claim.study_id)
-        beat = _Heartbeat(self, claim.trial_row_id)
+        beat = self._beat = _Heartbeat(self, claim.trial_row_id)
         beat.start()
-        trial: optuna.Trial | None = None
-        params: dict[str, Any] = {}
-        t0 = time.perf_counter()
+        running = self._running = _Running(ctx, claim, time.perf_counter())
         try:
-            trial = ctx.study.ask()
-            params = suggest(trial, ctx.spec.search.space)
+            running.trial = trial = ctx.study.ask()
+            running.params = params = suggest(trial, ctx.spec.search.space)
             number, tid = trial.number, trial._trial_id
             self._db(
                 lambda s: attach_optuna_trial(
@@ -149,29 +179,26 @@ class Worker:
             )
             self._set_state("busy", claim.study_id, number)
             outcome = run_trial(ctx.spec, trial, params, device=self.options.device, stop=beat.stop)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C when run in-process (the CLI handles SIGINT)
             outcome = Outcome(T_FAIL, None, "interrupted (worker killed)", None, interrupted=True)
-            self._record(ctx, claim, trial, params, outcome, time.perf_counter() - t0)
+            self._record(running, outcome)
             raise
         except Exception as exc:  # a bug or bad config: the trial fails, the worker lives
+            if self._exiting.is_set():
+                time.sleep(60)  # the exit thread is recording this trial and ending us
             log.exception("trial failed in study %s", claim.study_id)
             outcome = Outcome(T_FAIL, None, f"error: {type(exc).__name__}: {exc}"[:500], None)
         finally:
             beat.halt()
-        self._record(ctx, claim, trial, params, outcome, time.perf_counter() - t0)
+            self._beat = None
+        self._running = None
+        self._record(running, outcome)
         self._set_state("idle")
 
-    def _record(
-        self,
-        ctx: StudyContext,
-        claim: Claim,
-        trial: optuna.Trial | None,
-        params: dict[str, Any],
-        outcome: Outcome,
-        duration_s: float,
-    ) -> None:
+    def _record(self, running: _Running, outcome: Outcome) -> None:
         """Tell Optuna, then write our row and release the slot. An interrupted trial is
         re-queued first, so its retry runs the same configuration."""
+        ctx, claim, trial = running.ctx, running.claim, running.trial
         if trial is not None:
             if outcome.interrupted:
                 requeue_trial(ctx.study, trial._trial_id, reason=outcome.reason or "", requeue=True)
@@ -182,7 +209,7 @@ class Worker:
                     ctx.study.tell(trial, value, state=state, skip_if_finished=True)
                 except (ValueError, RuntimeError) as exc:
                     log.warning("could not tell trial %s: %s", trial.number, exc)
-        values = outcome.row_values(params, duration_s)
+        values = outcome.row_values(running.params, time.perf_counter() - running.t0)
         ok = self._db(
             lambda s: finish_trial(
                 session=s,
@@ -193,7 +220,7 @@ class Worker:
             )
         )
         if not ok:
-            log.warning("trial row %s was already recovered as lost", claim.trial_row_id)
+            log.warning("trial row %s was already recorded", claim.trial_row_id)
 
     # ------------------------------------------------------------ helpers
 
@@ -250,6 +277,17 @@ class Worker:
                 return fn(session)
 
         return with_retry(txn)
+
+
+@dataclass
+class _Running:
+    """The trial this worker is serving, as far as it has got."""
+
+    ctx: StudyContext
+    claim: Claim
+    t0: float
+    trial: optuna.Trial | None = None
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 class _Heartbeat(threading.Thread):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -168,3 +169,32 @@ def test_malformed_body_is_422(client: TestClient) -> None:
         "/api/v1/studies", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert r.status_code == 422
+
+
+def test_api_recovers_lost_trials_with_no_worker_alive(migrated_url: str) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from search import store
+
+    app = create_app(Settings(database_url=migrated_url, grace_period=1.0))
+    factory = store.make_session_factory(migrated_url)
+    with TestClient(app) as c:
+        sid = c.post("/api/v1/studies", json=VALID).json()["id"]
+        with store.session_scope(factory) as s:  # a worker claims, then dies silently
+            claim = store.claim_trial(session=s, worker_id=None)
+            s.execute(
+                update(store.TrialRow)
+                .where(store.TrialRow.id == claim.trial_row_id)
+                .values(heartbeat_at=store.utcnow() - timedelta(seconds=5))
+            )
+        deadline = time.monotonic() + 60
+        while c.get(f"/api/v1/studies/{sid}").json()["counts"]["fail"] == 0:
+            assert time.monotonic() < deadline, "the API never recovered the lost trial"
+            time.sleep(0.1)
+        study = c.get(f"/api/v1/studies/{sid}").json()
+    assert study["counts"] == {"running": 0, "complete": 0, "pruned": 0, "fail": 1}
+    with store.session_scope(factory) as s:
+        row = store.get_study(session=s, study_id=sid)
+        assert (row.claimed, row.running) == (0, 0)  # its budget is free for a retry

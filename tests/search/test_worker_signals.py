@@ -1,0 +1,91 @@
+"""A worker process and its signals: SIGTERM ends the current trial cleanly at the next
+epoch boundary and hands its budget back; a second SIGTERM exits at once. Either way the
+trial is recorded truthfully and never left RUNNING."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from sqlalchemy import select
+
+from search import store
+from search.spec import ExperimentSpec
+from search.studies import create_study, get_storage
+from tests.processes import env_for, spawn, stop
+
+# Long epochs (batch size 1, wide layers), so a trial is surely mid-epoch when signalled.
+SPEC = {
+    "name": "signals",
+    "dataset": "digits",
+    "search": {
+        "sampler": "random",
+        "n_trials": 2,
+        "parallelism": 1,
+        "space": {"keep_prob": {"type": "float", "low": 0.5, "high": 1.0}},
+    },
+    "training": {"epochs": 1000, "lr": 1e-4, "batch_size": 1, "hidden": [1024, 1024]},
+}
+
+
+def _running_trial(url: str, study_id: int, timeout: float = 120) -> store.TrialRow:
+    factory = store.make_session_factory(url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with store.session_scope(factory) as s:
+            row = s.scalars(
+                select(store.TrialRow).where(
+                    store.TrialRow.study_id == study_id,
+                    store.TrialRow.state == store.T_RUNNING,
+                    store.TrialRow.number.is_not(None),
+                )
+            ).first()
+        if row is not None:
+            return row
+        time.sleep(0.05)
+    raise AssertionError("no trial started")
+
+
+@pytest.mark.parametrize("second_sigterm", [False, True], ids=["sigterm", "twice"])
+def test_sigterm(migrated_url: str, tmp_path: Path, second_sigterm: bool) -> None:
+    factory = store.make_session_factory(migrated_url)
+    spec = ExperimentSpec.model_validate(SPEC)
+    sid = create_study(session_factory=factory, storage_url=migrated_url, spec=spec).id
+    worker = spawn(["worker"], env=env_for(migrated_url), log=tmp_path / "worker.log")
+    try:
+        started = _running_trial(migrated_url, sid)
+        os.kill(worker.pid, signal.SIGTERM)
+        if second_sigterm:
+            time.sleep(0.2)
+            os.kill(worker.pid, signal.SIGTERM)
+        code = worker.wait(timeout=120)
+    finally:
+        stop(worker, signal.SIGKILL)
+    assert code == (130 if second_sigterm else 0), (tmp_path / "worker.log").read_text()
+
+    with store.session_scope(factory) as s:
+        trial = s.get(store.TrialRow, started.id)
+        study = store.get_study(session=s, study_id=sid)
+        (worker_status,) = s.scalars(select(store.WorkerRow.status)).all()
+    expected = "interrupted (worker killed)" if second_sigterm else "interrupted (worker stopped)"
+    assert (trial.state, trial.reason) == ("FAIL", expected)
+    assert trial.epochs_run < 1000
+    # The budget went back and no new trial was taken: the study can retry the trial.
+    assert (study.status, study.claimed, study.running) == ("running", 0, 0)
+    assert worker_status == "stopped"
+    # Optuna agrees, and the same configuration waits to be retried.
+    optuna_study = optuna.load_study(
+        study_name=study.optuna_study_name, storage=get_storage(migrated_url)
+    )
+    states = [t.state.name for t in optuna_study.trials]
+    assert states == ["FAIL", "WAITING"]
+    assert (
+        optuna_study.trials[1].params
+        == optuna_study.trials[0].params
+        == {"keep_prob": started.params["keep_prob"]}
+        or optuna_study.trials[1].system_attrs["fixed_params"] == optuna_study.trials[0].params
+    )
