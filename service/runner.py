@@ -56,12 +56,17 @@ def run_worker_cli(
     from search.worker import Worker, WorkerOptions
 
     settings = Settings()
-    resolved = str(resolve_device(device or settings.device))
-    n_threads = threads or settings.threads or os.cpu_count() or 1
+    url = db_url or settings.database_url
+    try:
+        resolved = str(resolve_device(device or settings.device))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    n_threads = threads or settings.threads or _default_threads(url, settings.grace_period)
     torch.set_num_threads(n_threads)
     worker = Worker(
         WorkerOptions(
-            db_url=db_url or settings.database_url,
+            db_url=url,
             name=name or "",
             device=resolved,
             threads=n_threads,
@@ -80,6 +85,19 @@ def run_worker_cli(
         log.info("worker interrupted")
         sys.exit(130)
     log.info("worker stopped after %d trials", n)
+
+
+def _default_threads(url: str, grace_s: float) -> int:
+    """Cores divided by the worker processes on this machine (live ones plus this one)."""
+    import socket
+
+    from search.store import count_live_workers, make_session_factory, session_scope
+
+    with session_scope(make_session_factory(url)) as session:
+        others = count_live_workers(
+            session=session, host=socket.gethostname(), seen_within_s=grace_s
+        )
+    return max(1, (os.cpu_count() or 1) // (others + 1))
 
 
 def serve(*, host: str | None = None, port: int | None = None, workers: int | None = None) -> None:

@@ -49,7 +49,12 @@ from search.store._trials import (
     mark_lost_trials,
     release_lost_trial,
 )
-from search.store._workers import list_workers, register_worker, set_worker_state
+from search.store._workers import (
+    count_live_workers,
+    list_workers,
+    register_worker,
+    set_worker_state,
+)
 
 __all__ = [
     "ACTIVE_STUDY_STATES",
@@ -73,6 +78,7 @@ __all__ = [
     "attach_optuna_trial",
     "cancel_study",
     "claim_trial",
+    "count_live_workers",
     "engine_kwargs",
     "finish_trial",
     "get_engine",

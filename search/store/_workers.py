@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -41,3 +43,18 @@ def list_workers(
         count_stmt = count_stmt.where(WorkerRow.status != "stopped")
     rows = session.scalars(stmt.order_by(WorkerRow.id.desc()).offset(offset).limit(limit)).all()
     return list(rows), session.scalar(count_stmt) or 0
+
+
+def count_live_workers(*, session: Session, host: str, seen_within_s: float) -> int:
+    """Workers on ``host`` that are running (idle or busy) and heartbeated recently."""
+    cutoff = utcnow() - timedelta(seconds=seen_within_s)
+    stmt = (
+        select(func.count())
+        .select_from(WorkerRow)
+        .where(
+            WorkerRow.host == host,
+            WorkerRow.status.in_(("idle", "busy")),
+            WorkerRow.last_seen >= cutoff,
+        )
+    )
+    return int(session.scalar(stmt) or 0)

@@ -129,3 +129,17 @@ def test_leaderboard_and_counts_are_sorted_queries(migrated_url: str) -> None:
             "PRUNED": 1,
         }
         assert row.status == "completed"
+
+
+def test_live_workers_are_counted_per_host(migrated_url: str) -> None:
+    factory = store.make_session_factory(migrated_url)
+    with store.session_scope(factory) as s:
+        a = store.register_worker(session=s, name="a", host="h1", pid=1, device="cpu")
+        store.register_worker(session=s, name="b", host="h1", pid=2, device="cpu")
+        store.register_worker(session=s, name="c", host="h2", pid=3, device="cpu")
+        store.set_worker_state(session=s, worker_id=a, status="stopped")
+    with store.session_scope(factory) as s:
+        assert store.count_live_workers(session=s, host="h1", seen_within_s=60) == 1
+        assert store.count_live_workers(session=s, host="h3", seen_within_s=60) == 0
+        workers, count = store.list_workers(session=s, offset=0, limit=10, include_stopped=False)
+        assert count == 2 and {w.name for w in workers} == {"b", "c"}

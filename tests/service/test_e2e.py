@@ -4,6 +4,7 @@ REST and through the CLI, then stopped with Ctrl-C."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -116,3 +117,17 @@ def test_serve_rest_cli_and_ctrl_c(
     assert states and all(state != "RUNNING" for state, _ in states), states
     assert all("interrupted" in (reason or "") for _, reason in states)
     assert set(workers) == {"stopped"}
+
+
+def test_worker_with_an_unavailable_device_fails_in_one_line(tmp_path: Path) -> None:
+    env = {"HPS_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "worker", "--device", "cuda:99"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ | env,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error:") and "cuda" in done.stderr
+    assert "Traceback" not in done.stderr
