@@ -172,3 +172,14 @@ def test_lost_trial_is_failed_and_its_configuration_retried(migrated_url: str) -
     assert len(finished) == 2  # exactly n_trials finished despite the loss
     assert [t.reason for t in trials if t.state == "FAIL"] == ["worker lost (no heartbeat)"]
     assert any(t.params["lr"] == lr for t in finished)  # the lost configuration re-ran
+
+
+def test_tpe_study_with_conditional_layers_completes(migrated_url: str) -> None:
+    spec = _spec(sampler="tpe", n_trials=14, parallelism=1)
+    spec.training.epochs = 1
+    sid = _create(migrated_url, spec)
+    assert _run(migrated_url) == 14
+    trials = _trials(migrated_url, sid)
+    assert len(trials) == 14 and all(t.state in ("COMPLETE", "PRUNED") for t in trials)
+    # Past its startup trials TPE still proposes valid, decoded layer lists.
+    assert all(1 <= len(t.params["hidden"]) <= 2 for t in trials)
