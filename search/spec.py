@@ -39,8 +39,12 @@ OptimizerName = Literal["sgd", "momentum", "adam", "rmsprop"]
 WeightInit = Literal["xavier", "he", "normal"]
 
 
+MAX_SEED = 2**32 - 1  # numpy/scikit-learn seeds are 32-bit
+MAX_UNITS = 65536
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- dataset
@@ -51,7 +55,7 @@ class DatasetSpec(_Strict):
 
     name: DatasetName
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
     @field_validator("split")
     @classmethod
@@ -125,15 +129,18 @@ class LayersParam(_Strict):
             if self.depth is not None or self.units is not None:
                 raise ValueError("give either 'values' or 'depth'/'units', not both")
             for layers in self.values:
-                if not layers or any(u < 1 for u in layers):
-                    raise ValueError("each entry of 'values' must be a non-empty list of ints >= 1")
+                if not 1 <= len(layers) <= 16 or any(not 1 <= u <= MAX_UNITS for u in layers):
+                    raise ValueError(
+                        f"each entry of 'values' must be a list of 1 to 16 layer sizes, "
+                        f"each between 1 and {MAX_UNITS}"
+                    )
             return self
         if self.depth is None or self.units is None:
             raise ValueError("give 'depth' and 'units' ranges, or explicit 'values'")
         if not 1 <= self.depth[0] <= self.depth[1] <= 16:
             raise ValueError("depth must be [low, high] with 1 <= low <= high <= 16")
-        if not 1 <= self.units[0] <= self.units[1] <= 65536:
-            raise ValueError("units must be [low, high] with 1 <= low <= high <= 65536")
+        if not 1 <= self.units[0] <= self.units[1] <= MAX_UNITS:
+            raise ValueError(f"units must be [low, high] with 1 <= low <= high <= {MAX_UNITS}")
         return self
 
 
@@ -230,7 +237,7 @@ class SearchSpec(_Strict):
     sampler: Literal["random", "grid", "tpe"] = "random"
     n_trials: int = Field(20, ge=1, le=10000)
     parallelism: int = Field(1, ge=1, le=1024)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     space: dict[str, ParamSpec] = Field(default_factory=dict)
 
     @field_validator("space")
@@ -283,8 +290,8 @@ class TrainingSpec(_Strict):
     @field_validator("hidden")
     @classmethod
     def _positive_units(cls, v: list[int]) -> list[int]:
-        if any(u < 1 for u in v):
-            raise ValueError("layer sizes must be >= 1")
+        if any(not 1 <= u <= MAX_UNITS for u in v):
+            raise ValueError(f"layer sizes must be between 1 and {MAX_UNITS}")
         return v
 
 

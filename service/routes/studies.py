@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 from sqlalchemy.orm import Session
 
 from search import store
@@ -22,6 +22,8 @@ from service.schemas import (
 )
 
 router = APIRouter(prefix="/studies", tags=["studies"])
+StudyId = Annotated[int, Path(ge=0, le=2**31 - 1, description="study id")]
+TrialNumber = Annotated[int, Path(ge=0, le=2**31 - 1, description="trial number in the study")]
 
 
 def _counts(raw: dict[str, int]) -> TrialCounts:
@@ -78,7 +80,7 @@ def list_studies(
 
 
 @router.get("/{study_id}", response_model=StudyPublic)
-def read_study(study_id: int, session: SessionDep) -> StudyPublic:
+def read_study(study_id: StudyId, session: SessionDep) -> StudyPublic:
     row = _get_or_404(session, study_id)
     counts = store.trial_counts(session=session, study_ids=[study_id])
     return _public(session, row, counts[study_id])
@@ -86,7 +88,7 @@ def read_study(study_id: int, session: SessionDep) -> StudyPublic:
 
 @router.get("/{study_id}/leaderboard", response_model=LeaderboardPublic)
 def read_leaderboard(
-    study_id: int, session: SessionDep, top: Annotated[int, Query(ge=1, le=1000)] = 10
+    study_id: StudyId, session: SessionDep, top: Annotated[int, Query(ge=1, le=1000)] = 10
 ) -> LeaderboardPublic:
     row = _get_or_404(session, study_id)
     entries = store.leaderboard(session=session, study=row, top=top)
@@ -107,7 +109,7 @@ def read_leaderboard(
 
 
 @router.get("/{study_id}/trials/{number}", response_model=TrialPublic)
-def read_trial(study_id: int, number: int, session: SessionDep) -> TrialPublic:
+def read_trial(study_id: StudyId, number: TrialNumber, session: SessionDep) -> TrialPublic:
     _get_or_404(session, study_id)
     trial = store.get_trial(session=session, study_id=study_id, number=number)
     if trial is None:
@@ -121,7 +123,7 @@ def read_trial(study_id: int, number: int, session: SessionDep) -> TrialPublic:
 
 
 @router.post("/{study_id}/cancel", response_model=StudyPublic)
-def cancel_study(study_id: int, session: SessionDep) -> StudyPublic:
+def cancel_study(study_id: StudyId, session: SessionDep) -> StudyPublic:
     row = _get_or_404(session, study_id)
     if not store.cancel_study(session=session, study_id=study_id):
         raise Conflict(f"study {study_id} is already {row.status}")

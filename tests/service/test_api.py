@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -93,6 +95,13 @@ INVALID = [
     ("objective.metric", "f1", "metric"),
     ("objective.direction", "maximize", "direction"),
     ("dataset", {"name": "iris", "split": [0.5, 0.5, 0.5]}, "split"),
+    ("dataset", {"name": "iris", "seed": 2**40}, "seed"),
+    ("search.seed", 2**70, "seed"),
+    ("search.space.lr", {"type": "float", "low": math.nan, "high": 1.0}, "low"),
+    ("search.space.keep_prob", {"type": "float", "values": [math.inf]}, "values"),
+    ("training.lr", math.inf, "lr"),
+    ("training.hidden", [2**40], "hidden"),
+    ("search.space.hidden", {"type": "layers", "values": [[64] * 17]}, "hidden"),
 ]
 
 
@@ -103,7 +112,8 @@ def test_invalid_spec_is_422_naming_the_field(
     client: TestClient, path: str, value: Any, field: str
 ) -> None:
     before = client.get("/api/v1/studies").json()["count"]
-    r = client.post("/api/v1/studies", json=_with(path, value))
+    body = json.dumps(_with(path, value))  # NaN/inf too, as a careless client sends them
+    r = client.post("/api/v1/studies", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
     text = " ".join(".".join(map(str, d["loc"])) + " " + d["msg"] for d in detail)
@@ -154,6 +164,8 @@ def test_unknown_ids_are_404(client: TestClient) -> None:
     sid = client.post("/api/v1/studies", json=VALID).json()["id"]
     assert client.get(f"/api/v1/studies/{sid}/trials/5").status_code == 404
     assert client.get("/api/v1/studies/abc").status_code == 422
+    assert client.get("/api/v1/studies/99999999999999999999").status_code == 422
+    assert client.get(f"/api/v1/studies/{sid}/trials/-1").status_code == 422
 
 
 def test_health_docs_and_workers(client: TestClient) -> None:
