@@ -36,6 +36,7 @@ from search.store import (
     finish_trial,
     get_study,
     heartbeat,
+    is_transient,
     make_session_factory,
     register_worker,
     session_scope,
@@ -142,20 +143,36 @@ class Worker:
             while not self.stop.event.is_set():
                 if o.max_trials is not None and self.trials_run >= o.max_trials:
                     break
-                self._maybe_recover()
-                claim = self._db(
-                    lambda s: claim_trial(session=s, worker_id=self.worker_id, study_id=o.study_id)
-                )
-                if claim is None:
-                    if o.exit_when_idle and self._idle_for_good():
+                try:
+                    if not self._step():
                         break
-                    self.stop.event.wait(o.poll_interval)
-                    continue
-                self._serve(claim)
-                self.trials_run += 1
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    # The database is away (restart, failover): wait, then carry on. A
+                    # trial cut off here is recovered by heartbeat like a lost one.
+                    pause = o.poll_interval * 10
+                    log.warning("database unavailable (%s); retrying in %.1f s", exc, pause)
+                    self.stop.event.wait(pause)
         finally:
             self._set_state("stopped")
         return self.trials_run
+
+    def _step(self) -> bool:
+        """Claim and serve one trial, or idle a moment; False when it is time to stop."""
+        o = self.options
+        self._maybe_recover()
+        claim = self._db(
+            lambda s: claim_trial(session=s, worker_id=self.worker_id, study_id=o.study_id)
+        )
+        if claim is None:
+            if o.exit_when_idle and self._idle_for_good():
+                return False
+            self.stop.event.wait(o.poll_interval)
+            return True
+        self._serve(claim)
+        self.trials_run += 1
+        return True
 
     # ------------------------------------------------------------ one trial
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import optuna
+import pytest
 from sqlalchemy import select, update
 
 from search import store
@@ -183,3 +184,30 @@ def test_tpe_study_with_conditional_layers_completes(migrated_url: str) -> None:
     assert len(trials) == 14 and all(t.state in ("COMPLETE", "PRUNED") for t in trials)
     # Past its startup trials TPE still proposes valid, decoded layer lists.
     assert all(1 <= len(t.params["hidden"]) <= 2 for t in trials)
+
+
+def test_worker_rides_out_a_database_outage(migrated_url: str) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    class FlakyWorker(Worker):
+        outages = 2
+
+        def _step(self) -> bool:
+            if self.outages:
+                self.outages -= 1
+                raise OperationalError("claim", {}, Exception("database is locked"))
+            return super()._step()
+
+    sid = _create(migrated_url, _spec(n_trials=2))
+    worker = FlakyWorker(
+        WorkerOptions(db_url=migrated_url, poll_interval=0.01, exit_when_idle=True)
+    )
+    assert worker.run() == 2 and worker.outages == 0
+    assert len(_trials(migrated_url, sid)) == 2
+
+    class BrokenWorker(Worker):
+        def _step(self) -> bool:
+            raise RuntimeError("a bug, not an outage")
+
+    with pytest.raises(RuntimeError):  # real errors are not swallowed
+        BrokenWorker(WorkerOptions(db_url=migrated_url)).run()
