@@ -20,6 +20,7 @@ from search.store import (
     harden_sqlite,
     insert_study,
     mark_lost_trials,
+    normalize_url,
     release_lost_trial,
     session_scope,
     with_retry,
@@ -34,6 +35,7 @@ _STORAGES: dict[str, optuna.storages.RDBStorage] = {}
 
 def get_storage(url: str) -> optuna.storages.RDBStorage:
     """One Optuna RDBStorage per URL per process (creates Optuna's tables if missing)."""
+    url = normalize_url(url)
     if url not in _STORAGES:
         storage = with_retry(
             lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))

@@ -29,9 +29,10 @@ def _psycopg_url(url: str) -> str:
 
 def _forget(url: str) -> None:
     """Dispose this process's cached engines for ``url`` (so the database can be dropped)."""
-    from search.store import get_engine
+    from search.store import get_engine, normalize_url
 
     get_engine(url).dispose()
+    url = normalize_url(url)
     try:
         from search.studies import _STORAGES
     except ImportError:

@@ -64,6 +64,14 @@ def harden_sqlite(engine: Engine) -> Engine:
     return engine
 
 
+def normalize_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean psycopg 3, the driver we ship."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
 def engine_kwargs(url: str) -> dict[str, Any]:
     """create_engine() keyword arguments for ``url``, shared with Optuna's RDBStorage."""
     if url.startswith("sqlite"):
@@ -71,9 +79,13 @@ def engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
 
 
-@lru_cache(maxsize=8)
 def get_engine(url: str) -> Engine:
     """One engine per URL per process."""
+    return _engine(normalize_url(url))
+
+
+@lru_cache(maxsize=8)
+def _engine(url: str) -> Engine:
     return harden_sqlite(create_engine(url, **engine_kwargs(url)))
 
 

@@ -143,3 +143,10 @@ def test_live_workers_are_counted_per_host(migrated_url: str) -> None:
         assert store.count_live_workers(session=s, host="h3", seen_within_s=60) == 0
         workers, count = store.list_workers(session=s, offset=0, limit=10, include_stopped=False)
         assert count == 2 and {w.name for w in workers} == {"b", "c"}
+
+
+def test_plain_postgresql_urls_use_psycopg() -> None:
+    assert store.normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert store.normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert store.normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+    assert store.get_engine("postgresql://u@h/db").dialect.driver == "psycopg"
