@@ -211,3 +211,13 @@ def test_worker_rides_out_a_database_outage(migrated_url: str) -> None:
 
     with pytest.raises(RuntimeError):  # real errors are not swallowed
         BrokenWorker(WorkerOptions(db_url=migrated_url)).run()
+
+
+def test_max_trials_and_study_filter(migrated_url: str) -> None:
+    other = _create(migrated_url, _spec(n_trials=2))
+    mine = _create(migrated_url, _spec(n_trials=5))
+    assert _run(migrated_url, study_id=mine, max_trials=2) == 2
+    assert len(_trials(migrated_url, mine)) == 2
+    assert _trials(migrated_url, other) == []  # --study: the older study was left alone
+    with pytest.raises(ValueError, match="max_trials"):
+        Worker(WorkerOptions(db_url=migrated_url, max_trials=0))
