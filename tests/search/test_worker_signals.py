@@ -32,7 +32,9 @@ SPEC = {
 }
 
 
-def _running_trial(url: str, study_id: int, timeout: float = 120) -> store.TrialRow:
+def _trial_in_first_epoch(url: str, study_id: int, timeout: float = 120) -> store.TrialRow:
+    """Wait until a trial has reported epoch 0 (its initial loss): it is then inside
+    epoch 1, which takes seconds, so a signal sent now lands mid-epoch."""
     factory = store.make_session_factory(url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -44,10 +46,13 @@ def _running_trial(url: str, study_id: int, timeout: float = 120) -> store.Trial
                     store.TrialRow.number.is_not(None),
                 )
             ).first()
+            name = store.get_study(session=s, study_id=study_id).optuna_study_name
         if row is not None:
-            return row
+            frozen = optuna.load_study(study_name=name, storage=get_storage(url)).trials
+            if 0 in frozen[row.number].intermediate_values:
+                return row
         time.sleep(0.05)
-    raise AssertionError("no trial started")
+    raise AssertionError("no trial reached its first epoch")
 
 
 @pytest.mark.parametrize("second_sigterm", [False, True], ids=["sigterm", "twice"])
@@ -57,7 +62,7 @@ def test_sigterm(migrated_url: str, tmp_path: Path, second_sigterm: bool) -> Non
     sid = create_study(session_factory=factory, storage_url=migrated_url, spec=spec).id
     worker = spawn(["worker"], env=env_for(migrated_url), log=tmp_path / "worker.log")
     try:
-        started = _running_trial(migrated_url, sid)
+        started = _trial_in_first_epoch(migrated_url, sid)
         os.kill(worker.pid, signal.SIGTERM)
         if second_sigterm:
             time.sleep(0.2)
