@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import optuna
 from sqlalchemy import func, select
 
 from search import store
+from search.studies import get_storage
 from search.worker import Worker, WorkerOptions
 from tests.processes import env_for, free_port, spawn, stop, wait_healthy, wait_study
 
@@ -89,18 +91,31 @@ def _finished(trials: list[store.TrialRow]) -> list[store.TrialRow]:
     return [t for t in trials if t.state in ("COMPLETE", "PRUNED")]
 
 
-def _busy_worker_pid(base: str, study_id: int, timeout: float = 120) -> int:
+def _early_victim(url: str, study_id: int, timeout: float = 120) -> tuple[int, int]:
+    """(pid, trial row id) of a worker whose trial of ``study_id`` is at most at epoch 10
+    of 40: a kill now surely lands mid-trial."""
+    factory = store.make_session_factory(url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for w in httpx.get(f"{base}/api/v1/workers", timeout=10).json()["data"]:
-            if (
-                w["study_id"] == study_id
-                and w["status"] == "busy"
-                and w["trial_number"] is not None
-            ):
-                return int(w["pid"])
-        time.sleep(0.1)
-    raise AssertionError(f"no worker picked up study {study_id}")
+        with store.session_scope(factory) as s:
+            name = store.get_study(session=s, study_id=study_id).optuna_study_name
+            running = s.execute(
+                select(store.TrialRow.id, store.TrialRow.number, store.WorkerRow.pid)
+                .join(store.WorkerRow, store.WorkerRow.id == store.TrialRow.worker_id)
+                .where(
+                    store.TrialRow.study_id == study_id,
+                    store.TrialRow.state == store.T_RUNNING,
+                    store.TrialRow.number.is_not(None),
+                )
+            ).all()
+        if running:
+            trials = optuna.load_study(study_name=name, storage=get_storage(url)).trials
+            for row_id, number, pid in running:
+                steps = trials[number].intermediate_values
+                if steps and max(steps) <= 10:
+                    return int(pid), int(row_id)
+        time.sleep(0.05)
+    raise AssertionError(f"no trial of study {study_id} caught early")
 
 
 def test_four_workers_keep_every_guarantee(migrated_url: str, tmp_path: Path) -> None:
@@ -136,7 +151,7 @@ def test_four_workers_keep_every_guarantee(migrated_url: str, tmp_path: Path) ->
         assert {s["id"] for s in listed["data"]} == set(ids.values())
 
         # SIGKILL a worker in the middle of a slow trial.
-        victim = _busy_worker_pid(base, ids["slow-4"])
+        victim, victim_trial = _early_victim(migrated_url, ids["slow-4"])
         os.kill(victim, signal.SIGKILL)
 
         for sid in ids.values():
@@ -146,7 +161,7 @@ def test_four_workers_keep_every_guarantee(migrated_url: str, tmp_path: Path) ->
         assert violations == []
         survivors = [w for w in workers if w.pid != victim]
         assert len(survivors) == 3 and all(w.poll() is None for w in survivors)
-        _check_outcomes(migrated_url, ids)
+        _check_outcomes(migrated_url, ids, victim_trial)
     finally:
         stop_watch.set()
         codes = [stop(w) for w in workers if w.poll() is None]
@@ -157,7 +172,7 @@ def test_four_workers_keep_every_guarantee(migrated_url: str, tmp_path: Path) ->
     assert "Traceback" not in logs
 
 
-def _check_outcomes(url: str, ids: dict[str, int]) -> None:
+def _check_outcomes(url: str, ids: dict[str, int], victim_trial: int) -> None:
     every = [t for sid in ids.values() for t in _trials(url, sid)]
     assert not [t.reason for t in every if t.state == "FAIL" and "lost" not in (t.reason or "")]
 
@@ -170,7 +185,7 @@ def _check_outcomes(url: str, ids: dict[str, int]) -> None:
 
     slow = _trials(url, ids["slow-4"])
     lost = [t for t in slow if t.state == "FAIL"]
-    assert [t.reason for t in lost] == ["worker lost (no heartbeat)"]
+    assert [(t.id, t.reason) for t in lost] == [(victim_trial, "worker lost (no heartbeat)")]
     assert len(_finished(slow)) == 4  # exactly n_trials finished despite the kill
     assert lost[0].params and any(t.params == lost[0].params for t in _finished(slow))
 
