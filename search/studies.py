@@ -104,7 +104,11 @@ def recover_lost_trials(
     *, session_factory: sessionmaker[Session], storage_url: str, grace_s: float
 ) -> int:
     """Fail trials whose worker stopped heartbeating and hand their budget back for a
-    retry of the same configuration. Safe to run from any number of processes."""
+    retry of the same configuration. Safe to run from any number of processes: a trial
+    is owned by the reaper whose RUNNING -> LOST update wins. One rare case is not
+    exact: if a reaper dies between re-queuing and releasing, the next reaper re-queues
+    the configuration again, and the spare WAITING copy may later run as a trial of its
+    own (still within the study's budget)."""
     with session_scope(session_factory) as session:
         lost = mark_lost_trials(session=session, grace_s=grace_s)
     for trial in lost:
