@@ -33,6 +33,7 @@ from search.store import (
     Claim,
     attach_optuna_trial,
     claim_trial,
+    count_active_studies,
     finish_trial,
     get_study,
     heartbeat,
@@ -263,18 +264,8 @@ class Worker:
         )
 
     def _idle_for_good(self) -> bool:
-        from sqlalchemy import func, select
-
-        from search.store import ACTIVE_STUDY_STATES, StudyRow
-
-        def active(s: Any) -> int:
-            stmt = select(func.count()).select_from(StudyRow)
-            stmt = stmt.where(StudyRow.status.in_(ACTIVE_STUDY_STATES))
-            if self.options.study_id is not None:
-                stmt = stmt.where(StudyRow.id == self.options.study_id)
-            return int(s.scalar(stmt) or 0)
-
-        return self._db(active) == 0
+        study_id = self.options.study_id
+        return self._db(lambda s: count_active_studies(session=s, study_id=study_id)) == 0
 
     def _set_state(
         self, status: str, study_id: int | None = None, number: int | None = None

@@ -16,6 +16,7 @@ from search.store._engine import (
 from search.store._studies import (
     LeaderboardEntry,
     cancel_study,
+    count_active_studies,
     get_study,
     get_trial,
     insert_study,
@@ -79,6 +80,7 @@ __all__ = [
     "attach_optuna_trial",
     "cancel_study",
     "claim_trial",
+    "count_active_studies",
     "count_live_workers",
     "engine_kwargs",
     "finish_trial",

@@ -104,3 +104,12 @@ def cancel_study(*, session: Session, study_id: int) -> bool:
         .values(status=CANCELLED, finished_at=utcnow())
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def count_active_studies(*, session: Session, study_id: int | None = None) -> int:
+    """Studies still queued or running (only ``study_id``, when given)."""
+    stmt = select(func.count()).select_from(StudyRow)
+    stmt = stmt.where(StudyRow.status.in_(ACTIVE_STUDY_STATES))
+    if study_id is not None:
+        stmt = stmt.where(StudyRow.id == study_id)
+    return int(session.scalar(stmt) or 0)
