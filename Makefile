@@ -7,8 +7,11 @@ DEV_STAMP := $(VENV)/.installed-dev
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 2
+# Browser tests drive Debian's chromium through Playwright (never a downloaded browser).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test lint typecheck pytest install install-dev bench clean
+.PHONY: serve test lint typecheck pytest install install-dev browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +30,13 @@ $(DEV_STAMP): $(STAMP)
 install: $(STAMP)
 install-dev: $(DEV_STAMP)
 
+$(CHROMIUM):
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium \
+	  || ($(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive \
+	      $(SUDO) apt-get install -y --no-install-recommends chromium)
+
+browser: $(CHROMIUM)
+
 serve: $(STAMP)
 	$(BIN)/hpsearch serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
@@ -37,8 +47,8 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-pytest: $(DEV_STAMP)
-	$(BIN)/pytest -q
+pytest: $(DEV_STAMP) browser
+	HPS_TEST_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q
 
 test: lint typecheck pytest
 

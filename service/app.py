@@ -9,10 +9,12 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
 
 from search.store import make_session_factory
+from service import pages
 from service.errors import install_error_handlers
-from service.routes import health, studies, workers
+from service.routes import health, plots, studies, workers
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,10 +61,13 @@ def create_app(settings: Settings | None = None, *, recover: bool = True) -> Fas
 
     api = APIRouter(prefix="/api/v1")
     api.include_router(studies.router)
+    api.include_router(plots.router)
     api.include_router(workers.router)
     api.include_router(health.router)
     app.include_router(api)
     app.include_router(health.router)
+    app.include_router(pages.router)
+    app.add_middleware(GZipMiddleware, minimum_size=1000)
     return app
 
 

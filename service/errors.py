@@ -4,6 +4,9 @@ HpsError
  ├── NotFound        404  (unknown study, trial)
  ├── Conflict        409  (cancel a finished study)
  └── BadRequest      422  (input pydantic could not catch)
+
+API clients get ``{"detail": ...}``; a browser asking for a page gets the same message as
+an HTML page with a link home.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+TITLES = {400: "Bad request", 404: "Not found", 405: "Method not allowed", 409: "Conflict"}
 
 
 class HpsError(Exception):
@@ -37,17 +43,51 @@ class BadRequest(HpsError):
     status_code = 422
 
 
+def _wants_page(request: Request) -> bool:
+    path = request.url.path
+    if path.startswith("/api/") or path.endswith(("/live", ".csv", ".json")):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _page(request: Request, status_code: int, detail: str) -> Response:
+    from service.pages._render import render  # templates only when a page is asked for
+
+    title = TITLES.get(status_code, "Invalid input" if status_code == 422 else "Error")
+    return render(request, "error.html", status_code=status_code, title=title, detail=detail)
+
+
+def _validation_text(errors: list[Any]) -> str:
+    parts = []
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ()) if p not in ("query", "path", "body")]
+        parts.append(f"{'.'.join(loc)}: {e.get('msg', 'invalid value')}" if loc else e["msg"])
+    return "; ".join(parts)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HpsError)
-    async def _hps_error(_request: Request, exc: HpsError) -> JSONResponse:
+    async def _hps_error(request: Request, exc: HpsError) -> Response:
+        if _wants_page(request):
+            return _page(request, exc.status_code, exc.detail)
         return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail})
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         # FastAPI's own handler echoes the input, and NaN/inf there cannot be encoded as
         # JSON: the caller would get a 500 instead of the 422 naming their mistake.
+        if _wants_page(request):
+            return _page(request, 422, _validation_text(list(exc.errors())))
         detail = _json_safe(jsonable_encoder(exc.errors()))
         return JSONResponse(status_code=422, content={"detail": detail})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if _wants_page(request):
+            return _page(request, exc.status_code, str(exc.detail))
+        return JSONResponse(
+            status_code=exc.status_code, content={"detail": exc.detail}, headers=exc.headers
+        )
 
 
 def _json_safe(value: Any) -> Any:

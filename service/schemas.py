@@ -110,3 +110,104 @@ class Health(BaseModel):
     status: str
     database: str
     version: str
+
+
+class TrialSummaryPublic(_Out):
+    """A trial as the leaderboard table shows it (no curves); ``rank`` is its place among
+    the complete trials by the objective, None for trials that did not complete."""
+
+    rank: int | None
+    number: int
+    state: str
+    value: float | None
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    epochs_run: int
+    duration_s: float | None
+    reason: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class TrialsPublic(BaseModel):
+    study_id: int
+    metric: str
+    direction: str
+    data: list[TrialSummaryPublic]
+    count: int
+
+
+class StudyChanges(BaseModel):
+    """What changed since ``cursor``: pass the returned ``cursor`` back next time."""
+
+    study: StudyPublic
+    cursor: int
+    finished: list[TrialSummaryPublic]
+    running: list[TrialSummaryPublic]
+
+
+class PlotAxis(BaseModel):
+    name: str
+    knob: str
+    label: str
+    kind: str
+    log: bool
+    choices: list[str]
+
+
+class PlotPoints(BaseModel):
+    """Column arrays over the ended trials, by trial number; ``state`` is C, P or F."""
+
+    number: list[int]
+    state: list[str]
+    value: list[float | None]
+    axes: dict[str, list[float | str | None]]
+    labels: dict[str, list[str]]
+
+
+class TrialCurvesPublic(BaseModel):
+    number: int
+    state: str
+    value: float | None
+    reason: str | None
+    train_loss: list[float | None]
+    dev_loss: list[float | None]
+    objective: list[float | None]
+    threshold: float | None
+
+
+class StudyPlots(BaseModel):
+    study_id: int
+    metric: str
+    direction: str
+    divergence_factor: float
+    axes: list[PlotAxis]
+    points: PlotPoints
+    curves: list[TrialCurvesPublic]
+    cursor: int
+
+
+class ParamImportance(BaseModel):
+    axis: str
+    label: str
+    importance: float
+
+
+class StudyImportance(BaseModel):
+    study_id: int
+    complete: int
+    min_trials: int
+    data: list[ParamImportance]
+
+
+class CompareSeries(BaseModel):
+    study_id: int
+    name: str
+    metric: str
+    direction: str
+    number: list[int]
+    best: list[float | None]
+
+
+class ComparePublic(BaseModel):
+    data: list[CompareSeries]

@@ -7,6 +7,7 @@ dropped afterwards. They never skip: an unreachable server fails them loudly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -44,6 +45,12 @@ def _forget(url: str) -> None:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
+    with _postgres_database() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _postgres_database() -> Iterator[str]:
     admin = create_engine(_psycopg_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
     name = f"hps_test_{uuid.uuid4().hex[:12]}"
     try:
@@ -82,3 +89,22 @@ def migrated_url(db_url: str) -> str:
 
     upgrade_db(db_url)
     return db_url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_migrated_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated database on each backend shared by a whole test module (for read-only
+    tests on data the module writes once)."""
+    from service.runner import upgrade_db
+
+    if request.param == "postgresql":
+        with _postgres_database() as url:
+            upgrade_db(url)
+            yield url
+        return
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'hps.db'}"
+    upgrade_db(url)
+    yield url
+    _forget(url)

@@ -1,9 +1,10 @@
 """SQLAlchemy 2.0 typed mappings of the hps_* tables (schema changes go through migrations/).
 
 - hps_studies: one row per submitted spec; ``claimed``/``running`` are the budget counters
-  that workers move with atomic conditional UPDATEs.
+  that workers move with atomic conditional UPDATEs; ``change_seq`` counts trial ends.
 - hps_trials: a compact per-trial record written by workers (state, value, params,
-  metrics, curves), so reads never load Optuna's trials.
+  metrics, curves), so reads never load Optuna's trials; ``seq`` is the study's
+  ``change_seq`` taken when the trial ended (the cursor of live pages).
 - hps_workers: one row per worker process (registration and heartbeats).
 """
 
@@ -55,6 +56,7 @@ class StudyRow(Base):
     status: Mapped[str] = mapped_column(String(16), index=True, default=QUEUED)
     claimed: Mapped[int] = mapped_column(Integer, default=0)
     running: Mapped[int] = mapped_column(Integer, default=0)
+    change_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
@@ -66,6 +68,7 @@ class TrialRow(Base):
         Index("ix_hps_trials_leaderboard", "study_id", "state", "value"),
         Index("ix_hps_trials_number", "study_id", "number", unique=True),
         Index("ix_hps_trials_heartbeat", "state", "heartbeat_at"),
+        Index("ix_hps_trials_seq", "study_id", "seq"),
         {"sqlite_autoincrement": True},
     )
 
@@ -85,6 +88,7 @@ class TrialRow(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    seq: Mapped[int | None] = mapped_column(Integer, nullable=True)  # change cursor at its end
 
 
 class WorkerRow(Base):

@@ -128,19 +128,26 @@ def finish_trial(
         return False
     study_id = session.scalar(select(TrialRow.study_id).where(TrialRow.id == trial_row_id))
     assert study_id is not None
-    _release(session=session, study_id=study_id, consume_budget=consume_budget)
+    seq = _release(session=session, study_id=study_id, consume_budget=consume_budget)
+    session.execute(update(TrialRow).where(TrialRow.id == trial_row_id).values(seq=seq))
     return True
 
 
-def _release(*, session: Session, study_id: int, consume_budget: bool) -> None:
-    session.execute(
+def _release(*, session: Session, study_id: int, consume_budget: bool) -> int:
+    """Free the running slot (and the budget unit unless consumed); returns the study's
+    next change number. The UPDATE holds the study row until commit, so change numbers
+    commit in order: a reader that has seen number N has seen every end before it."""
+    seq = session.scalar(
         update(StudyRow)
         .where(StudyRow.id == study_id)
         .values(
             running=StudyRow.running - 1,
             claimed=StudyRow.claimed - (0 if consume_budget else 1),
+            change_seq=StudyRow.change_seq + 1,
         )
+        .returning(StudyRow.change_seq)
     )
+    assert seq is not None
     session.execute(
         update(StudyRow)
         .where(
@@ -151,6 +158,7 @@ def _release(*, session: Session, study_id: int, consume_budget: bool) -> None:
         )
         .values(status=COMPLETED, finished_at=utcnow())
     )
+    return int(seq)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,10 @@ def set_worker_state(
     )
 
 
+def get_worker(*, session: Session, worker_id: int) -> WorkerRow | None:
+    return session.get(WorkerRow, worker_id)
+
+
 def list_workers(
     *, session: Session, offset: int, limit: int, include_stopped: bool
 ) -> tuple[list[WorkerRow], int]:

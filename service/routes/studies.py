@@ -1,61 +1,49 @@
-"""/api/v1/studies: submit, list, read, leaderboard, trial curves, cancel."""
+"""/api/v1/studies: submit, list, read, leaderboard, trials (JSON and CSV), changes since a
+cursor, one trial, cancel."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
-from sqlalchemy.orm import Session
+from fastapi.responses import StreamingResponse
 
 from search import store
 from search.spec import ExperimentSpec
 from service.deps import SessionDep, SessionFactoryDep, SettingsDep
 from service.errors import Conflict, NotFound
+from service.export import trials_csv
 from service.schemas import (
-    BestTrial,
     LeaderboardPublic,
     LeaderboardRow,
     StudiesPublic,
+    StudyChanges,
     StudyPublic,
-    TrialCounts,
     TrialPublic,
+    TrialsPublic,
+    TrialSummaryPublic,
 )
+from service.views import get_study_or_404, make_view, study_public, table_columns
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 StudyId = Annotated[int, Path(ge=0, le=2**31 - 1, description="study id")]
 TrialNumber = Annotated[int, Path(ge=0, le=2**31 - 1, description="trial number in the study")]
-
-
-def _counts(raw: dict[str, int]) -> TrialCounts:
-    return TrialCounts(
-        running=raw.get(store.T_RUNNING, 0) + raw.get(store.T_LOST, 0),
-        complete=raw.get(store.T_COMPLETE, 0),
-        pruned=raw.get(store.T_PRUNED, 0),
-        fail=raw.get(store.T_FAIL, 0),
-    )
-
-
-def _public(session: Session, row: store.StudyRow, raw_counts: dict[str, int]) -> StudyPublic:
-    top = store.leaderboard(session=session, study=row, top=1)
-    best = None
-    if top:
-        t = top[0].trial
-        assert t.number is not None and t.value is not None
-        best = BestTrial(number=t.number, value=t.value, params=t.params)
-    return StudyPublic.model_validate(
-        {
-            **{c: getattr(row, c) for c in StudyPublic.model_fields if hasattr(row, c)},
-            "counts": _counts(raw_counts),
-            "best": best,
-        }
-    )
-
-
-def _get_or_404(session: Session, study_id: int) -> store.StudyRow:
-    row = store.get_study(session=session, study_id=study_id)
-    if row is None:
-        raise NotFound(f"study {study_id} not found")
-    return row
+StateQuery = Annotated[
+    str, Query(description="all | complete | pruned | failed | running", max_length=16)
+]
+SortQuery = Annotated[
+    str,
+    Query(
+        description="rank | number | value | state | epochs_run | duration_s | reason | "
+        "started_at | finished_at | param:NAME | metric:NAME",
+        max_length=80,
+    ),
+]
+DescQuery = Annotated[bool, Query(description="sort descending")]
+TopQuery = Annotated[
+    int | None, Query(ge=1, le=store.MAX_PAGE, description="only the best N trials")
+]
+OffsetQuery = Annotated[int, Query(ge=0, le=10**9)]
 
 
 @router.post("", response_model=StudyPublic, status_code=status.HTTP_201_CREATED)
@@ -65,7 +53,7 @@ def create_study(
     from search.studies import create_study as create  # imports optuna
 
     row = create(session_factory=factory, storage_url=settings.database_url, spec=spec)
-    return _public(session, _get_or_404(session, row.id), {})
+    return study_public(session, get_study_or_404(session, row.id), {})
 
 
 @router.get("", response_model=StudiesPublic)
@@ -76,21 +64,19 @@ def list_studies(
 ) -> StudiesPublic:
     rows, count = store.list_studies(session=session, offset=offset, limit=limit)
     counts = store.trial_counts(session=session, study_ids=[r.id for r in rows])
-    return StudiesPublic(data=[_public(session, r, counts[r.id]) for r in rows], count=count)
+    return StudiesPublic(data=[study_public(session, r, counts[r.id]) for r in rows], count=count)
 
 
 @router.get("/{study_id}", response_model=StudyPublic)
 def read_study(study_id: StudyId, session: SessionDep) -> StudyPublic:
-    row = _get_or_404(session, study_id)
-    counts = store.trial_counts(session=session, study_ids=[study_id])
-    return _public(session, row, counts[study_id])
+    return study_public(session, get_study_or_404(session, study_id))
 
 
 @router.get("/{study_id}/leaderboard", response_model=LeaderboardPublic)
 def read_leaderboard(
     study_id: StudyId, session: SessionDep, top: Annotated[int, Query(ge=1, le=1000)] = 10
 ) -> LeaderboardPublic:
-    row = _get_or_404(session, study_id)
+    row = get_study_or_404(session, study_id)
     entries = store.leaderboard(session=session, study=row, top=top)
     data = [
         LeaderboardRow(
@@ -108,9 +94,78 @@ def read_leaderboard(
     return LeaderboardPublic(study_id=row.id, metric=row.metric, direction=row.direction, data=data)
 
 
+@router.get("/{study_id}/trials", response_model=TrialsPublic)
+def list_trials(
+    study_id: StudyId,
+    session: SessionDep,
+    state: StateQuery = "all",
+    sort: SortQuery = "rank",
+    desc: DescQuery = False,
+    top: TopQuery = None,
+    offset: OffsetQuery = 0,
+    limit: Annotated[int, Query(ge=1, le=store.MAX_PAGE)] = 50,
+) -> TrialsPublic:
+    """Every trial, any state, sorted by any column, a parameter or a metric: the JSON twin
+    of the study page's table (``limit=10000`` gives all of a study's trials)."""
+    row = get_study_or_404(session, study_id)
+    view = make_view(row, state=state, sort=sort, desc=desc, top=top, offset=offset, limit=limit)
+    page = store.list_trials(session=session, study=row, view=view)
+    return TrialsPublic(
+        study_id=row.id,
+        metric=row.metric,
+        direction=row.direction,
+        data=[TrialSummaryPublic.model_validate(t) for t in page.rows],
+        count=page.total,
+    )
+
+
+@router.get(
+    "/{study_id}/trials.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "the trials as CSV"}},
+)
+def export_trials(
+    study_id: StudyId,
+    session: SessionDep,
+    state: StateQuery = "all",
+    sort: SortQuery = "rank",
+    desc: DescQuery = False,
+    top: TopQuery = None,
+) -> StreamingResponse:
+    """The trials a view selects (all of them by default) as CSV: one column per parameter
+    and metric, full precision; text that a spreadsheet would run as a formula is escaped."""
+    row = get_study_or_404(session, study_id)
+    view = make_view(row, state=state, sort=sort, desc=desc, top=top, limit=None)
+    page = store.list_trials(session=session, study=row, view=view)
+    filename = f"study-{row.id}-trials.csv"
+    return StreamingResponse(
+        trials_csv(page.rows, table_columns(row)),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get("/{study_id}/changes", response_model=StudyChanges)
+def read_changes(
+    study_id: StudyId,
+    session: SessionDep,
+    cursor: Annotated[int, Query(ge=0, le=2**31 - 1, description="from the last answer")] = 0,
+) -> StudyChanges:
+    """Trials that ended since ``cursor`` (in the order they ended) and every running
+    trial; poll with the returned cursor to get only what is new."""
+    row = get_study_or_404(session, study_id)
+    changes = store.changes_since(session=session, study=row, cursor=cursor)
+    return StudyChanges(
+        study=study_public(session, row),
+        cursor=changes.cursor,
+        finished=[TrialSummaryPublic.model_validate(t) for t in changes.finished],
+        running=[TrialSummaryPublic.model_validate(t) for t in changes.running],
+    )
+
+
 @router.get("/{study_id}/trials/{number}", response_model=TrialPublic)
 def read_trial(study_id: StudyId, number: TrialNumber, session: SessionDep) -> TrialPublic:
-    _get_or_404(session, study_id)
+    get_study_or_404(session, study_id)
     trial = store.get_trial(session=session, study_id=study_id, number=number)
     if trial is None:
         raise NotFound(f"trial {number} of study {study_id} not found")
@@ -124,7 +179,7 @@ def read_trial(study_id: StudyId, number: TrialNumber, session: SessionDep) -> T
 
 @router.post("/{study_id}/cancel", response_model=StudyPublic)
 def cancel_study(study_id: StudyId, session: SessionDep) -> StudyPublic:
-    row = _get_or_404(session, study_id)
+    row = get_study_or_404(session, study_id)
     if not store.cancel_study(session=session, study_id=study_id):
         raise Conflict(f"study {study_id} is already {row.status}")
     session.commit()

@@ -1,0 +1,42 @@
+"""``/compare?ids=1,2``: best-so-far curves of several studies on one plot (drawn from
+``/api/v1/compare``) and their best trials side by side."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+
+from search import store
+from service.deps import SessionDep
+from service.pages._render import render
+from service.routes.plots import parse_ids
+from service.views import get_study_or_404, study_public
+
+router = APIRouter()
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(
+    request: Request,
+    session: SessionDep,
+    ids: Annotated[list[str] | None, Query(max_length=64)] = None,
+) -> HTMLResponse:
+    if not ids or not any(part.strip(" ,") for part in ids):
+        recent, _ = store.list_studies(session=session, offset=0, limit=50)
+        return render(request, "compare.html", studies=[], recent=recent, ids_text="")
+    study_ids = parse_ids(ids)
+    studies = [study_public(session, get_study_or_404(session, i)) for i in study_ids]
+    names = [n for s in studies for n in (s.best.params if s.best else {})]
+    return render(
+        request,
+        "compare.html",
+        studies=studies,
+        recent=[],
+        ids_text=",".join(str(i) for i in study_ids),
+        param_names=list(dict.fromkeys(names)),
+    )
+
+
+__all__ = ["router"]

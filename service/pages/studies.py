@@ -1,0 +1,274 @@
+"""``/``: all studies; ``/studies/{id}``: one study's header, leaderboard and plots, with
+``/studies/{id}/live`` feeding its live updates; ``/studies/{id}/cancel``."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import yaml
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from search import store
+from service.deps import SessionDep
+from service.errors import BadRequest, Conflict
+from service.pages._render import render, templates
+from service.plots import CURVE_TOP, curves_payload, points_payload, study_axes
+from service.routes.studies import StudyId
+from service.schemas import StudyPublic
+from service.views import get_study_or_404, make_view, study_public, table_columns
+
+router = APIRouter()
+POLL_MS = 1500  # live pages poll at most every 2 s
+PER_PAGE = (20, 50, 100, 500)
+TOP = (5, 10, 20, 50, 100)
+STATE_LABELS = {
+    "all": "all",
+    "complete": "complete",
+    "pruned": "pruned",
+    "failed": "failed",
+    "running": "running",
+}
+
+
+def _int_or_none(name: str, raw: str, low: int, high: int) -> int | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise BadRequest(f"{name} must be a whole number from {low} to {high}, got {raw!r}")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """The study page's query string: view, page and page size."""
+
+    state: str = "all"
+    sort: str = "rank"
+    desc: bool = False
+    top: int | None = None
+    page: int = 1
+    per_page: int = 50
+
+    def url(self, study_id: int, **changes: Any) -> str:
+        q = replace(self, **changes)
+        defaults = PageQuery()
+        params = {
+            k: ("1" if v is True else v)
+            for k, v in vars(q).items()
+            if v != getattr(defaults, k) and v is not None and v is not False
+        }
+        return f"/studies/{study_id}" + (f"?{urlencode(params)}" if params else "")
+
+    def view_params(self, **changes: Any) -> str:
+        """The view part (no paging) as a query string, for the export links."""
+        q = replace(self, **changes)
+        params: dict[str, Any] = {"state": q.state, "sort": q.sort}
+        if q.desc:
+            params["desc"] = "true"
+        if q.top is not None:
+            params["top"] = q.top
+        return urlencode(params)
+
+
+def _row_key(view: store.TrialView) -> Any:
+    return lambda t: json.dumps(store.sort_key(t, view.sort))
+
+
+# ------------------------------------------------------------------ all studies
+
+
+@router.get("/", response_class=HTMLResponse)
+def studies_page(
+    request: Request,
+    session: SessionDep,
+    page: Annotated[int, Query(ge=1, le=10**6)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> HTMLResponse:
+    offset = (page - 1) * per_page
+    rows, total = store.list_studies(session=session, offset=offset, limit=per_page)
+    counts = store.trial_counts(session=session, study_ids=[r.id for r in rows])
+    studies = [study_public(session, r, counts[r.id]) for r in rows]
+    pages = max(1, math.ceil(total / per_page))
+
+    def link(p: int) -> str:
+        return "/?" + urlencode({"page": p, "per_page": per_page})
+
+    return render(
+        request,
+        "studies.html",
+        studies=studies,
+        total=total,
+        offset=offset,
+        page=page,
+        pages=pages,
+        prev_url=link(page - 1) if page > 1 else None,
+        next_url=link(page + 1) if page < pages else None,
+    )
+
+
+# ------------------------------------------------------------------ one study
+
+
+def _state_options(session: Session, study_id: int) -> list[tuple[str, str]]:
+    raw = store.trial_counts(session=session, study_ids=[study_id])[study_id]
+    by_filter = {
+        name: sum(raw.get(s, 0) for s in states) if states else sum(raw.values())
+        for name, states in store.STATE_FILTERS.items()
+    }
+    return [(name, f"{STATE_LABELS[name]} ({by_filter[name]})") for name in store.STATE_FILTERS]
+
+
+@router.get("/studies/{study_id}", response_class=HTMLResponse)
+def study_page(
+    study_id: StudyId,
+    request: Request,
+    session: SessionDep,
+    state: Annotated[str, Query(max_length=16)] = "all",
+    sort: Annotated[str, Query(max_length=80)] = "rank",
+    desc: bool = False,
+    top: Annotated[str, Query(max_length=8)] = "",
+    page: Annotated[int, Query(ge=1, le=10**6)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=store.MAX_PAGE)] = 50,
+) -> HTMLResponse:
+    row = get_study_or_404(session, study_id)
+    q = PageQuery(state, sort, desc, _int_or_none("top", top, 1, store.MAX_PAGE), page, per_page)
+    offset = (page - 1) * per_page
+    view = make_view(
+        row, state=state, sort=sort, desc=desc, top=q.top, offset=offset, limit=per_page
+    )
+    result = store.list_trials(session=session, study=row, view=view)
+    study = study_public(session, row)
+    pages = max(1, math.ceil(result.total / per_page))
+    api_base = f"/api/v1/studies/{row.id}"
+    return render(
+        request,
+        "study.html",
+        study=study,
+        active=row.status in store.ACTIVE_STUDY_STATES,
+        cursor=result.cursor if result.cursor is not None else row.change_seq,
+        live_url=f"/studies/{row.id}/live?{q.view_params()}",
+        poll_ms=POLL_MS,
+        spec_yaml=yaml.safe_dump(row.spec, sort_keys=False, default_flow_style=None),
+        view=view,
+        per_page=per_page,
+        columns=table_columns(row),
+        rows=result.rows,
+        row_key=_row_key(view),
+        total=result.total,
+        page=page,
+        pages=pages,
+        prev_url=q.url(row.id, page=page - 1) if page > 1 else None,
+        next_url=q.url(row.id, page=page + 1) if page < pages else None,
+        sort_url=lambda col: q.url(
+            row.id, sort=col, desc=(not q.desc) if q.sort == col else False, page=1
+        ),
+        state_options=_state_options(session, row.id),
+        top_options=TOP,
+        per_page_options=sorted({*PER_PAGE, per_page}),
+        csv_view_url=f"{api_base}/trials.csv?{q.view_params()}",
+        csv_all_url=f"{api_base}/trials.csv",
+        json_view_url=f"{api_base}/trials?{q.view_params()}&limit={store.MAX_PAGE}",
+        curve_top=CURVE_TOP,
+        factor=row.spec["pruning"]["divergence_factor"],
+    )
+
+
+@router.get("/studies/{study_id}/live", response_class=JSONResponse)
+def study_live(
+    study_id: StudyId,
+    session: SessionDep,
+    cursor: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    state: Annotated[str, Query(max_length=16)] = "all",
+    sort: Annotated[str, Query(max_length=80)] = "rank",
+    desc: bool = False,
+    top: Annotated[str, Query(max_length=8)] = "",
+) -> JSONResponse:
+    """What the open study page needs since ``cursor``: the header, rows of trials that
+    ended or are running (marked ``show`` when they belong in the page's view), their plot
+    points, and curves for running trials and for new ones the curve plot shows."""
+    row = get_study_or_404(session, study_id)
+    top_n = _int_or_none("top", top, 1, store.MAX_PAGE)
+    view = make_view(row, state=state, sort=sort, desc=desc, top=top_n, limit=None)
+    changes = store.changes_since(session=session, study=row, cursor=cursor)
+    study = study_public(session, row)
+    return JSONResponse(_live_payload(session, row, study, view, changes))
+
+
+def _live_payload(
+    session: Session,
+    row: store.StudyRow,
+    study: StudyPublic,
+    view: store.TrialView,
+    changes: store.Changes,
+) -> dict[str, Any]:
+    columns = table_columns(row)
+    macro = templates.env.get_template("_trials.html").module.trial_row  # type: ignore[attr-defined]
+    key = _row_key(view)
+    allowed = store.STATE_FILTERS[view.state]
+    trials = [*changes.finished, *changes.running]
+    rows = [
+        {
+            "number": t.number,
+            "state": t.state,
+            "rank": t.rank,
+            "key": key(t),
+            "show": (allowed is None or t.state in allowed)
+            and (view.top is None or (t.rank is not None and t.rank <= view.top)),
+            "html": str(macro(row.id, columns, t, key(t))),
+        }
+        for t in trials
+    ]
+    wanted = [
+        t.number
+        for t in trials
+        if t.state in (store.T_RUNNING, store.T_LOST, store.T_PRUNED)
+        or (t.rank is not None and t.rank <= CURVE_TOP)
+    ]
+    curves = store.trial_curves(session=session, study_id=row.id, numbers=wanted)
+    points = [store.PlotPoint(t.number, t.state, t.value, t.params) for t in changes.finished]
+    header = templates.env.get_template("_study_header.html").render(study=study)
+    return {
+        "status": study.status,
+        "active": study.status in store.ACTIVE_STUDY_STATES,
+        "cursor": changes.cursor,
+        "header_html": header,
+        "rows": rows,
+        "running": [t.number for t in changes.running],
+        "points": points_payload(points, study_axes(row.spec)),
+        "curves": curves_payload(curves, metric=row.metric, factor=_factor(row)),
+    }
+
+
+def _factor(row: store.StudyRow) -> float:
+    return float(row.spec["pruning"]["divergence_factor"])
+
+
+# ------------------------------------------------------------------ cancel
+
+
+@router.get("/studies/{study_id}/cancel", response_class=HTMLResponse)
+def cancel_confirm(study_id: StudyId, request: Request, session: SessionDep) -> Response:
+    """The confirmation step (the study page's script asks in a dialog instead)."""
+    row = get_study_or_404(session, study_id)
+    if row.status not in store.ACTIVE_STUDY_STATES:
+        return RedirectResponse(f"/studies/{row.id}", status_code=303)
+    return render(request, "cancel.html", study=row)
+
+
+@router.post("/studies/{study_id}/cancel")
+def cancel_submit(study_id: StudyId, session: SessionDep) -> RedirectResponse:
+    row = get_study_or_404(session, study_id)
+    if not store.cancel_study(session=session, study_id=study_id):
+        raise Conflict(f"study {study_id} is already {row.status}")
+    session.commit()
+    return RedirectResponse(f"/studies/{row.id}", status_code=303)
+
+
+__all__ = ["router"]

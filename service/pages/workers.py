@@ -1,0 +1,27 @@
+"""``/workers``: the registered worker processes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from search import store
+from service.deps import SessionDep
+from service.pages._render import render
+
+router = APIRouter()
+
+
+@router.get("/workers", response_class=HTMLResponse)
+def workers_page(
+    request: Request, session: SessionDep, include_stopped: bool = False
+) -> HTMLResponse:
+    rows, count = store.list_workers(
+        session=session, offset=0, limit=500, include_stopped=include_stopped
+    )
+    return render(
+        request, "workers.html", workers=rows, count=count, include_stopped=include_stopped
+    )
+
+
+__all__ = ["router"]

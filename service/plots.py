@@ -1,0 +1,179 @@
+"""Plot data, shaped on the server as compact arrays (the page draws them with plotly.js).
+
+A study's plots need, per ended trial, its number, state, value and one value per search
+axis (:mod:`search.axes`), and per-epoch curves only for the few trials the learning-curve
+plot shows. Floats are rounded to 6 significant digits: plenty for a chart, and about half
+the bytes of full precision (tables and exports keep full precision).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from search import store
+from search.axes import Axis, finite, layers_label, space_axes
+from search.spec import ExperimentSpec
+
+CURVE_TOP = 5  # best complete trials whose curves the study page draws
+CURVE_PRUNED = 5  # most recently pruned trials drawn with them
+STATE_CODES = {store.T_COMPLETE: "C", store.T_PRUNED: "P", store.T_FAIL: "F"}
+
+
+def rounded(value: Any) -> float | None:
+    """A finite float to 6 significant digits; None for anything else."""
+    if not finite(value):
+        return None
+    return float(f"{float(value):.6g}")
+
+
+def _rounded_list(values: Iterable[Any]) -> list[float | None]:
+    return [rounded(v) for v in values]
+
+
+def study_axes(spec: dict[str, Any]) -> list[Axis]:
+    return space_axes(ExperimentSpec.model_validate(spec).search.space)
+
+
+def axes_payload(axes: Sequence[Axis]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": a.name,
+            "knob": a.knob,
+            "label": a.label,
+            "kind": a.kind,
+            "log": a.log,
+            "choices": [str(c) for c in a.choices],
+        }
+        for a in axes
+    ]
+
+
+def points_payload(points: Sequence[store.PlotPoint], axes: Sequence[Axis]) -> dict[str, Any]:
+    """Column arrays: number, state code (C/P/F), value, one array per axis, and the layer
+    sizes as text for hover labels of layer axes."""
+    columns: dict[str, list[Any]] = {}
+    for axis in axes:
+        raw = [axis.value(p.params) for p in points]
+        columns[axis.name] = [str(v) if axis.kind == "categorical" else rounded(v) for v in raw]
+    layer_knobs = {a.knob for a in axes if a.name.endswith((".depth", ".units"))}
+    return {
+        "number": [p.number for p in points],
+        "state": [STATE_CODES.get(p.state, "F") for p in points],
+        "value": _rounded_list(p.value for p in points),
+        "axes": columns,
+        "labels": {k: [layers_label(p.params.get(k)) for p in points] for k in layer_knobs},
+    }
+
+
+def _initial_loss(c: store.TrialCurves) -> float | None:
+    if finite(c.initial_loss):
+        return c.initial_loss
+    train = c.curves.get("train_loss") or []
+    return train[0] if train and finite(train[0]) else None
+
+
+def curves_payload(
+    curves: Sequence[store.TrialCurves], *, metric: str, factor: float
+) -> list[dict[str, Any]]:
+    """Per-trial curves (index = epoch, 0 before any update), the objective's own curve,
+    and the divergence threshold ``factor`` x the trial's initial training loss."""
+    out = []
+    for c in curves:
+        initial = _initial_loss(c)
+        out.append(
+            {
+                "number": c.number,
+                "state": c.state,
+                "value": rounded(c.value),
+                "reason": c.reason,
+                "train_loss": _rounded_list(c.curves.get("train_loss") or []),
+                "dev_loss": _rounded_list(c.curves.get("dev_loss") or []),
+                "objective": _rounded_list(c.curves.get(metric) or []),
+                "threshold": rounded(factor * initial) if initial is not None else None,
+            }
+        )
+    return out
+
+
+def study_plot_data(
+    *,
+    study: store.StudyRow,
+    points: Sequence[store.PlotPoint],
+    curves: Sequence[store.TrialCurves],
+    cursor: int,
+) -> dict[str, Any]:
+    axes = study_axes(study.spec)
+    factor = float(study.spec["pruning"]["divergence_factor"])
+    return {
+        "study_id": study.id,
+        "metric": study.metric,
+        "direction": study.direction,
+        "divergence_factor": factor,
+        "axes": axes_payload(axes),
+        "points": points_payload(points, axes),
+        "curves": curves_payload(curves, metric=study.metric, factor=factor),
+        "cursor": cursor,
+    }
+
+
+def best_so_far(values: Sequence[float | None], direction: str) -> list[float | None]:
+    """Running best of ``values`` (None where nothing has finished yet)."""
+    better = min if direction == "minimize" else max
+    best: float | None = None
+    out: list[float | None] = []
+    for v in values:
+        if v is not None and math.isfinite(v):
+            best = v if best is None else better(best, v)
+        out.append(best)
+    return out
+
+
+__all__ = [
+    "CURVE_PRUNED",
+    "CURVE_TOP",
+    "ImportanceCache",
+    "axes_payload",
+    "best_so_far",
+    "curves_payload",
+    "points_payload",
+    "rounded",
+    "study_axes",
+    "study_plot_data",
+]
+
+
+class ImportanceCache:
+    """Parameter importances per (study, number of complete trials): recomputed only when a
+    trial completes, at most one computation per key at a time."""
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self._entries: OrderedDict[tuple[int, int], dict[str, float]] = OrderedDict()
+        self._locks: dict[tuple[int, int], threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.max_entries = max_entries
+        self.computed = 0  # computations run (not answered from the cache)
+
+    def get(
+        self, key: tuple[int, int], compute: Callable[[], dict[str, float]]
+    ) -> dict[str, float]:
+        with self._guard:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            with self._guard:
+                if key in self._entries:
+                    return self._entries[key]
+            value = compute()
+            with self._guard:
+                self.computed += 1
+                self._entries[key] = value
+                self._locks.pop(key, None)
+                while len(self._entries) > self.max_entries:
+                    self._entries.popitem(last=False)
+            return value

@@ -1,0 +1,129 @@
+"""/api/v1/studies/{id}/plots, /importance and /api/v1/compare: plot data shaped on the
+server as compact arrays, read from hps_trials (never from Optuna's trials)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from search import store
+from service.deps import SessionDep
+from service.errors import BadRequest
+from service.plots import (
+    CURVE_PRUNED,
+    CURVE_TOP,
+    ImportanceCache,
+    best_so_far,
+    rounded,
+    study_axes,
+    study_plot_data,
+)
+from service.routes.studies import StudyId
+from service.schemas import (
+    ComparePublic,
+    CompareSeries,
+    ParamImportance,
+    StudyImportance,
+    StudyPlots,
+)
+from service.views import get_study_or_404
+
+router = APIRouter(tags=["plots"])
+MAX_COMPARE = 8
+
+
+@router.get("/studies/{study_id}/plots", response_model=StudyPlots)
+def read_plots(study_id: StudyId, session: SessionDep) -> StudyPlots:
+    """Everything the study page draws: per ended trial its number, state, value and one
+    value per search axis; the curves of the best, the latest pruned and the running
+    trials; and the change cursor to poll ``/changes`` from."""
+    row = get_study_or_404(session, study_id)
+    cursor = row.change_seq
+    points = store.plot_points(session=session, study_id=row.id)
+    numbers = store.curve_numbers(session=session, study=row, top=CURVE_TOP, pruned=CURVE_PRUNED)
+    curves = store.trial_curves(session=session, study_id=row.id, numbers=numbers)
+    data = study_plot_data(study=row, points=points, curves=curves, cursor=cursor)
+    return StudyPlots.model_validate(data)
+
+
+def _cache(request: Request) -> ImportanceCache:
+    cache = getattr(request.app.state, "importance_cache", None)
+    if cache is None:
+        cache = request.app.state.importance_cache = ImportanceCache()
+    return cache
+
+
+@router.get("/studies/{study_id}/importance", response_model=StudyImportance)
+def read_importance(study_id: StudyId, session: SessionDep, request: Request) -> StudyImportance:
+    """Parameter importance (Optuna's PED-ANOVA evaluator) over the complete trials, once at
+    least ``min_trials`` have completed; cached per study and number of complete trials."""
+    from search.importance import MIN_TRIALS, param_importances  # imports optuna
+
+    row = get_study_or_404(session, study_id)
+    complete = store.trial_counts(session=session, study_ids=[row.id])[row.id].get(
+        store.T_COMPLETE, 0
+    )
+    axes = study_axes(row.spec)
+    labels = {a.name: a.label for a in axes}
+
+    def compute() -> dict[str, float]:
+        points = store.plot_points(session=session, study_id=row.id)
+        return param_importances(points, axes, row.direction)
+
+    result = {} if complete < MIN_TRIALS else _cache(request).get((row.id, complete), compute)
+    data = [
+        ParamImportance(axis=name, label=labels.get(name, name), importance=value)
+        for name, value in result.items()
+    ]
+    return StudyImportance(study_id=row.id, complete=complete, min_trials=MIN_TRIALS, data=data)
+
+
+def parse_ids(raw: list[str]) -> list[int]:
+    """``ids=1,2&ids=3`` -> [1, 2, 3]; a 422 naming the bad item otherwise."""
+    ids: list[int] = []
+    for part in ",".join(raw).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or len(part) > 9:
+            raise BadRequest(f"ids: {part!r} is not a study id")
+        if int(part) not in ids:
+            ids.append(int(part))
+    if not ids:
+        raise BadRequest("ids: give at least one study id, e.g. ids=1,2")
+    if len(ids) > MAX_COMPARE:
+        raise BadRequest(f"ids: compare at most {MAX_COMPARE} studies, got {len(ids)}")
+    return ids
+
+
+def compare_series(session: SessionDep, ids: list[int]) -> list[CompareSeries]:
+    series = []
+    for study_id in ids:
+        row = get_study_or_404(session, study_id)
+        points = [
+            p
+            for p in store.plot_points(session=session, study_id=row.id)
+            if p.state == store.T_COMPLETE
+        ]
+        best = best_so_far([p.value for p in points], row.direction)
+        series.append(
+            CompareSeries(
+                study_id=row.id,
+                name=row.name,
+                metric=row.metric,
+                direction=row.direction,
+                number=[p.number for p in points],
+                best=[rounded(v) for v in best],
+            )
+        )
+    return series
+
+
+@router.get("/compare", response_model=ComparePublic)
+def read_compare(
+    session: SessionDep,
+    ids: Annotated[list[str], Query(description="study ids: ids=1,2 or ids=1&ids=2")],
+) -> ComparePublic:
+    """Best-so-far curves of several studies (x: trial number, y: best complete value)."""
+    return ComparePublic(data=compare_series(session, parse_ids(ids)))

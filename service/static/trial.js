@@ -1,0 +1,10 @@
+// The trial page: its learning curves, from the JSON the server put in the page.
+"use strict";
+(function () {
+  const source = document.getElementById("trial-data");
+  const div = document.getElementById("plot-trial");
+  if (!source || !div) return;
+  const data = JSON.parse(source.textContent);
+  HPS.curves(div, data);
+  div.dataset.drawn = "true";
+})();

@@ -1,0 +1,131 @@
+"""Reads shared by the API, the pages and the exports: a study as the API shows it, and the
+leaderboard view (which trials: state filter, top N; in which order: any column, a
+parameter or a metric; which page) with the table's columns for a study."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from search import store
+from search.spec import DATASET_TASKS
+from service.errors import BadRequest, NotFound
+from service.schemas import BestTrial, StudyPublic, TrialCounts
+
+
+def get_study_or_404(session: Session, study_id: int) -> store.StudyRow:
+    row = store.get_study(session=session, study_id=study_id)
+    if row is None:
+        raise NotFound(f"study {study_id} not found")
+    return row
+
+
+def trial_counts(raw: dict[str, int]) -> TrialCounts:
+    return TrialCounts(
+        running=raw.get(store.T_RUNNING, 0) + raw.get(store.T_LOST, 0),
+        complete=raw.get(store.T_COMPLETE, 0),
+        pruned=raw.get(store.T_PRUNED, 0),
+        fail=raw.get(store.T_FAIL, 0),
+    )
+
+
+def study_public(
+    session: Session, row: store.StudyRow, raw_counts: dict[str, int] | None = None
+) -> StudyPublic:
+    """``row`` with its trial counts (read now unless given) and best trial."""
+    if raw_counts is None:
+        raw_counts = store.trial_counts(session=session, study_ids=[row.id])[row.id]
+    top = store.leaderboard(session=session, study=row, top=1)
+    best = None
+    if top:
+        t = top[0].trial
+        assert t.number is not None and t.value is not None
+        best = BestTrial(number=t.number, value=t.value, params=t.params)
+    return StudyPublic.model_validate(
+        {
+            **{c: getattr(row, c) for c in StudyPublic.model_fields if hasattr(row, c)},
+            "counts": trial_counts(raw_counts),
+            "best": best,
+        }
+    )
+
+
+def make_view(
+    study: store.StudyRow,
+    *,
+    state: str = "all",
+    sort: str = "rank",
+    desc: bool = False,
+    top: int | None = None,
+    offset: int = 0,
+    limit: int | None = 50,
+) -> store.TrialView:
+    """A validated view of ``study``'s trials; bad input is a 422 naming the parameter."""
+    try:
+        view = store.TrialView(
+            state=state, sort=sort, desc=desc, top=top, offset=offset, limit=limit
+        )
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    knobs = list(study.spec["search"]["space"])
+    if view.param is not None and view.param not in knobs:
+        raise BadRequest(
+            f"sort: study {study.id} has no searched parameter {view.param!r}; "
+            f"its parameters are {knobs}"
+        )
+    return view
+
+
+@dataclass(frozen=True)
+class Column:
+    """One leaderboard column: ``sort`` is its ``?sort=`` value."""
+
+    sort: str
+    label: str
+    numeric: bool
+    get: Callable[[store.TrialSummary], Any]
+    group: str = ""  # "param" | "metric" | "" (for styling)
+
+
+def _param(name: str) -> Callable[[store.TrialSummary], Any]:
+    return lambda t: t.params.get(name)
+
+
+def _metric(name: str) -> Callable[[store.TrialSummary], Any]:
+    return lambda t: t.metrics.get(name)
+
+
+def table_columns(study: store.StudyRow) -> list[Column]:
+    """rank, trial, objective, every searched parameter, the other recorded metrics,
+    epochs, duration, state and reason."""
+    cols = [
+        Column("rank", "rank", True, lambda t: t.rank),
+        Column("number", "trial", True, lambda t: t.number),
+        Column("value", study.metric, True, lambda t: t.value),
+    ]
+    for knob in study.spec["search"]["space"]:
+        cols.append(Column(f"param:{knob}", knob, True, _param(knob), "param"))
+    regression = DATASET_TASKS.get(study.dataset) == "regression"
+    for metric in store.RECORDED_METRICS:
+        if metric != study.metric and not (regression and metric == "dev_accuracy"):
+            cols.append(Column(f"metric:{metric}", metric, True, _metric(metric), "metric"))
+    cols += [
+        Column("epochs_run", "epochs", True, lambda t: t.epochs_run),
+        Column("duration_s", "time", True, lambda t: t.duration_s),
+        Column("state", "state", False, lambda t: t.state),
+        Column("reason", "reason", False, lambda t: t.reason),
+    ]
+    return cols
+
+
+__all__ = [
+    "Column",
+    "get_study_or_404",
+    "make_view",
+    "study_public",
+    "table_columns",
+    "trial_counts",
+]

@@ -1,0 +1,95 @@
+"""Studies filled with made-up trials, written through the store's own functions (claim,
+attach, finish), for tests of reads, pages and exports that need no training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from search import store
+from search.spec import ExperimentSpec
+
+SPEC: dict[str, Any] = {
+    "name": "made-up",
+    "dataset": "digits",
+    "search": {
+        "sampler": "random",
+        "n_trials": 50,
+        "parallelism": 50,
+        "space": {
+            "lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
+            "keep_prob": {"type": "float", "low": 0.5, "high": 1.0},
+            "hidden": {"type": "layers", "depth": [1, 2], "units": [16, 256]},
+        },
+    },
+    "training": {"epochs": 3},
+}
+
+
+@dataclass
+class Made:
+    """One made-up trial: its outcome and what the worker would have recorded."""
+
+    state: str
+    value: float | None
+    params: dict[str, Any]
+    reason: str | None = None
+    epochs: int = 3
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def curves_for(t: Made) -> dict[str, list[float | None]]:
+    base = t.value if t.value is not None else 2.0
+    dev = [2.3 - (2.3 - base) * e / max(t.epochs, 1) for e in range(t.epochs + 1)]
+    return {"train_loss": [v * 0.9 for v in dev], "dev_loss": dev, "dev_accuracy": [0.5] * len(dev)}
+
+
+def make_study(
+    factory: Any, trials: list[Made], *, spec: dict[str, Any] | None = None, running: int = 0
+) -> int:
+    """A study whose trials 0..n-1 end in the given order, then ``running`` more that are
+    still running; returns the study id."""
+    data = ExperimentSpec.model_validate(spec or SPEC).model_dump(mode="json")
+    with store.session_scope(factory) as s:
+        row = store.insert_study(
+            session=s,
+            spec=data,
+            optuna_study_name=f"made-{id(trials)}-{len(trials)}",
+            n_trials=data["search"]["n_trials"],
+        )
+        study_id = row.id
+    for number, t in enumerate([*trials, *([None] * running)]):
+        with store.session_scope(factory) as s:
+            claim = store.claim_trial(session=s, worker_id=None, study_id=study_id)
+            assert claim is not None, "raise n_trials/parallelism in the spec"
+            params = t.params if t is not None else {"lr": 0.01, "keep_prob": 0.9, "hidden": [32]}
+            store.attach_optuna_trial(
+                session=s,
+                trial_row_id=claim.trial_row_id,
+                number=number,
+                optuna_trial_id=number,
+                params=params,
+            )
+        if t is None:
+            continue
+        values = {
+            "value": t.value,
+            "params": t.params,
+            "metrics": {"initial_loss": 2.3, "dev_loss": t.value, **t.metrics},
+            "curves": curves_for(t),
+            "epochs_run": t.epochs,
+            "duration_s": 0.5 + number / 100,
+            "reason": t.reason,
+        }
+        with store.session_scope(factory) as s:
+            assert store.finish_trial(
+                session=s, trial_row_id=claim.trial_row_id, state=t.state, values=values
+            )
+    return study_id
+
+
+def params(lr: float, keep_prob: float = 0.9, hidden: list[int] | None = None) -> dict[str, Any]:
+    return {"lr": lr, "keep_prob": keep_prob, "hidden": hidden or [32]}
+
+
+__all__ = ["SPEC", "Made", "curves_for", "make_study", "params"]
