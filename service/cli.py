@@ -31,6 +31,7 @@ from rich.text import Text
 
 from service._cli_server import register_server_commands
 from service.client import ClientError, HpsClient
+from service.csv_cells import csv_cell
 
 __all__ = ["DEFAULT_URL", "EXAMPLE_SPEC", "app", "main"]
 
@@ -198,15 +199,6 @@ def leaderboard_table(board: dict[str, Any]) -> Table:
     return table
 
 
-def _csv_cell(value: Any) -> str:
-    """Full precision (unlike tables); list params such as hidden become ``128-64``."""
-    if value is None:
-        return ""
-    if isinstance(value, list | tuple):
-        return "-".join(_csv_cell(item) for item in value)
-    return str(value)
-
-
 def write_leaderboard_csv(board: dict[str, Any]) -> None:
     rows: list[dict[str, Any]] = board.get("data") or []
     params = sorted({name for row in rows for name in (row.get("params") or {})})
@@ -217,7 +209,7 @@ def write_leaderboard_csv(board: dict[str, Any]) -> None:
         cells = [row.get("rank"), row.get("number"), row.get("value")]
         cells += [row_params.get(name) for name in params]
         cells += [row.get("epochs_run"), row.get("duration_s")]
-        writer.writerow([_csv_cell(cell) for cell in cells])
+        writer.writerow([csv_cell(cell) for cell in cells])
 
 
 def _progress_line(study: dict[str, Any]) -> str:
@@ -250,6 +242,11 @@ def watch_study(client: HpsClient, study_id: int, interval: float, console: Cons
             study = client.get_study(study_id)
 
 
+def study_page_url(base_url: str, study_id: Any) -> str:
+    """The study's web page on the server the CLI talks to."""
+    return f"{base_url.rstrip('/')}/studies/{study_id}"
+
+
 def _watch_and_report(client: HpsClient, study_id: int, interval: float, top: int) -> None:
     console = _console()
     try:
@@ -278,6 +275,7 @@ def submit(
     with _connect(url) as client:
         study = client.create_study(body)
         typer.echo(f"created study {study.get('id')} ({study.get('name')})")
+        typer.echo(f"page: {study_page_url(url, study.get('id'))}")
         if watch:
             _watch_and_report(client, int(study["id"]), interval, top)
 
@@ -336,6 +334,7 @@ def watch(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Follow a study until it completes (exit 0) or is cancelled (exit 1)."""
+    typer.echo(f"page: {study_page_url(url, study_id)}")
     with _connect(url) as client:
         _watch_and_report(client, study_id, interval, top)
 

@@ -1,36 +1,15 @@
-"""CSV export of a leaderboard view, safe to open in a spreadsheet.
-
-Text cells that start with ``=``, ``+``, ``-``, ``@`` (or a tab or carriage return) get a
-leading ``'`` so a spreadsheet shows them instead of running them as formulas (OWASP's
-advice for CSV injection); numbers are written as numbers, at full precision.
-"""
+"""CSV export of a leaderboard view, safe to open in a spreadsheet (see
+:mod:`service.csv_cells`): one column per parameter and metric, full precision."""
 
 from __future__ import annotations
 
 import csv
 import io
 from collections.abc import Iterator, Sequence
-from datetime import datetime
-from typing import Any
 
 from search import store
-from search.axes import layers_label
+from service.csv_cells import csv_cell
 from service.views import Column
-
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value) if isinstance(value, float) else str(value)
-    if isinstance(value, datetime):
-        return value.isoformat() + "Z"
-    text = layers_label(value) if isinstance(value, list | tuple) else str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
 def csv_header(columns: Sequence[Column]) -> list[str]:
@@ -62,4 +41,4 @@ def trials_csv(rows: Sequence[store.TrialSummary], columns: Sequence[Column]) ->
     yield flush()
 
 
-__all__ = ["FORMULA_PREFIXES", "csv_cell", "csv_header", "trials_csv"]
+__all__ = ["csv_header", "trials_csv"]

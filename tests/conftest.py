@@ -108,3 +108,27 @@ def module_migrated_url(
     upgrade_db(url)
     yield url
     _forget(url)
+
+
+CHROMIUM = os.environ.get("HPS_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """One headless Debian chromium for the whole run, driven by Playwright (which never
+    downloads a browser here). ``make test`` installs chromium; under CI a missing one
+    fails the browser tests instead of skipping them."""
+    if not Path(CHROMIUM).exists():
+        message = f"chromium not found at {CHROMIUM} (HPS_TEST_CHROMIUM); `make test` installs it"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()

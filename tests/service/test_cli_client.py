@@ -212,7 +212,10 @@ def assert_one_error_line(result: Result, code: int) -> str:
 def test_submit_prints_new_study_id(url: str, api: FakeApi, spec_file: Path) -> None:
     result = invoke("submit", str(spec_file), "--url", url)
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == "created study 7 (digits-random)"
+    assert result.stdout.strip().splitlines() == [
+        "created study 7 (digits-random)",
+        f"page: {url}/studies/7",
+    ]
     assert [(m, body) for m, path, body in api.requests if m == "POST"] == [("POST", SPEC)]
 
 
@@ -236,6 +239,7 @@ def test_submit_watch_follows_study_and_prints_leaderboard(url: str, spec_file: 
 def test_watch_cancelled_study_exits_1(url: str) -> None:
     result = invoke("watch", "8", "--interval", "0.05", "--url", url)
     assert result.exit_code == 1
+    assert result.stdout.startswith(f"page: {url}/studies/8\n")
     assert "study 8 leaderboard" in result.stdout
     assert result.stderr.strip() == "error: study 8 ended cancelled"
 

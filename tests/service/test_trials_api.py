@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from search import store
 from service.app import create_app
-from service.export import csv_cell
+from service.csv_cells import csv_cell
 from service.settings import Settings
 from tests.study_data import Made, make_study, params
 
