@@ -8,26 +8,32 @@ the bytes of full precision (tables and exports keep full precision).
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any, Generic, TypeVar
 
 from search import store
 from search.axes import Axis, finite, layers_label, space_axes
 from search.spec import ExperimentSpec
 
+V = TypeVar("V")
 CURVE_TOP = 5  # best complete trials whose curves the study page draws
 CURVE_PRUNED = 5  # most recently pruned trials drawn with them
 STATE_CODES = {store.T_COMPLETE: "C", store.T_PRUNED: "P", store.T_FAIL: "F"}
 
 
 def rounded(value: Any) -> float | None:
-    """A finite float to 6 significant digits; None for anything else."""
-    if not finite(value):
-        return None
-    return float(f"{float(value):.6g}")
+    """A finite number as a float to 6 significant digits; None for anything else (NaN,
+    inf, bools, text). Called tens of thousands of times per plot: keep it lean."""
+    kind = type(value)
+    if kind is float:
+        return float(f"{value:.6g}") if value - value == 0.0 else None  # NaN/inf: nan
+    if kind is int:
+        return float(f"{value:.6g}")
+    return None
 
 
 def _rounded_list(values: Iterable[Any]) -> list[float | None]:
@@ -57,8 +63,12 @@ def points_payload(points: Sequence[store.PlotPoint], axes: Sequence[Axis]) -> d
     sizes as text for hover labels of layer axes."""
     columns: dict[str, list[Any]] = {}
     for axis in axes:
-        raw = [axis.value(p.params) for p in points]
-        columns[axis.name] = [str(v) if axis.kind == "categorical" else rounded(v) for v in raw]
+        knob, read = axis.knob, axis.read
+        raw = [p.params.get(knob) for p in points]
+        if axis.kind == "categorical":
+            columns[axis.name] = [None if v is None else str(read(v)) for v in raw]
+        else:
+            columns[axis.name] = [None if v is None else rounded(read(v)) for v in raw]
     layer_knobs = {a.knob for a in axes if a.name.endswith((".depth", ".units"))}
     return {
         "number": [p.number for p in points],
@@ -99,25 +109,30 @@ def curves_payload(
     return out
 
 
-def study_plot_data(
+def to_json(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), allow_nan=False)
+
+
+def study_plot_json(
     *,
     study: store.StudyRow,
-    points: Sequence[store.PlotPoint],
+    points_json: str,
     curves: Sequence[store.TrialCurves],
     cursor: int,
-) -> dict[str, Any]:
-    axes = study_axes(study.spec)
+) -> str:
+    """The /plots answer (schema ``StudyPlots``) as JSON text around the points' JSON,
+    which is the large part and is cached by the caller."""
     factor = float(study.spec["pruning"]["divergence_factor"])
-    return {
+    head = {
         "study_id": study.id,
         "metric": study.metric,
         "direction": study.direction,
         "divergence_factor": factor,
-        "axes": axes_payload(axes),
-        "points": points_payload(points, axes),
+        "axes": axes_payload(study_axes(study.spec)),
         "curves": curves_payload(curves, metric=study.metric, factor=factor),
         "cursor": cursor,
     }
+    return to_json(head)[:-1] + ',"points":' + points_json + "}"
 
 
 def best_so_far(values: Sequence[float | None], direction: str) -> list[float | None]:
@@ -135,31 +150,30 @@ def best_so_far(values: Sequence[float | None], direction: str) -> list[float | 
 __all__ = [
     "CURVE_PRUNED",
     "CURVE_TOP",
-    "ImportanceCache",
+    "ComputeCache",
     "axes_payload",
     "best_so_far",
     "curves_payload",
     "points_payload",
     "rounded",
     "study_axes",
-    "study_plot_data",
+    "study_plot_json",
+    "to_json",
 ]
 
 
-class ImportanceCache:
-    """Parameter importances per (study, number of complete trials): recomputed only when a
-    trial completes, at most one computation per key at a time."""
+class ComputeCache(Generic[V]):
+    """A small LRU of computed values by key (e.g. a study's parameter importances by
+    (study id, complete trials)), with at most one computation per key at a time."""
 
     def __init__(self, max_entries: int = 64) -> None:
-        self._entries: OrderedDict[tuple[int, int], dict[str, float]] = OrderedDict()
-        self._locks: dict[tuple[int, int], threading.Lock] = {}
+        self._entries: OrderedDict[Hashable, V] = OrderedDict()
+        self._locks: dict[Hashable, threading.Lock] = {}
         self._guard = threading.Lock()
         self.max_entries = max_entries
         self.computed = 0  # computations run (not answered from the cache)
 
-    def get(
-        self, key: tuple[int, int], compute: Callable[[], dict[str, float]]
-    ) -> dict[str, float]:
+    def get(self, key: Hashable, compute: Callable[[], V]) -> V:
         with self._guard:
             if key in self._entries:
                 self._entries.move_to_end(key)

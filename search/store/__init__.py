@@ -13,6 +13,13 @@ from search.store._engine import (
     utcnow,
     with_retry,
 )
+from search.store._plot_reads import (
+    PlotPoint,
+    TrialCurves,
+    curve_numbers,
+    plot_points,
+    trial_curves,
+)
 from search.store._studies import (
     LeaderboardEntry,
     cancel_study,
@@ -47,18 +54,12 @@ from search.store._trial_views import (
     RECORDED_METRICS,
     STATE_FILTERS,
     Changes,
-    PlotPoint,
-    TrialCurves,
     TrialPage,
     TrialSummary,
     TrialView,
     changes_since,
-    curve_numbers,
     list_trials,
-    plot_points,
     sort_key,
-    sort_summaries,
-    trial_curves,
     trial_summaries,
 )
 from search.store._trials import (
@@ -96,7 +97,6 @@ __all__ = [
     "list_trials",
     "plot_points",
     "sort_key",
-    "sort_summaries",
     "trial_curves",
     "trial_summaries",
     "ACTIVE_STUDY_STATES",

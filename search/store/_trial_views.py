@@ -8,13 +8,14 @@ trial number), the same order as :func:`search.store.leaderboard`.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Text, and_, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from search.store._tables import (
@@ -129,53 +130,101 @@ _SUMMARY_COLUMNS = (
     TrialRow.reason,
     TrialRow.started_at,
     TrialRow.finished_at,
+    TrialRow.seq,
+    TrialRow.worker_id,
 )
+_LIVE = (T_RUNNING, T_LOST)
+_CONSISTENT_TRIES = 5
 
 
-def _objective_order(study: StudyRow) -> ColumnElement[Any]:
-    return TrialRow.value.asc() if study.direction == "minimize" else TrialRow.value.desc()
+def objective_order(study: StudyRow) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """ORDER BY terms of the ranking: the objective (best first), ties by trial number."""
+    value = TrialRow.value.asc() if study.direction == "minimize" else TrialRow.value.desc()
+    return value, TrialRow.number.asc()
 
 
-def _ranked(study: StudyRow) -> Any:
-    """Subquery (id, rank) over the study's COMPLETE trials."""
-    rank = func.row_number().over(order_by=(_objective_order(study), TrialRow.number.asc()))
-    return (
-        select(TrialRow.id.label("id"), rank.label("rank"))
-        .where(
-            TrialRow.study_id == study.id,
-            TrialRow.state == T_COMPLETE,
-            TrialRow.value.is_not(None),
-            TrialRow.number.is_not(None),
-        )
-        .subquery("ranked")
+def _is_ranked(study_id: int) -> ColumnElement[bool]:
+    return and_(
+        TrialRow.study_id == study_id,
+        TrialRow.state == T_COMPLETE,
+        TrialRow.value.is_not(None),
+        TrialRow.number.is_not(None),
     )
 
 
-def _select(study: StudyRow, view: TrialView, numbers: Sequence[int] | None = None) -> Any:
-    ranked = _ranked(study)
-    cursor = select(StudyRow.change_seq).where(StudyRow.id == study.id).scalar_subquery()
-    stmt: Select[Any] = (
-        select(
-            *_SUMMARY_COLUMNS,
-            ranked.c.rank,
-            TrialRow.seq,
-            TrialRow.worker_id,
-            cursor.label("cursor"),
-        )
-        .outerjoin(ranked, ranked.c.id == TrialRow.id)
-        .where(TrialRow.study_id == study.id, TrialRow.number.is_not(None))
+def _cursor(study_id: int) -> Any:
+    """The study's change cursor as a scalar subquery: a statement that selects it sees
+    the rows and the cursor in one snapshot."""
+    return select(StudyRow.change_seq).where(StudyRow.id == study_id).scalar_subquery()
+
+
+def _top_condition(session: Session, study: StudyRow, top: int) -> ColumnElement[bool]:
+    """Trials ranked ``top`` or better, as a condition on the objective (no window)."""
+    nth = session.execute(
+        select(TrialRow.value, TrialRow.number)
+        .where(_is_ranked(study.id))
+        .order_by(*objective_order(study))
+        .offset(top - 1)
+        .limit(1)
+    ).first()
+    if nth is None:
+        return _is_ranked(study.id)
+    value, number = nth
+    better = TrialRow.value < value if study.direction == "minimize" else TrialRow.value > value
+    return and_(
+        _is_ranked(study.id),
+        or_(better, and_(TrialRow.value == value, TrialRow.number <= number)),
     )
+
+
+def _where(session: Session, study: StudyRow, view: TrialView) -> list[ColumnElement[bool]]:
+    where = [TrialRow.study_id == study.id, TrialRow.number.is_not(None)]
     states = STATE_FILTERS[view.state]
     if states is not None:
-        stmt = stmt.where(TrialRow.state.in_(states))
+        where.append(TrialRow.state.in_(states))
     if view.top is not None:
-        stmt = stmt.where(ranked.c.rank <= view.top)
-    if numbers is not None:
-        stmt = stmt.where(TrialRow.number.in_(list(numbers)))
-    return stmt, ranked
+        where.append(_top_condition(session, study, view.top))
+    return where
 
 
-def _summary(row: Any) -> TrialSummary:
+def _ranks(session: Session, study: StudyRow, numbers: Sequence[int]) -> tuple[dict[int, int], int]:
+    """Ranks of the given trials (complete ones only) and the cursor of that snapshot. The
+    window runs over the complete trials' index order only, then is cut to ``numbers``."""
+    rank = func.row_number().over(order_by=objective_order(study)).label("rank")
+    ranked = select(TrialRow.number, rank).where(_is_ranked(study.id)).subquery()
+    stmt = select(ranked.c.number, ranked.c.rank, _cursor(study.id).label("cursor")).where(
+        ranked.c.number.in_(list(numbers))
+    )
+    rows = session.execute(stmt).all()
+    cursor = rows[0].cursor if rows else _current_cursor(session, study.id)
+    return {r.number: r.rank for r in rows}, cursor
+
+
+def _current_cursor(session: Session, study_id: int) -> int:
+    return int(session.scalar(select(_cursor(study_id))) or 0)
+
+
+def _summaries(
+    session: Session, study: StudyRow, numbers: Sequence[int]
+) -> tuple[list[TrialSummary], int]:
+    """Full rows of the given trials, in the given order, with ranks, and the cursor they
+    were read at (retried until the rows, the ranks and the cursor share one snapshot)."""
+    if not numbers:
+        return [], _current_cursor(session, study.id)
+    for _ in range(_CONSISTENT_TRIES):
+        ranks, rank_cursor = _ranks(session, study, numbers)
+        stmt = select(*_SUMMARY_COLUMNS, _cursor(study.id).label("cursor")).where(
+            TrialRow.study_id == study.id, TrialRow.number.in_(list(numbers))
+        )
+        rows = {r.number: r for r in session.execute(stmt)}
+        cursor = next(iter(rows.values())).cursor if rows else rank_cursor
+        if cursor == rank_cursor:
+            break
+    out = [_summary(rows[n], ranks.get(n)) for n in numbers if n in rows]
+    return out, cursor
+
+
+def _summary(row: Any, rank: int | None) -> TrialSummary:
     return TrialSummary(
         number=row.number,
         state=row.state,
@@ -187,43 +236,71 @@ def _summary(row: Any) -> TrialSummary:
         reason=row.reason,
         started_at=row.started_at,
         finished_at=row.finished_at,
-        rank=row.rank,
+        rank=rank,
         seq=row.seq,
         worker_id=row.worker_id,
     )
 
 
-def list_trials(*, session: Session, study: StudyRow, view: TrialView) -> TrialPage:
-    """The trials of ``study`` that ``view`` selects, sorted and paged."""
-    stmt, ranked = _select(study, view)
-    total = int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
-    kind, _, name = view.sort.partition(":")
-    if kind in ("param", "metric"):
-        result = session.execute(stmt).all()
-        rows = sort_summaries([_summary(r) for r in result], view.sort, desc=view.desc)
-        end = None if view.limit is None else view.offset + view.limit
-        cursor = result[0].cursor if result else None
-        return TrialPage(rows=rows[view.offset : end], total=total, cursor=cursor)
-    column: Any = ranked.c.rank if view.sort == "rank" else getattr(TrialRow, view.sort)
+def _sql_order(study: StudyRow, view: TrialView) -> list[Any]:
+    if view.sort == "rank":  # ranked trials by rank, then the others by number
+        ranked = _is_ranked(study.id)
+        value = case((ranked, TrialRow.value), else_=None)
+        best_first = value.asc() if study.direction == "minimize" else value.desc()
+        worst_first = value.desc() if study.direction == "minimize" else value.asc()
+        if view.desc:
+            number = case((ranked, TrialRow.number), else_=-TrialRow.number).desc()
+            return [case((ranked, 0), else_=1).asc(), worst_first, number]
+        return [case((ranked, 0), else_=1).asc(), best_first, TrialRow.number.asc()]
+    column: Any = getattr(TrialRow, view.sort)
     order = column.desc() if view.desc else column.asc()
-    stmt = stmt.order_by(order.nulls_last(), TrialRow.number.asc()).offset(view.offset)
-    if view.limit is not None:
-        stmt = stmt.limit(view.limit)
-    result = session.execute(stmt).all()
-    cursor = result[0].cursor if result else None
-    return TrialPage(rows=[_summary(r) for r in result], total=total, cursor=cursor)
+    return [order.nulls_last(), TrialRow.number.asc()]
 
 
-def sort_key(row: TrialSummary, sort: str) -> Any:
-    """The value ``row`` sorts by under ``sort`` (None sorts last), comparable across rows
-    of any parameter type: numbers < strings < layer-size lists."""
-    kind, _, name = sort.partition(":")
-    if kind == "param":
-        raw = row.params.get(name)
-    elif kind == "metric":
-        raw = row.metrics.get(name)
-    else:
-        raw = getattr(row, sort)
+def _json_sorted_numbers(
+    session: Session, where: list[ColumnElement[bool]], view: TrialView
+) -> list[int]:
+    """Every matching trial's number in ``param:``/``metric:`` order, sorted here: values
+    can be numbers, strings or layer-size lists, which SQL cannot order alike."""
+    kind, _, name = view.sort.partition(":")
+    column = TrialRow.params if kind == "param" else TrialRow.metrics
+    rows = session.execute(select(TrialRow.number, cast(column, Text)).where(*where)).all()
+    decoded = json.loads("[" + ",".join(text or "{}" for _, text in rows) + "]")
+    keyed = [(_key(d.get(name)), n or 0) for (n, _), d in zip(rows, decoded, strict=True)]
+    return _ordered_numbers(keyed, desc=view.desc)
+
+
+def _ordered_numbers(keyed: list[tuple[Any, int]], *, desc: bool) -> list[int]:
+    """Numbers by key (``desc`` reverses), missing keys last, ties by number."""
+    present = sorted((kn for kn in keyed if kn[0] is not None), key=lambda kn: kn[1])
+    present.sort(key=lambda kn: kn[0], reverse=desc)
+    missing = sorted(n for k, n in keyed if k is None)
+    return [n for _, n in present] + missing
+
+
+def list_trials(*, session: Session, study: StudyRow, view: TrialView) -> TrialPage:
+    """The trials of ``study`` that ``view`` selects, sorted and paged, with their ranks."""
+    where = _where(session, study, view)
+    total = int(session.scalar(select(func.count()).select_from(TrialRow).where(*where)) or 0)
+    end = None if view.limit is None else view.offset + view.limit
+    for _ in range(_CONSISTENT_TRIES):
+        if view.sort.partition(":")[0] in ("param", "metric"):
+            numbers = _json_sorted_numbers(session, where, view)[view.offset : end]
+            page_cursor = None
+        else:
+            stmt = select(TrialRow.number, _cursor(study.id).label("cursor")).where(*where)
+            stmt = stmt.order_by(*_sql_order(study, view)).offset(view.offset)
+            result = session.execute(stmt if view.limit is None else stmt.limit(view.limit)).all()
+            numbers = [r.number for r in result]
+            page_cursor = result[0].cursor if result else None
+        rows, cursor = _summaries(session, study, numbers)
+        if page_cursor is None or page_cursor == cursor:
+            break
+    return TrialPage(rows=rows, total=total, cursor=cursor if rows else None)
+
+
+def _key(raw: Any) -> Any:
+    """A sort key comparable across value types: numbers < strings < layer-size lists."""
     if raw is None:
         return None
     if isinstance(raw, bool | int | float):
@@ -235,23 +312,22 @@ def sort_key(row: TrialSummary, sort: str) -> Any:
     return (1, str(raw))
 
 
-def sort_summaries(rows: list[TrialSummary], sort: str, *, desc: bool) -> list[TrialSummary]:
-    """Rows in ``sort`` order (``desc`` reverses it), missing values last, ties by number."""
-    keyed = [(sort_key(r, sort), r) for r in rows]
-    present = sorted((kr for kr in keyed if kr[0] is not None), key=lambda kr: kr[1].number)
-    present.sort(key=lambda kr: kr[0], reverse=desc)
-    missing = sorted((r for k, r in keyed if k is None), key=lambda r: r.number)
-    return [r for _, r in present] + missing
+def sort_key(row: TrialSummary, sort: str) -> Any:
+    """The value ``row`` sorts by under ``sort`` (None sorts last), the same order
+    :func:`list_trials` uses; pages give it to the live script to place new rows."""
+    kind, _, name = sort.partition(":")
+    if kind == "param":
+        return _key(row.params.get(name))
+    if kind == "metric":
+        return _key(row.metrics.get(name))
+    return _key(getattr(row, sort))
 
 
 def trial_summaries(
     *, session: Session, study: StudyRow, numbers: Sequence[int]
 ) -> list[TrialSummary]:
     """The given trials (with their ranks), by number."""
-    if not numbers:
-        return []
-    stmt, _ = _select(study, TrialView(limit=None), numbers)
-    return [_summary(r) for r in session.execute(stmt.order_by(TrialRow.number))]
+    return _summaries(session, study, sorted(numbers))[0]
 
 
 @dataclass(frozen=True)
@@ -265,114 +341,26 @@ def changes_since(*, session: Session, study: StudyRow, cursor: int) -> Changes:
     """What a live page needs after ``cursor``: trials ended since, and the running ones.
 
     Exact and clock-free: a trial's end takes the study's next change number under the
-    study row's lock (:func:`search.store.finish_trial`), so numbers commit in order."""
-    stmt, _ = _select(study, TrialView(limit=None))
-    finished = [
-        _summary(r)
-        for r in session.execute(
-            stmt.where(TrialRow.seq > cursor, TrialRow.state.not_in((T_RUNNING, T_LOST))).order_by(
-                TrialRow.seq
-            )
-        )
-    ]
-    running = [
-        _summary(r)
-        for r in session.execute(
-            stmt.where(TrialRow.state.in_((T_RUNNING, T_LOST))).order_by(TrialRow.number)
-        )
-    ]
-    last = max((t.seq for t in finished if t.seq is not None), default=cursor)
-    return Changes(finished=finished, running=running, cursor=max(cursor, last))
-
-
-@dataclass(frozen=True)
-class PlotPoint:
-    number: int
-    state: str
-    value: float | None
-    params: dict[str, Any]
-
-
-def plot_points(*, session: Session, study_id: int) -> list[PlotPoint]:
-    """Every ended trial's number, state, value and parameters, by number: the compact
-    columns the history, parameter and parallel-coordinate plots are drawn from."""
-    stmt = (
-        select(TrialRow.number, TrialRow.state, TrialRow.value, TrialRow.params)
-        .where(
-            TrialRow.study_id == study_id,
-            TrialRow.number.is_not(None),
-            TrialRow.state.in_((T_COMPLETE, T_PRUNED, T_FAIL)),
-        )
-        .order_by(TrialRow.number)
-    )
-    return [PlotPoint(r.number, r.state, r.value, r.params or {}) for r in session.execute(stmt)]
-
-
-@dataclass(frozen=True)
-class TrialCurves:
-    number: int
-    state: str
-    value: float | None
-    curves: dict[str, Any]
-    initial_loss: float | None
-    reason: str | None
-
-
-def curve_numbers(*, session: Session, study: StudyRow, top: int, pruned: int) -> list[int]:
-    """Trials whose learning curves a study page draws: the ``top`` best complete ones,
-    the ``pruned`` most recently pruned, and every running one."""
-    best = select(TrialRow.number).where(
-        TrialRow.study_id == study.id,
-        TrialRow.state == T_COMPLETE,
-        TrialRow.value.is_not(None),
-        TrialRow.number.is_not(None),
-    )
-    best = best.order_by(_objective_order(study), TrialRow.number).limit(top)
-    cut = (
+    study row's lock (:func:`search.store.finish_trial`), so numbers commit in order. The
+    cursor returned is read before the trials, so every end up to it is in this answer (a
+    trial that ends while this runs may come again in the next answer)."""
+    new_cursor = _current_cursor(session, study.id)
+    numbered = [TrialRow.study_id == study.id, TrialRow.number.is_not(None)]
+    ended = session.scalars(
         select(TrialRow.number)
-        .where(TrialRow.study_id == study.id, TrialRow.state == T_PRUNED)
-        .order_by(TrialRow.seq.desc().nulls_last(), TrialRow.number.desc())
-        .limit(pruned)
-    )
-    running = select(TrialRow.number).where(
-        TrialRow.study_id == study.id,
-        TrialRow.state.in_((T_RUNNING, T_LOST)),
-        TrialRow.number.is_not(None),
-    )
-    numbers: list[int] = []
-    for stmt in (best, cut, running):
-        numbers += [n for n in session.scalars(stmt) if n is not None]
-    return list(dict.fromkeys(numbers))
-
-
-def trial_curves(*, session: Session, study_id: int, numbers: Sequence[int]) -> list[TrialCurves]:
-    """Per-epoch curves of the given trials (train/dev loss, dev accuracy; index 0 is the
-    loss before any update)."""
-    if not numbers:
-        return []
-    stmt = (
-        select(
-            TrialRow.number,
-            TrialRow.state,
-            TrialRow.value,
-            TrialRow.curves,
-            TrialRow.metrics,
-            TrialRow.reason,
-        )
-        .where(TrialRow.study_id == study_id, TrialRow.number.in_(list(numbers)))
+        .where(*numbered, TrialRow.seq > cursor, TrialRow.state.not_in(_LIVE))
+        .order_by(TrialRow.seq)
+    ).all()
+    live = session.scalars(
+        select(TrialRow.number)
+        .where(*numbered, TrialRow.state.in_(_LIVE))
         .order_by(TrialRow.number)
-    )
-    return [
-        TrialCurves(
-            number=r.number,
-            state=r.state,
-            value=r.value,
-            curves=r.curves or {},
-            initial_loss=(r.metrics or {}).get("initial_loss"),
-            reason=r.reason,
-        )
-        for r in session.execute(stmt)
-    ]
+    ).all()
+    numbers = [n for n in dict.fromkeys([*ended, *live]) if n is not None]
+    rows, _ = _summaries(session, study, numbers)
+    finished = [t for t in rows if t.state not in _LIVE]
+    running = [t for t in rows if t.state in _LIVE]
+    return Changes(finished=finished, running=running, cursor=max(cursor, new_cursor))
 
 
 __all__ = [
@@ -381,17 +369,12 @@ __all__ = [
     "RECORDED_METRICS",
     "STATE_FILTERS",
     "Changes",
-    "PlotPoint",
-    "TrialCurves",
     "TrialPage",
     "TrialSummary",
     "TrialView",
     "changes_since",
-    "curve_numbers",
     "list_trials",
-    "plot_points",
+    "objective_order",
     "sort_key",
-    "sort_summaries",
-    "trial_curves",
     "trial_summaries",
 ]

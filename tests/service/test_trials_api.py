@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from search import store
 from service.app import create_app
 from service.csv_cells import csv_cell
+from service.schemas import StudyPlots
 from service.settings import Settings
 from tests.study_data import Made, make_study, params
 
@@ -125,7 +126,7 @@ def test_changes_return_only_what_is_new(client: TestClient, sid: int) -> None:
 def test_plot_data_is_compact_columns(client: TestClient, sid: int) -> None:
     r = client.get(f"/api/v1/studies/{sid}/plots")
     assert r.status_code == 200, r.text
-    data = r.json()
+    data = StudyPlots.model_validate(r.json()).model_dump()  # the documented shape
     pts = data["points"]
     assert pts["number"] == list(range(12))
     assert pts["state"][3] == "P" and pts["state"][5] == "F" and pts["value"][5] is None
@@ -140,23 +141,24 @@ def test_plot_data_is_compact_columns(client: TestClient, sid: int) -> None:
 
 
 def test_importance_is_computed_once_per_trial_count(client: TestClient, sid: int) -> None:
-    state = client.app.state  # type: ignore[attr-defined]
-    before = state.importance_cache.computed if hasattr(state, "importance_cache") else 0
+    caches = client.app.state.caches  # type: ignore[attr-defined]
+    before = caches["importance"].computed if "importance" in caches else 0
     r = client.get(f"/api/v1/studies/{sid}/importance")
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["complete"] == 9 and body["min_trials"] == 10 and body["data"] == []
     # Add complete trials until there are enough, in a study of its own.
     many = [Made("COMPLETE", 1.0 / (i + 1), params(10 ** (-4 + i / 6), 0.9)) for i in range(14)]
-    other = make_study(store.make_session_factory(state.settings.database_url), many)
+    url = client.app.state.settings.database_url  # type: ignore[attr-defined]
+    other = make_study(store.make_session_factory(url), many)
     first = client.get(f"/api/v1/studies/{other}/importance").json()
     assert {d["axis"] for d in first["data"]} >= {"lr", "keep_prob"}
     assert sum(d["importance"] for d in first["data"]) == pytest.approx(1.0)
     assert first["data"][0]["axis"] == "lr"  # the value depends on lr alone
-    computed = state.importance_cache.computed
+    computed = caches["importance"].computed
     assert computed == before + 1
     assert client.get(f"/api/v1/studies/{other}/importance").json() == first
-    assert state.importance_cache.computed == computed  # served from the cache
+    assert caches["importance"].computed == computed  # served from the cache
 
 
 def test_compare_api(client: TestClient, sid: int) -> None:
