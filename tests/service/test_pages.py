@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
 from search import store
-from service.app import create_app
-from service.settings import Settings
 from tests.study_data import Made, make_study, params
 
 HTML = {"Accept": "text/html"}
@@ -27,10 +24,8 @@ TRIALS = [
 
 
 @pytest.fixture(scope="module")
-def client(module_migrated_url: str) -> Iterator[TestClient]:
-    app = create_app(Settings(database_url=module_migrated_url), recover=False)
-    with TestClient(app) as c:
-        yield c
+def client(module_client: TestClient) -> TestClient:
+    return module_client
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
 from search import store
-from service.app import create_app
 from service.csv_cells import csv_cell
 from service.schemas import StudyPlots
-from service.settings import Settings
 from tests.study_data import Made, make_study, params
 
 TRIALS = [
@@ -27,10 +24,8 @@ TRIALS[7] = Made("PRUNED", 1.5, params(0.2), reason="@SUM(1+1)", epochs=2)
 
 
 @pytest.fixture(scope="module")
-def client(module_migrated_url: str) -> Iterator[TestClient]:
-    app = create_app(Settings(database_url=module_migrated_url), recover=False)
-    with TestClient(app) as c:
-        yield c
+def client(module_client: TestClient) -> TestClient:
+    return module_client
 
 
 @pytest.fixture(scope="module")
