@@ -238,13 +238,16 @@
       }
     });
     const objectiveValues = list.reduce((acc, c) => acc.concat(c.objective), []);
+    // Side by side on a wide screen, stacked on a narrow one (the div is taller there).
+    const narrow = div.clientWidth < 640;
+    const left = narrow ? { x: [0, 1], y: [0.6, 1] } : { x: [0, 0.46], y: [0, 1] };
+    const right = narrow ? { x: [0, 1], y: [0, 0.4] } : { x: [0.54, 1], y: [0, 1] };
     draw(div, traces, layout({
-      grid: { rows: 1, columns: 2, pattern: "independent" },
-      xaxis: xAxis("epoch", { domain: [0, 0.46], rangemode: "nonnegative" }),
-      yaxis: valueAxis(data.metric, objectiveValues),
-      xaxis2: xAxis("epoch", { domain: [0.54, 1], anchor: "y2", rangemode: "nonnegative" }),
-      yaxis2: valueAxis("loss (solid: train, dotted: dev)", ys, { anchor: "x2" }),
-      legend: { orientation: "h", y: -0.25 },
+      xaxis: xAxis("epoch", { domain: left.x, rangemode: "nonnegative", anchor: "y" }),
+      yaxis: valueAxis(data.metric, objectiveValues, { domain: left.y, anchor: "x" }),
+      xaxis2: xAxis("epoch", { domain: right.x, anchor: "y2", rangemode: "nonnegative" }),
+      yaxis2: valueAxis(narrow ? "loss" : "loss (solid: train, dotted: dev)", ys, { anchor: "x2", domain: right.y }),
+      legend: { orientation: "h", y: narrow ? -0.12 : -0.25 },
       margin: { l: 64, r: 16, t: 12, b: 64 },
     }));
     return list.length;
