@@ -264,9 +264,10 @@ def _json_sorted_numbers(
     can be numbers, strings or layer-size lists, which SQL cannot order alike."""
     kind, _, name = view.sort.partition(":")
     column = TrialRow.params if kind == "param" else TrialRow.metrics
-    rows = session.execute(select(TrialRow.number, cast(column, Text)).where(*where)).all()
-    decoded = json.loads("[" + ",".join(text or "{}" for _, text in rows) + "]")
-    keyed = [(_key(d.get(name)), n or 0) for (n, _), d in zip(rows, decoded, strict=True)]
+    value = cast(column[name], Text)  # the one value as JSON text (SQLite and PostgreSQL)
+    rows = session.execute(select(TrialRow.number, value).where(*where)).all()
+    decoded = json.loads("[" + ",".join(text or "null" for _, text in rows) + "]")
+    keyed = [(_key(v), n or 0) for (n, _), v in zip(rows, decoded, strict=True)]
     return _ordered_numbers(keyed, desc=view.desc)
 
 
