@@ -279,6 +279,12 @@ def _ordered_numbers(keyed: list[tuple[Any, int]], *, desc: bool) -> list[int]:
     return [n for _, n in present] + missing
 
 
+def count_trials(*, session: Session, study: StudyRow, view: TrialView) -> int:
+    """How many trials ``view`` selects (before paging)."""
+    where = _where(session, study, view)
+    return int(session.scalar(select(func.count()).select_from(TrialRow).where(*where)) or 0)
+
+
 def list_trials(*, session: Session, study: StudyRow, view: TrialView) -> TrialPage:
     """The trials of ``study`` that ``view`` selects, sorted and paged, with their ranks."""
     where = _where(session, study, view)
@@ -374,6 +380,7 @@ __all__ = [
     "TrialSummary",
     "TrialView",
     "changes_since",
+    "count_trials",
     "list_trials",
     "objective_order",
     "sort_key",

@@ -66,15 +66,30 @@ class PageQuery:
         }
         return f"/studies/{study_id}" + (f"?{urlencode(params)}" if params else "")
 
-    def view_params(self, **changes: Any) -> str:
-        """The view part (no paging) as a query string, for the export links."""
-        q = replace(self, **changes)
-        params: dict[str, Any] = {"state": q.state, "sort": q.sort}
-        if q.desc:
+    def view_params(self, **paging: int) -> str:
+        """The view part as a query string (for the export links; with ``paging``, page
+        and per_page too)."""
+        params: dict[str, Any] = {"state": self.state, "sort": self.sort}
+        if self.desc:
             params["desc"] = "true"
-        if q.top is not None:
-            params["top"] = q.top
-        return urlencode(params)
+        if self.top is not None:
+            params["top"] = self.top
+        return urlencode(params | paging)
+
+
+def _pager(q: PageQuery, study_id: int, total: int) -> dict[str, Any]:
+    """What the pager shows for page ``q.page`` of ``total`` trials."""
+    pages = max(1, math.ceil(total / q.per_page))
+    offset = (q.page - 1) * q.per_page
+    return {
+        "total": total,
+        "offset": offset,
+        "shown": max(0, min(q.per_page, total - offset)),
+        "page": q.page,
+        "pages": pages,
+        "prev_url": q.url(study_id, page=q.page - 1) if q.page > 1 else None,
+        "next_url": q.url(study_id, page=q.page + 1) if q.page < pages else None,
+    }
 
 
 def _row_key(view: store.TrialView) -> Any:
@@ -145,7 +160,6 @@ def study_page(
     )
     result = store.list_trials(session=session, study=row, view=view)
     study = study_public(session, row)
-    pages = max(1, math.ceil(result.total / per_page))
     api_base = f"/api/v1/studies/{row.id}"
     return render(
         request,
@@ -153,7 +167,7 @@ def study_page(
         study=study,
         active=row.status in store.ACTIVE_STUDY_STATES,
         cursor=result.cursor if result.cursor is not None else row.change_seq,
-        live_url=f"/studies/{row.id}/live?{q.view_params()}",
+        live_url=f"/studies/{row.id}/live?{q.view_params(page=page, per_page=per_page)}",
         poll_ms=POLL_MS,
         spec_yaml=yaml.safe_dump(row.spec, sort_keys=False, default_flow_style=None),
         view=view,
@@ -161,11 +175,7 @@ def study_page(
         columns=table_columns(row),
         rows=result.rows,
         row_key=_row_key(view),
-        total=result.total,
-        page=page,
-        pages=pages,
-        prev_url=q.url(row.id, page=page - 1) if page > 1 else None,
-        next_url=q.url(row.id, page=page + 1) if page < pages else None,
+        paging=_pager(q, row.id, result.total),
         sort_url=lambda col: q.url(
             row.id, sort=col, desc=(not q.desc) if q.sort == col else False, page=1
         ),
@@ -189,16 +199,22 @@ def study_live(
     sort: Annotated[str, Query(max_length=80)] = "rank",
     desc: bool = False,
     top: Annotated[str, Query(max_length=8)] = "",
+    page: Annotated[int, Query(ge=1, le=10**6)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=store.MAX_PAGE)] = 50,
 ) -> JSONResponse:
-    """What the open study page needs since ``cursor``: the header, rows of trials that
-    ended or are running (marked ``show`` when they belong in the page's view), their plot
-    points, and curves for running trials and for new ones the curve plot shows."""
+    """What the open study page needs since ``cursor``: the header, pager and state-filter
+    counts, rows of trials that ended or are running (marked ``show`` when they belong in
+    the page's view), their plot points, and curves for running trials and for new ones
+    the curve plot shows."""
     row = get_study_or_404(session, study_id)
-    top_n = _int_or_none("top", top, 1, store.MAX_PAGE)
-    view = make_view(row, state=state, sort=sort, desc=desc, top=top_n, limit=None)
+    q = PageQuery(state, sort, desc, _int_or_none("top", top, 1, store.MAX_PAGE), page, per_page)
+    view = make_view(row, state=state, sort=sort, desc=desc, top=q.top, limit=None)
     changes = store.changes_since(session=session, study=row, cursor=cursor)
-    study = study_public(session, row)
-    return JSONResponse(_live_payload(session, row, study, view, changes))
+    payload = _live_payload(session, row, study_public(session, row), view, changes)
+    pager = _pager(q, row.id, store.count_trials(session=session, study=row, view=view))
+    payload["pager_html"] = str(templates.env.get_template("_macros.html").module.pager(**pager))  # type: ignore[attr-defined]
+    payload["state_options"] = dict(_state_options(session, row.id))
+    return JSONResponse(payload)
 
 
 def _live_payload(

@@ -57,6 +57,19 @@
     return isLoss(metric) && allPositive(values) ? logAxis(values, base) : base;
   }
   function allPositive(values) { return values.length > 0 && values.every((v) => v === null || v > 0); }
+  // Show a message instead of a plot (text null: make room for the plot again). Clearing
+  // the div's text must never touch a drawn plot: plotly would then update a plot whose
+  // DOM is gone and draw nothing.
+  function message(div, text) {
+    if (text !== null) {
+      Plotly.purge(div);
+      div.textContent = text;
+      div.dataset.message = "true";
+    } else if (div.dataset.message) {
+      div.textContent = "";
+      delete div.dataset.message;
+    }
+  }
   function scatterType(n) { return n > GL_ABOVE ? "scattergl" : "scatter"; }
   function draw(div, traces, lay) { return Plotly.react(div, traces, lay, CONFIG); }
 
@@ -165,11 +178,10 @@
     const p = data.points, rows = [];
     for (let i = 0; i < p.number.length; i++) if (p.state[i] === "C" && p.value[i] !== null) rows.push(i);
     if (!rows.length || !data.axes.length) {
-      Plotly.purge(div);
-      div.textContent = data.axes.length ? "No complete trials yet." : "No searched parameters.";
+      message(div, data.axes.length ? "No complete trials yet." : "No searched parameters.");
       return 0;
     }
-    div.textContent = "";
+    message(div, null);
     const dims = data.axes.map((axis) => {
       const col = p.axes[axis.name] || [];
       const raw = rows.map((i) => col[i]);

@@ -29,6 +29,14 @@
       }
     });
   });
+  // While the study runs, hold the room its rows will take on this page, so the plots
+  // below do not move each time a trial arrives.
+  if (root.dataset.active === "true" && table.dataset.state === "all" && !view.top) {
+    const expected = Math.min(view.limit, Number(table.dataset.nTrials) - view.offset);
+    const rowHeight = tbody.rows.length ? tbody.rows[0].getBoundingClientRect().height : 32;
+    const wrap = table.parentElement;
+    wrap.style.minHeight = Math.ceil(table.tHead.getBoundingClientRect().height + expected * rowHeight + 2) + "px";
+  }
   const viewForm = el("view-form");
   viewForm.querySelectorAll("select").forEach((s) => s.addEventListener("change", () => viewForm.requestSubmit()));
 
@@ -174,6 +182,10 @@
       return;
     }
     el("study-header").innerHTML = live.header_html;
+    el("pager").outerHTML = live.pager_html;
+    for (const option of viewForm.querySelector("select[name=state]").options) {
+      if (live.state_options[option.value]) option.textContent = live.state_options[option.value];
+    }
     updateRows(live.rows);
     const hadCurves = plotData.curves.length;
     mergePoints(live.points);

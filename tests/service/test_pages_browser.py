@@ -291,6 +291,22 @@ def test_a_running_study_updates_itself_then_can_be_cancelled(watched: Watched, 
     finished = [r for r in table_rows(watched) if r["state"] == "COMPLETE"]
     points = count(watched, "#plot-history .scatterlayer .trace .points path.point")
     assert points >= len(finished) > before
+    # Every plot, the pager and the filter counts follow the table without a reload.
+    page.wait_for_function(
+        """() => {
+            const complete = document.querySelectorAll('#trials tbody tr[data-state=COMPLETE]');
+            const pc = document.getElementById('plot-parallel');
+            const lr = document.querySelectorAll('#plot-params > div')[0];
+            const pager = document.getElementById('pager').textContent;
+            const all = document.querySelector('#view-form option[value=all]').textContent;
+            const n = document.querySelectorAll('#trials tbody tr').length;
+            return pc.querySelectorAll('g.y-axis').length === 2
+                && pc._fullData[0].dimensions[0].values.length === complete.length
+                && lr.querySelectorAll('.points path.point').length >= complete.length
+                && pager.includes('of ' + n) && all === 'all (' + n + ')';
+        }""",
+        timeout=30_000,
+    )
 
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("button:has-text('Cancel study')")
