@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Header, Path, Query, status
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 
 from search import store
@@ -13,6 +14,7 @@ from service.deps import SessionDep, SessionFactoryDep, SettingsDep
 from service.errors import Conflict, NotFound
 from service.schemas import (
     BestTrial,
+    ErrorPublic,
     LeaderboardPublic,
     LeaderboardRow,
     StudiesPublic,
@@ -22,6 +24,10 @@ from service.schemas import (
 )
 
 router = APIRouter(prefix="/studies", tags=["studies"])
+Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: Responses = {404: {"model": ErrorPublic, "description": "No such study or trial"}}
+CONFLICT: Responses = {409: {"model": ErrorPublic, "description": "Conflicts with its state"}}
+MAX_OFFSET = 2**31 - 1  # larger offsets overflow the databases' integers
 StudyId = Annotated[int, Path(ge=0, le=2**31 - 1, description="study id")]
 TrialNumber = Annotated[int, Path(ge=0, le=2**31 - 1, description="trial number in the study")]
 
@@ -58,20 +64,56 @@ def _get_or_404(session: Session, study_id: int) -> store.StudyRow:
     return row
 
 
-@router.post("", response_model=StudyPublic, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=StudyPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        400: {"model": ErrorPublic, "description": "The body could not be decoded"},
+        409: {"model": ErrorPublic, "description": "Idempotency-Key used for another spec"},
+    },
+)
 def create_study(
-    spec: ExperimentSpec, session: SessionDep, factory: SessionFactoryDep, settings: SettingsDep
+    spec: ExperimentSpec,
+    session: SessionDep,
+    factory: SessionFactoryDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=64,
+            description="Retrying a submission with the same key returns the study it created.",
+        ),
+    ] = None,
 ) -> StudyPublic:
+    from search.size import SpecTooLarge
+    from search.studies import RequestKeyReused
     from search.studies import create_study as create  # imports optuna
 
-    row = create(session_factory=factory, storage_url=settings.database_url, spec=spec)
-    return _public(session, _get_or_404(session, row.id), {})
+    try:
+        row = create(
+            session_factory=factory,
+            storage_url=settings.database_url,
+            spec=spec,
+            request_key=idempotency_key,
+            max_params=settings.max_params,
+        )
+    except SpecTooLarge as exc:
+        loc = ("body", *exc.field.split("."))
+        raise RequestValidationError(
+            [{"loc": loc, "msg": str(exc), "type": "value_error"}]
+        ) from None
+    except RequestKeyReused as exc:
+        raise Conflict(str(exc)) from None
+    counts = store.trial_counts(session=session, study_ids=[row.id])
+    return _public(session, _get_or_404(session, row.id), counts[row.id])
 
 
 @router.get("", response_model=StudiesPublic)
 def list_studies(
     session: SessionDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> StudiesPublic:
     rows, count = store.list_studies(session=session, offset=offset, limit=limit)
@@ -79,14 +121,14 @@ def list_studies(
     return StudiesPublic(data=[_public(session, r, counts[r.id]) for r in rows], count=count)
 
 
-@router.get("/{study_id}", response_model=StudyPublic)
+@router.get("/{study_id}", response_model=StudyPublic, responses=NOT_FOUND)
 def read_study(study_id: StudyId, session: SessionDep) -> StudyPublic:
     row = _get_or_404(session, study_id)
     counts = store.trial_counts(session=session, study_ids=[study_id])
     return _public(session, row, counts[study_id])
 
 
-@router.get("/{study_id}/leaderboard", response_model=LeaderboardPublic)
+@router.get("/{study_id}/leaderboard", response_model=LeaderboardPublic, responses=NOT_FOUND)
 def read_leaderboard(
     study_id: StudyId, session: SessionDep, top: Annotated[int, Query(ge=1, le=1000)] = 10
 ) -> LeaderboardPublic:
@@ -108,7 +150,7 @@ def read_leaderboard(
     return LeaderboardPublic(study_id=row.id, metric=row.metric, direction=row.direction, data=data)
 
 
-@router.get("/{study_id}/trials/{number}", response_model=TrialPublic)
+@router.get("/{study_id}/trials/{number}", response_model=TrialPublic, responses=NOT_FOUND)
 def read_trial(study_id: StudyId, number: TrialNumber, session: SessionDep) -> TrialPublic:
     _get_or_404(session, study_id)
     trial = store.get_trial(session=session, study_id=study_id, number=number)
@@ -122,7 +164,7 @@ def read_trial(study_id: StudyId, number: TrialNumber, session: SessionDep) -> T
     )
 
 
-@router.post("/{study_id}/cancel", response_model=StudyPublic)
+@router.post("/{study_id}/cancel", response_model=StudyPublic, responses=NOT_FOUND | CONFLICT)
 def cancel_study(study_id: StudyId, session: SessionDep) -> StudyPublic:
     row = _get_or_404(session, study_id)
     if not store.cancel_study(session=session, study_id=study_id):

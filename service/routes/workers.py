@@ -16,7 +16,7 @@ router = APIRouter(prefix="/workers", tags=["workers"])
 @router.get("", response_model=WorkersPublic)
 def list_workers(
     session: SessionDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     include_stopped: bool = False,
 ) -> WorkersPublic:
