@@ -84,20 +84,7 @@ def create_study(
 
     def write() -> StudyRow:
         with session_scope(session_factory) as session:
-            row = insert_study(
-                session=session,
-                spec=data,
-                optuna_study_name=optuna_name,
-                n_trials=spec.search.n_trials,
-            )
-            row.request_key = request_key
-            session.flush()
-            optuna_rows.set_study_user_attrs(
-                session=session,
-                optuna_study_id=study._study_id,
-                attrs={"hps_study_id": row.id, "hps_study_name": row.name},
-            )
-            return row
+            return _insert(session, spec, optuna_name, study._study_id, request_key)
 
     try:
         return with_retry(write)
@@ -110,6 +97,30 @@ def create_study(
     except BaseException:
         optuna.delete_study(study_name=optuna_name, storage=storage)
         raise
+
+
+def _insert(
+    session: Session,
+    spec: ExperimentSpec,
+    optuna_name: str,
+    optuna_study_id: int,
+    request_key: str | None,
+) -> StudyRow:
+    """The hps row, and the Optuna study's user attributes naming it (one transaction)."""
+    row = insert_study(
+        session=session,
+        spec=spec.model_dump(mode="json"),
+        optuna_study_name=optuna_name,
+        n_trials=spec.search.n_trials,
+    )
+    row.request_key = request_key
+    session.flush()
+    optuna_rows.set_study_user_attrs(
+        session=session,
+        optuna_study_id=optuna_study_id,
+        attrs={"hps_study_id": row.id, "hps_study_name": row.name},
+    )
+    return row
 
 
 def _by_request_key(

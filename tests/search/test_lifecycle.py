@@ -277,12 +277,36 @@ def test_a_reaped_trial_stops_at_its_next_heartbeat(migrated_url: str) -> None:
     assert _agreement(migrated_url) == []
 
 
-def test_grace_period_must_outlast_the_heartbeat(migrated_url: str) -> None:
+def test_grace_period_must_outlast_the_heartbeat() -> None:
     from pydantic import ValidationError
 
     from service.settings import Settings
 
     with pytest.raises(ValueError, match="grace_period"):
-        WorkerOptions(db_url=migrated_url, heartbeat_interval=5, grace_period=5)
+        WorkerOptions(db_url="sqlite://", heartbeat_interval=5, grace_period=5)
     with pytest.raises(ValidationError, match="HPS_GRACE_PERIOD"):
         Settings(heartbeat_interval=30, grace_period=10)
+
+
+def test_a_database_blip_during_report_is_retried(
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    pruned = SPEC | {"pruning": {"pruner": "median"}}
+    sid = _create(migrated_url, **{k: v for k, v in pruned.items() if k != "name"})
+    report, blips = optuna.Trial.report, []
+
+    def flaky_report(self: optuna.Trial, value: float, step: int) -> None:
+        if not blips:
+            blips.append(step)
+            raise OperationalError("report", {}, Exception("database is locked"))
+        report(self, value, step)
+
+    monkeypatch.setattr(optuna.Trial, "report", flaky_report)
+    assert Worker(WorkerOptions(db_url=migrated_url, exit_when_idle=True)).run() == 2
+    assert blips == [0]
+    assert {t.state for t in _trials(migrated_url, sid)} <= {"COMPLETE", "PRUNED"}
+    frozen = _optuna_study(migrated_url, sid).trials
+    assert all(0 in t.intermediate_values for t in frozen)
+    assert _agreement(migrated_url) == []
