@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, *, recover: bool = True) -> Fas
     )
     app.state.settings = settings
     app.state.session_factory = make_session_factory(settings.database_url)
+    app.state.read_session_factory = make_session_factory(settings.database_url, read_only=True)
     install_error_handlers(app)
 
     api = APIRouter(prefix="/api/v1")

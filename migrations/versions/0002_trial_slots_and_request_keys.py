@@ -8,6 +8,12 @@ A trial row is now one attempt at budget slot k of [0, n_trials): a lost or inte
 attempt leaves its slot ``retry_pending`` for the next claim, which repeats the slot's
 configuration, and ``losses`` caps how often a slot may lose its worker. ``request_key``
 lets a retried submission return the study it created instead of a duplicate.
+
+Rows written before this revision keep ``slot`` NULL. A study still running across the
+upgrade goes on with fresh slots from its ``claimed`` count; for a grid study that had
+retries queued by the old workers, a point may then run twice (within the budget), and
+the WAITING trials the old workers enqueued stay in Optuna (``hpsearch db check`` lists
+them). Studies submitted after the upgrade are exact.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from search import store
 from search.spec import ExperimentSpec
-from service.deps import SessionDep, SessionFactoryDep, SettingsDep
+from service.deps import ReadSessionDep, SessionDep, SessionFactoryDep, SettingsDep
 from service.errors import Conflict, NotFound
 from service.schemas import (
     BestTrial,
@@ -112,7 +112,7 @@ def create_study(
 
 @router.get("", response_model=StudiesPublic)
 def list_studies(
-    session: SessionDep,
+    session: ReadSessionDep,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> StudiesPublic:
@@ -122,7 +122,7 @@ def list_studies(
 
 
 @router.get("/{study_id}", response_model=StudyPublic, responses=NOT_FOUND)
-def read_study(study_id: StudyId, session: SessionDep) -> StudyPublic:
+def read_study(study_id: StudyId, session: ReadSessionDep) -> StudyPublic:
     row = _get_or_404(session, study_id)
     counts = store.trial_counts(session=session, study_ids=[study_id])
     return _public(session, row, counts[study_id])
@@ -130,7 +130,7 @@ def read_study(study_id: StudyId, session: SessionDep) -> StudyPublic:
 
 @router.get("/{study_id}/leaderboard", response_model=LeaderboardPublic, responses=NOT_FOUND)
 def read_leaderboard(
-    study_id: StudyId, session: SessionDep, top: Annotated[int, Query(ge=1, le=1000)] = 10
+    study_id: StudyId, session: ReadSessionDep, top: Annotated[int, Query(ge=1, le=1000)] = 10
 ) -> LeaderboardPublic:
     row = _get_or_404(session, study_id)
     entries = store.leaderboard(session=session, study=row, top=top)
@@ -151,7 +151,7 @@ def read_leaderboard(
 
 
 @router.get("/{study_id}/trials/{number}", response_model=TrialPublic, responses=NOT_FOUND)
-def read_trial(study_id: StudyId, number: TrialNumber, session: SessionDep) -> TrialPublic:
+def read_trial(study_id: StudyId, number: TrialNumber, session: ReadSessionDep) -> TrialPublic:
     _get_or_404(session, study_id)
     trial = store.get_trial(session=session, study_id=study_id, number=number)
     if trial is None:
