@@ -112,12 +112,13 @@ def end_trial(
     session: Session,
     started: StartedTrial,
     outcome: Outcome,
-    intermediate_values: dict[int, float],
+    new_intermediate_values: dict[int, float],
     duration_s: float,
     worker_id: int | None,
 ) -> bool:
     """Record ``outcome`` on both sides and release the slot; False (nothing recorded)
-    if the trial is no longer RUNNING."""
+    if the trial is no longer RUNNING. ``new_intermediate_values``: the per-epoch values
+    Optuna does not have yet (all of them, unless its pruner was given each one)."""
     lock_study(session=session, study_id=started.study_id)
     row = lock_running_trial(session=session, trial_row_id=started.trial_row_id)
     recorded = row is not None
@@ -127,7 +128,7 @@ def end_trial(
             trial_id=started.optuna_trial_id,
             state=TrialState[outcome.state],
             value=outcome.value,
-            intermediate_values=intermediate_values,
+            new_intermediate_values=new_intermediate_values,
             reason=outcome.reason if outcome.state == T_FAIL else None,
         )
         values = outcome.row_values(duration_s) | {"params": started.knobs}
@@ -145,12 +146,12 @@ def reap_trial(
     """Fail a trial whose heartbeat is older than ``grace_s`` on both sides and retry its
     slot (unless it lost its worker more than ``max_retries`` times, or the study was
     cancelled); the reason recorded, or None if it is not stale after all."""
-    study = lock_study(session=session, study_id=study_id)
+    status = lock_study(session=session, study_id=study_id)
     row = lock_running_trial(session=session, trial_row_id=trial_row_id, stale_after_s=grace_s)
-    if study is None or row is None:
+    if status is None or row is None:
         return None
     losses = row.losses + 1
-    retry = losses <= max_retries and study.status != CANCELLED
+    retry = losses <= max_retries and status != CANCELLED
     reason = LOST_REASON
     if losses > max_retries:
         reason = f"{LOST_REASON} {losses} times; not retried (max retries {max_retries})"
@@ -160,7 +161,7 @@ def reap_trial(
             trial_id=row.optuna_trial_id,
             state=TrialState.FAIL,
             value=None,
-            intermediate_values={},
+            new_intermediate_values={},
             reason=reason,
         )
     values = {"reason": reason, "losses": losses}

@@ -27,7 +27,7 @@ from typing import Any
 from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 REASON_ATTR = "hps_fail_reason"
@@ -66,21 +66,23 @@ def create_trial(
     )
     session.add(trial)
     session.flush()
-    session.add_all(
-        models.TrialParamModel(
-            trial_id=trial.trial_id,
-            param_name=name,
-            param_value=distributions[name].to_internal_repr(value),
-            distribution_json=distribution_to_json(distributions[name]),
-        )
-        for name, value in params.items()
-    )
-    session.add_all(
-        models.TrialSystemAttributeModel(
-            trial_id=trial.trial_id, key=key, value_json=json.dumps(value)
-        )
-        for key, value in system_attrs.items()
-    )
+    if params:
+        rows = [
+            {
+                "trial_id": trial.trial_id,
+                "param_name": name,
+                "param_value": distributions[name].to_internal_repr(value),
+                "distribution_json": distribution_to_json(distributions[name]),
+            }
+            for name, value in params.items()
+        ]
+        session.execute(insert(models.TrialParamModel), rows)
+    if system_attrs:
+        attrs = [
+            {"trial_id": trial.trial_id, "key": key, "value_json": json.dumps(value)}
+            for key, value in system_attrs.items()
+        ]
+        session.execute(insert(models.TrialSystemAttributeModel), attrs)
     return OptunaTrialRef(trial_id=int(trial.trial_id), number=int(trial.number))
 
 
@@ -90,40 +92,27 @@ def finish_trial(
     trial_id: int,
     state: TrialState,
     value: float | None,
-    intermediate_values: Mapping[int, float],
+    new_intermediate_values: Mapping[int, float],
     reason: str | None,
 ) -> bool:
-    """Write a trial's end: the intermediate values Optuna does not have yet, the value
-    (COMPLETE; PRUNED takes its last intermediate value, as ``Study.tell`` does), a
-    failure reason, and the state. False (and nothing written) if it already finished."""
+    """Write a trial's end: ``new_intermediate_values`` (those Optuna does not have yet:
+    all of them, unless a pruner had each as it came), the value (not for FAIL), a failure
+    reason, and the state. False (and nothing written) if it already finished."""
     trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
     if trial.state.is_finished():
         return False
-    stored_steps = set(
-        session.scalars(
-            select(models.TrialIntermediateValueModel.step).where(
-                models.TrialIntermediateValueModel.trial_id == trial_id
-            )
-        )
-    )
-    for step, v in intermediate_values.items():
-        if step in stored_steps:
-            continue
-        stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(v)
-        session.add(
-            models.TrialIntermediateValueModel(
-                trial_id=trial_id,
-                step=step,
-                intermediate_value=stored,
-                intermediate_value_type=kind,
-            )
-        )
-    if state == TrialState.PRUNED and intermediate_values:
-        value = intermediate_values[max(intermediate_values)]
+    to_repr = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
+    rows = [
+        dict(zip(("intermediate_value", "intermediate_value_type"), to_repr(v), strict=True))
+        | {"trial_id": trial_id, "step": step}
+        for step, v in new_intermediate_values.items()
+    ]
+    if rows:
+        session.execute(insert(models.TrialIntermediateValueModel), rows)
     if state != TrialState.FAIL and value is not None and math.isfinite(value):
         stored_value, value_type = models.TrialValueModel.value_to_stored_repr(value)
-        session.add(
-            models.TrialValueModel(
+        session.execute(
+            insert(models.TrialValueModel).values(
                 trial_id=trial_id, objective=0, value=stored_value, value_type=value_type
             )
         )

@@ -69,6 +69,7 @@ class Progress:
     def __init__(self, metric: str) -> None:
         self.metric = metric
         self.reported: dict[int, float] = {}  # the objective per epoch (step 0 = initial)
+        self.in_optuna: set[int] = set()  # steps already reported to Optuna as they came
         self._curves: dict[str, list[Any]] = {"train_loss": [], "dev_loss": [], "dev_accuracy": []}
         self._lock = threading.Lock()
 
@@ -80,6 +81,10 @@ class Progress:
             self._curves["dev_loss"].append(_finite_or_none(m.dev_loss))
             self._curves["dev_accuracy"].append(m.dev_accuracy)
         return value
+
+    def not_in_optuna(self) -> dict[int, float]:
+        """The values the trial's end must still give Optuna."""
+        return {k: v for k, v in self.reported.items() if k not in self.in_optuna}
 
     def snapshot(self) -> dict[str, Any]:
         """hps_trials columns for the heartbeat: live curves and the epochs run so far."""
@@ -116,6 +121,7 @@ class OptunaJudge:
 
     def __call__(self, epoch: int, value: float) -> str | None:
         with_retry(lambda: self.trial.report(value, epoch))
+        self.progress.in_optuna.add(epoch)
         if not with_retry(self.trial.should_prune):
             return None
         p = self.spec.pruning

@@ -28,6 +28,7 @@ import optuna
 from optuna.trial import TrialState
 
 from models import train as train_model
+from models import warm_up
 from search.heartbeat import Heartbeat
 from search.lifecycle import (
     DEFAULT_MAX_RETRIES,
@@ -89,7 +90,7 @@ class WorkerOptions:
     max_trials: int | None = None
     heartbeat_interval: float = 2.0
     grace_period: float = 30.0
-    poll_interval: float = 0.5
+    poll_interval: float = 0.2
     max_retries: int = DEFAULT_MAX_RETRIES
     exit_when_idle: bool = False  # stop once no study has budget left (tests, batch jobs)
 
@@ -126,6 +127,7 @@ class Worker:
         self.heartbeat: Heartbeat | None = None
         self._key = f"{socket.gethostname()}:{os.getpid()}"
         self._studies: dict[int, _Study] = {}
+        self._last: int | None = None  # the study of the last trial claimed
         self._next_reap = 0.0
 
     # ------------------------------------------------------------ lifecycle
@@ -146,6 +148,7 @@ class Worker:
     def register(self) -> None:
         """Register this worker and start its heartbeat."""
         o = self.options
+        warm_up()  # torch's lazy imports, paid before the first trial rather than in it
         get_storage(o.db_url)  # Optuna's tables exist before we write to them
         self.worker_id = self._db(
             lambda s: register_worker(
@@ -210,16 +213,24 @@ class Worker:
     # ------------------------------------------------------------ one trial
 
     def _begin(self) -> tuple[_Study, StartedTrial] | None:
-        """Claim a slot of the oldest study with budget (a read first: no write lock
-        while there is nothing to do)."""
+        """Claim a slot: of the study served last while it has budget, else of the oldest
+        study with some (found by a read first: no write lock while there is nothing to
+        do)."""
         assert self.worker_id is not None
         wid = self.worker_id
+        if self._last is not None:
+            study = self._studies[self._last]
+            started = self._db(lambda s: begin_trial(session=s, ctx=study.ctx, worker_id=wid))
+            if started is not None:
+                return study, started
+            self._last = None
         with session_scope(self.reads) as session:
             candidates = claimable_studies(session=session, study_id=self.options.study_id)
         for study_id in candidates:
             study = self._study(study_id)
             started = self._db(lambda s, c=study.ctx: begin_trial(session=s, ctx=c, worker_id=wid))
             if started is not None:
+                self._last = study_id
                 return study, started
         return None
 
@@ -294,7 +305,7 @@ class Worker:
                     session=s,
                     started=started,
                     outcome=outcome,
-                    intermediate_values=dict(progress.reported),
+                    new_intermediate_values=progress.not_in_optuna(),
                     duration_s=time.perf_counter() - t0,
                     worker_id=self.worker_id,
                 )

@@ -20,7 +20,9 @@ class Settings(BaseSettings):
     threads: int | None = Field(None, ge=1, description="torch threads per worker")
     heartbeat_interval: float = Field(2.0, gt=0, description="seconds between heartbeats")
     grace_period: float = Field(30.0, gt=0, description="heartbeat age after which a trial is lost")
-    poll_interval: float = Field(0.5, gt=0, description="idle worker's sleep between claims")
+    poll_interval: float = Field(
+        0.2, gt=0, description="idle worker's sleep between looks for work (a read: cheap)"
+    )
     url: str = Field("http://127.0.0.1:8000", description="server URL used by the CLI")
     log_level: str = Field("INFO", description="log level of serve and worker processes")
     max_retries: int = Field(

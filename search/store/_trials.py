@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 from search.store._engine import db_now
@@ -69,7 +69,7 @@ def claim_slot(*, session: Session, study_id: int) -> SlotClaim | None:
     """Take one unit of ``study_id``'s budget and the slot it runs, or None if the study
     has no budget or free running slot left. Locks the study row until commit; a retried
     slot's mark is cleared by ``insert_trial`` in the same transaction."""
-    result = session.execute(
+    claimed = session.execute(
         update(StudyRow)
         .where(StudyRow.id == study_id, _claimable())
         .values(
@@ -78,8 +78,9 @@ def claim_slot(*, session: Session, study_id: int) -> SlotClaim | None:
             status=RUNNING,
             started_at=func.coalesce(StudyRow.started_at, db_now()),
         )
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+        .returning(StudyRow.claimed)
+    ).scalar_one_or_none()
+    if claimed is None:
         return None
     retry = session.execute(
         select(TrialRow.id, TrialRow.slot, TrialRow.losses)
@@ -89,8 +90,6 @@ def claim_slot(*, session: Session, study_id: int) -> SlotClaim | None:
     ).first()
     if retry is not None:
         return SlotClaim(study_id, int(retry.slot), retry.losses, retry_of=retry.id)
-    claimed = session.scalar(select(StudyRow.claimed).where(StudyRow.id == study_id))
-    assert claimed is not None
     return SlotClaim(study_id=study_id, slot=claimed - 1, losses=0)
 
 
@@ -171,28 +170,41 @@ def heartbeat(
     return status
 
 
-def lock_study(*, session: Session, study_id: int) -> StudyRow | None:
-    """Lock a study's row for this transaction (the first lock of the lock order)."""
-    return session.scalars(
-        select(StudyRow).where(StudyRow.id == study_id).with_for_update()
-    ).one_or_none()
+def lock_study(*, session: Session, study_id: int) -> str | None:
+    """Lock a study's row for this transaction (the first lock of the lock order); its
+    status, or None if there is no such study."""
+    return session.scalar(select(StudyRow.status).where(StudyRow.id == study_id).with_for_update())
+
+
+@dataclass(frozen=True)
+class UnfinishedTrial:
+    id: int
+    study_id: int
+    losses: int
+    optuna_trial_id: int | None
+    worker_id: int | None
 
 
 def lock_running_trial(
     *, session: Session, trial_row_id: int, stale_after_s: float | None = None
-) -> TrialRow | None:
+) -> UnfinishedTrial | None:
     """Lock a trial's row if it is still unfinished (and, with ``stale_after_s``, its
     heartbeat is older than that by the database's clock), else None."""
-    stmt = select(TrialRow).where(
-        TrialRow.id == trial_row_id, TrialRow.state.in_((T_RUNNING, T_LOST))
-    )
+    stmt = select(
+        TrialRow.id,
+        TrialRow.study_id,
+        TrialRow.losses,
+        TrialRow.optuna_trial_id,
+        TrialRow.worker_id,
+    ).where(TrialRow.id == trial_row_id, TrialRow.state.in_((T_RUNNING, T_LOST)))
     if stale_after_s is not None:
         stmt = stmt.where(TrialRow.heartbeat_at < db_now(-stale_after_s))
-    return session.scalars(stmt.with_for_update()).one_or_none()
+    row = session.execute(stmt.with_for_update()).one_or_none()
+    return None if row is None else UnfinishedTrial(*row)
 
 
 def finish_trial(
-    *, session: Session, trial: TrialRow, state: str, values: dict[str, Any], retry: bool
+    *, session: Session, trial: UnfinishedTrial, state: str, values: dict[str, Any], retry: bool
 ) -> None:
     """Record a locked, unfinished trial's outcome and release its running slot. With
     ``retry`` its budget unit goes back and its slot waits for the next claim."""
@@ -205,23 +217,20 @@ def finish_trial(
 
 
 def _release(*, session: Session, study_id: int, consume_budget: bool) -> None:
+    """One running slot ends (its budget unit back unless consumed); the study completes
+    when its budget is spent and nothing runs."""
+    claimed = StudyRow.claimed - (0 if consume_budget else 1)
+    running = StudyRow.running - 1
+    done = and_(StudyRow.status == RUNNING, claimed >= StudyRow.n_trials, running == 0)
     session.execute(
         update(StudyRow)
         .where(StudyRow.id == study_id)
         .values(
-            running=StudyRow.running - 1,
-            claimed=StudyRow.claimed - (0 if consume_budget else 1),
+            claimed=claimed,
+            running=running,
+            status=case((done, COMPLETED), else_=StudyRow.status),
+            finished_at=case((done, db_now()), else_=StudyRow.finished_at),
         )
-    )
-    session.execute(
-        update(StudyRow)
-        .where(
-            StudyRow.id == study_id,
-            StudyRow.status == RUNNING,
-            StudyRow.claimed >= StudyRow.n_trials,
-            StudyRow.running == 0,
-        )
-        .values(status=COMPLETED, finished_at=db_now())
     )
 
 
@@ -242,6 +251,7 @@ __all__ = [
     "BEAT_GONE",
     "BEAT_OK",
     "SlotClaim",
+    "UnfinishedTrial",
     "claim_slot",
     "claimable_studies",
     "finish_trial",

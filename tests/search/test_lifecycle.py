@@ -62,7 +62,7 @@ def _end(url: str, started: StartedTrial, outcome: Outcome, wid: int | None = No
             session=s,
             started=started,
             outcome=outcome,
-            intermediate_values={0: 1.0, 1: 0.5},
+            new_intermediate_values={0: 1.0, 1: 0.5},
             duration_s=0.1,
             worker_id=wid,
         )

@@ -243,3 +243,20 @@ def test_plain_postgresql_urls_use_psycopg() -> None:
     assert store.normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
     assert store.normalize_url("sqlite:///x.db") == "sqlite:///x.db"
     assert store.get_engine("postgresql://u@h/db").dialect.driver == "psycopg"
+
+
+def test_an_idle_worker_stays_live_by_its_heartbeat(migrated_url: str) -> None:
+    factory = store.make_session_factory(migrated_url)
+    with store.session_scope(factory) as s:
+        wid = store.register_worker(session=s, name="idle", host="h", pid=1, device="cpu")
+        s.execute(
+            update(store.WorkerRow)
+            .where(store.WorkerRow.id == wid)
+            .values(last_seen=store.utcnow() - timedelta(minutes=5))
+        )
+    with store.session_scope(factory) as s:
+        assert store.count_live_workers(session=s, host="h", seen_within_s=60) == 0
+        assert store.heartbeat(session=s, worker_id=wid) == store.BEAT_OK  # no trial
+    with store.session_scope(factory) as s:
+        assert store.count_live_workers(session=s, host="h", seen_within_s=60) == 1
+        assert store.mark_lost_workers(session=s, grace_s=60) == 0
