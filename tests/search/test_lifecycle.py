@@ -310,3 +310,34 @@ def test_a_database_blip_during_report_is_retried(
     frozen = _optuna_study(migrated_url, sid).trials
     assert all(0 in t.intermediate_values for t in frozen)
     assert _agreement(migrated_url) == []
+
+
+def test_a_worker_out_of_contact_for_the_grace_period_stops_its_trial(
+    migrated_url: str,
+) -> None:
+    import time
+
+    sid = _create(migrated_url, search=SPEC["search"] | {"n_trials": 1})
+
+    def train(config: Any, data: Any, on_epoch: Any) -> TrainResult:
+        for epoch in range(100_000):  # until told to stop
+            if on_epoch(EpochMetrics(epoch, 1.0, 1.0, 0.5)):
+                return _result(epoch)
+            time.sleep(0.01)
+        raise AssertionError("the trial was never stopped")
+
+    class Unreachable(Worker):
+        def _beat(self, trial_row_id: int | None, progress: dict[str, Any] | None) -> str:
+            raise ConnectionError("the database is unreachable")  # every heartbeat fails
+
+    options = WorkerOptions(
+        db_url=migrated_url, max_trials=1, heartbeat_interval=0.05, grace_period=0.5
+    )
+    assert Unreachable(options, train=train).run() == 1
+    (trial,) = _trials(migrated_url, sid)
+    assert (trial.state, trial.reason, trial.retry_pending) == (
+        "FAIL",
+        "interrupted (no contact with the database)",
+        True,
+    )
+    assert _agreement(migrated_url) == []
