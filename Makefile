@@ -55,6 +55,8 @@ test: lint typecheck pytest
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/bench_trainer.py
 	$(BIN)/python bench/bench_coordination.py
+	$(BIN)/python bench/bench_vs_optuna.py
+	$(BIN)/python bench/bench_end_to_end.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -17,6 +17,7 @@ from models.train import (
     evaluate,
     resolve_device,
     train,
+    warm_up,
 )
 
 __all__ = [
@@ -34,4 +35,5 @@ __all__ = [
     "load_dataset",
     "resolve_device",
     "train",
+    "warm_up",
 ]

@@ -128,6 +128,13 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def warm_up() -> None:
+    """Pay torch's one-time lazy imports now, not inside the first run: the first optimizer
+    loads torch's compiler package (about 2 s on a small CPU)."""
+    weight = nn.Parameter(torch.zeros(1))
+    torch.optim.SGD([weight], lr=0.1).step()
+
+
 def train(config: TrainConfig, data: Dataset, on_epoch: OnEpoch | None = None) -> TrainResult:
     """Train an MLP on ``data.train_*``, evaluating on ``data.dev_*`` after every epoch.
 

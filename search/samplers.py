@@ -1,5 +1,7 @@
-"""Samplers. ``random`` is keyed on (seed, trial number, parameter name), so trial k's
-parameters depend only on (seed, k): any number of workers yields the same set."""
+"""Samplers. A random draw is keyed on (seed, k, parameter name), so budget slot k's
+parameters depend only on (seed, k): any number of workers, and any number of retries,
+yield the same set. Workers draw random and grid parameters themselves (``search.slots``);
+Optuna's sampler only chooses for adaptive studies (TPE)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,13 @@ def derive_seed(*parts: object) -> int:
     """A stable 32-bit seed from any parts (unlike hash(), the same in every process)."""
     digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=4).digest()
     return int.from_bytes(digest, "little")
+
+
+def keyed_draw(seed: int, key: int, param_name: str, distribution: BaseDistribution) -> Any:
+    """A uniform (log-uniform for log ranges) draw that depends only on the arguments."""
+    sampler = RandomSampler(seed=derive_seed(seed, key, param_name))
+    # RandomSampler.sample_independent reads neither the study nor the trial.
+    return sampler.sample_independent(None, None, param_name, distribution)  # type: ignore[arg-type]
 
 
 class TrialKeyedRandomSampler(BaseSampler):
@@ -45,10 +54,7 @@ class TrialKeyedRandomSampler(BaseSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
-        rng_seed = derive_seed(self._seed, trial.number, param_name)
-        return RandomSampler(seed=rng_seed).sample_independent(
-            study, trial, param_name, param_distribution
-        )
+        return keyed_draw(self._seed, trial.number, param_name, param_distribution)
 
     def after_trial(
         self,
@@ -61,9 +67,9 @@ class TrialKeyedRandomSampler(BaseSampler):
 
 
 def make_sampler(sampler: str, *, seed: int, worker_key: str = "") -> BaseSampler:
-    """The Optuna sampler for a spec. Grid points are enqueued trials (each popped once,
-    atomically), so the grid's sampler only ever fills nothing; ``tpe`` is adaptive and
-    seeded per worker so concurrent workers do not propose identical startup points."""
+    """The Optuna sampler for a spec. Random and grid parameters are drawn by the worker
+    from the budget slot (the sampler is never asked); ``tpe`` is adaptive and seeded per
+    worker so concurrent workers do not propose identical startup points."""
     if sampler in ("random", "grid"):
         return TrialKeyedRandomSampler(seed)
     if sampler == "tpe":
@@ -71,4 +77,4 @@ def make_sampler(sampler: str, *, seed: int, worker_key: str = "") -> BaseSample
     raise ValueError(f"unknown sampler {sampler!r}")
 
 
-__all__ = ["TrialKeyedRandomSampler", "derive_seed", "make_sampler"]
+__all__ = ["TrialKeyedRandomSampler", "derive_seed", "keyed_draw", "make_sampler"]

@@ -8,10 +8,7 @@ decoded knob values, e.g. ``{"lr": 0.003, "hidden": [128, 64]}``.
 
 from __future__ import annotations
 
-import itertools
-from typing import Any
-
-import optuna
+from typing import Any, Protocol
 
 from search.spec import (
     CategoricalParam,
@@ -31,12 +28,25 @@ def decode_layers(text: str) -> list[int]:
     return [int(u) for u in text.split("-")]
 
 
-def suggest(trial: optuna.Trial, space: dict[str, ParamSpec]) -> dict[str, Any]:
+class Suggester(Protocol):
+    """What ``suggest`` asks of a trial: an ``optuna.Trial``, or ``search.slots.SlotTrial``."""
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
+        """A float in [low, high]."""
+
+    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False) -> int:
+        """An int in [low, high]."""
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        """One of ``choices``."""
+
+
+def suggest(trial: Suggester, space: dict[str, ParamSpec]) -> dict[str, Any]:
     """Ask ``trial`` for every knob of ``space``; return decoded knob values."""
     return {name: _suggest_one(trial, name, p) for name, p in space.items()}
 
 
-def _suggest_one(trial: optuna.Trial, name: str, p: ParamSpec) -> Any:
+def _suggest_one(trial: Suggester, name: str, p: ParamSpec) -> Any:
     if isinstance(p, CategoricalParam):
         return trial.suggest_categorical(name, p.choices)
     if isinstance(p, LayersParam):
@@ -50,7 +60,7 @@ def _suggest_one(trial: optuna.Trial, name: str, p: ParamSpec) -> Any:
     return trial.suggest_int(name, int(p.low), int(p.high), log=p.log)
 
 
-def _suggest_layers(trial: optuna.Trial, name: str, p: LayersParam) -> list[int]:
+def _suggest_layers(trial: Suggester, name: str, p: LayersParam) -> list[int]:
     if p.values is not None:
         choices = [encode_layers(v) for v in p.values]
         return decode_layers(str(trial.suggest_categorical(name, choices)))
@@ -62,16 +72,33 @@ def _suggest_layers(trial: optuna.Trial, name: str, p: LayersParam) -> list[int]
     ]
 
 
-def grid_points(space: dict[str, ParamSpec]) -> list[dict[str, Any]]:
-    """The Cartesian product of the grid axes, as Optuna parameter dicts (encoded)."""
-    names = list(space)
+def _grid_axes(space: dict[str, ParamSpec]) -> list[tuple[str, list[Any]]]:
     axes = []
-    for name in names:
-        values = grid_axis_values(space[name])
-        if isinstance(space[name], LayersParam):
+    for name, p in space.items():
+        values = grid_axis_values(p)
+        if isinstance(p, LayersParam):
             values = [encode_layers(v) for v in values]
-        axes.append(values)
-    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*axes)]
+        axes.append((name, values))
+    return axes
 
 
-__all__ = ["decode_layers", "encode_layers", "grid_points", "suggest"]
+def grid_point(space: dict[str, ParamSpec], k: int) -> dict[str, Any]:
+    """The k-th point of the Cartesian product of the grid axes (``itertools.product``
+    order: the last axis varies fastest), as Optuna parameters (layers encoded)."""
+    point: dict[str, Any] = {}
+    for name, values in reversed(_grid_axes(space)):
+        k, i = divmod(k, len(values))
+        point[name] = values[i]
+    if k:
+        raise ValueError("grid point index out of range")
+    return {name: point[name] for name in space}
+
+
+def grid_size(space: dict[str, ParamSpec]) -> int:
+    size = 1
+    for _, values in _grid_axes(space):
+        size *= len(values)
+    return size
+
+
+__all__ = ["Suggester", "decode_layers", "encode_layers", "grid_point", "grid_size", "suggest"]

@@ -1,27 +1,34 @@
-"""Optuna glue: storage, study creation (with the grid enqueued once), requeue of lost
-trials. The API and the workers both use it; it never trains."""
+"""Optuna glue: storage, study creation, and the context a worker runs a study with. The
+API and the workers both use it; it never trains.
+
+Submitting a study is two short transactions whatever its size: Optuna's study, then the
+hps row together with the Optuna study's user attributes (``hps_study_id``,
+``hps_study_name``: optuna-dashboard and the optuna CLI show them). Grid points are not
+enqueued: slot k runs the k-th point (``search.slots``). A submission carrying a
+``request_key`` that was already used returns the study created then, so a client that
+retries after a timeout never gets a duplicate.
+"""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
 
 import optuna
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from search.space import grid_points
+from search import optuna_rows
+from search.size import check_size
 from search.spec import ExperimentSpec
 from search.store import (
-    CANCELLED,
     StudyRow,
     engine_kwargs,
     get_study,
     harden_sqlite,
     insert_study,
-    mark_lost_trials,
     normalize_url,
-    release_lost_trial,
     session_scope,
     with_retry,
 )
@@ -29,8 +36,11 @@ from search.store import (
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-LOST_REASON = "worker lost (no heartbeat)"
 _STORAGES: dict[str, optuna.storages.RDBStorage] = {}
+
+
+class RequestKeyReused(ValueError):
+    """A request key already names a study with a different spec."""
 
 
 def get_storage(url: str) -> optuna.storages.RDBStorage:
@@ -46,12 +56,24 @@ def get_storage(url: str) -> optuna.storages.RDBStorage:
 
 
 def create_study(
-    *, session_factory: sessionmaker[Session], storage_url: str, spec: ExperimentSpec
+    *,
+    session_factory: sessionmaker[Session],
+    storage_url: str,
+    spec: ExperimentSpec,
+    request_key: str | None = None,
+    max_params: int | None = None,
 ) -> StudyRow:
-    """Create the Optuna study (enqueueing every grid point once), then the hps row.
-
-    The hps row is written last, in one transaction, so workers never see a study whose
-    Optuna side is incomplete; if anything fails the Optuna study is deleted again."""
+    """Create the Optuna study, then the hps row (so workers never see a study whose
+    Optuna side is missing); if the hps row cannot be written the Optuna study is deleted
+    again. Raises ``search.size.SpecTooLarge`` when a configuration exceeds
+    ``max_params`` and ``RequestKeyReused`` when ``request_key`` names another spec."""
+    if max_params is not None:
+        check_size(spec, max_params)
+    data = spec.model_dump(mode="json")
+    if request_key is not None:
+        existing = _by_request_key(session_factory, request_key, data)
+        if existing is not None:
+            return existing
     storage = get_storage(storage_url)
     optuna_name = f"hps-{uuid.uuid4().hex}"
     study = with_retry(
@@ -59,75 +81,70 @@ def create_study(
             study_name=optuna_name, storage=storage, direction=spec.objective.direction
         )
     )
+
+    def write() -> StudyRow:
+        with session_scope(session_factory) as session:
+            return _insert(session, spec, optuna_name, study._study_id, request_key)
+
     try:
-        if spec.search.sampler == "grid":
-            for point in grid_points(spec.search.space):
-                study.enqueue_trial(point)
-        data = spec.model_dump(mode="json")
-
-        def write() -> StudyRow:
-            with session_scope(session_factory) as session:
-                return insert_study(
-                    session=session,
-                    spec=data,
-                    optuna_study_name=optuna_name,
-                    n_trials=spec.search.n_trials,
-                )
-
         return with_retry(write)
+    except IntegrityError:
+        optuna.delete_study(study_name=optuna_name, storage=storage)
+        existing = _by_request_key(session_factory, request_key or "", data)
+        if existing is None:
+            raise
+        return existing  # a concurrent retry of the same request won
     except BaseException:
         optuna.delete_study(study_name=optuna_name, storage=storage)
         raise
 
 
-def requeue_trial(
-    study: optuna.Study, optuna_trial_id: int | None, *, reason: str, requeue: bool
-) -> None:
-    """Fail an unfinished Optuna trial and (when ``requeue``) enqueue its parameters, so
-    the retry runs the same configuration: a grid point still runs exactly once, and a
-    seeded random search still yields the same set of configurations."""
-    if optuna_trial_id is None:
-        return
-    storage = study._storage
-    frozen = storage.get_trial(optuna_trial_id)
-    if not frozen.state.is_finished():
-        try:
-            storage.set_trial_system_attr(optuna_trial_id, "hps_fail_reason", reason)
-            storage.set_trial_state_values(optuna_trial_id, optuna.trial.TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass
-    if requeue and frozen.params:
-        study.enqueue_trial(dict(frozen.params), user_attrs={"hps_retry_of": frozen.number})
+def _insert(
+    session: Session,
+    spec: ExperimentSpec,
+    optuna_name: str,
+    optuna_study_id: int,
+    request_key: str | None,
+) -> StudyRow:
+    """The hps row, and the Optuna study's user attributes naming it (one transaction)."""
+    row = insert_study(
+        session=session,
+        spec=spec.model_dump(mode="json"),
+        optuna_study_name=optuna_name,
+        n_trials=spec.search.n_trials,
+    )
+    row.request_key = request_key
+    session.flush()
+    optuna_rows.set_study_user_attrs(
+        session=session,
+        optuna_study_id=optuna_study_id,
+        attrs={"hps_study_id": row.id, "hps_study_name": row.name},
+    )
+    return row
 
 
-def recover_lost_trials(
-    *, session_factory: sessionmaker[Session], storage_url: str, grace_s: float
-) -> int:
-    """Fail trials whose worker stopped heartbeating and hand their budget back for a
-    retry of the same configuration. Safe to run from any number of processes: a trial
-    is owned by the reaper whose RUNNING -> LOST update wins. One rare case is not
-    exact: if a reaper dies between re-queuing and releasing, the next reaper re-queues
-    the configuration again, and the spare WAITING copy may later run as a trial of its
-    own (still within the study's budget)."""
+def _by_request_key(
+    session_factory: sessionmaker[Session], key: str, data: dict[str, object]
+) -> StudyRow | None:
     with session_scope(session_factory) as session:
-        lost = mark_lost_trials(session=session, grace_s=grace_s)
-    for trial in lost:
-        with session_scope(session_factory) as session:
-            row = get_study(session=session, study_id=trial.study_id)
-            assert row is not None
-            optuna_name, active = row.optuna_study_name, row.status != CANCELLED
-        study = optuna.load_study(study_name=optuna_name, storage=get_storage(storage_url))
-        requeue_trial(study, trial.optuna_trial_id, reason=LOST_REASON, requeue=active)
-
-        def release(trial_row_id: int = trial.trial_row_id) -> Any:
-            with session_scope(session_factory) as session:
-                return release_lost_trial(
-                    session=session, trial_row_id=trial_row_id, reason=LOST_REASON
-                )
-
-        with_retry(release)
-        log.warning("trial %s of study %s lost its worker; retrying", trial.number, trial.study_id)
-    return len(lost)
+        row = session.scalars(select(StudyRow).where(StudyRow.request_key == key)).one_or_none()
+    if row is not None and row.spec != data:
+        raise RequestKeyReused(f"request key {key!r} was already used for another spec")
+    return row
 
 
-__all__ = ["create_study", "get_storage", "recover_lost_trials", "requeue_trial"]
+def load_study_context(
+    *, session_factory: sessionmaker[Session], storage_url: str, study_id: int
+) -> tuple[StudyRow, int]:
+    """A study's hps row and its Optuna study id."""
+    with session_scope(session_factory) as session:
+        row = get_study(session=session, study_id=study_id)
+        if row is None:
+            raise LookupError(f"study {study_id} not found")
+        ids = optuna_rows.study_ids_by_name(session=session, names=[row.optuna_study_name])
+    if row.optuna_study_name not in ids:
+        raise LookupError(f"study {study_id}: Optuna study {row.optuna_study_name} is missing")
+    return row, ids[row.optuna_study_name]
+
+
+__all__ = ["RequestKeyReused", "create_study", "get_storage", "load_study_context"]

@@ -1,53 +1,83 @@
-"""The worker loop: claim one unit of budget atomically, ask, train with per-epoch
-report/should_prune, tell, record; heartbeat in a background thread; recover trials
-whose worker died. Workers coordinate only through the database.
+"""The worker loop: reap lost trials now and then; claim a budget slot (its trial starts on
+both sides in one transaction); train it, judging each epoch; record its end (one
+transaction, ``search.lifecycle.end_trial``, the only place a worker records one). A
+heartbeat thread keeps the worker and its trial alive in the database and stops the trial
+at once when it finds it reaped or its study cancelled. Workers coordinate only through
+the database.
 
 Signals: the first SIGTERM stops taking new trials and ends the current one at its next
-epoch boundary (recorded as interrupted, budget handed back for a retry of the same
-configuration); a second SIGTERM or any SIGINT exits at once (status 130), after
-recording the trial the same way.
+epoch boundary (recorded as interrupted, its slot handed back for a retry of the same
+configuration); a second SIGTERM or any SIGINT raises ``WorkerKilled`` in the main thread,
+which records the trial the same way at once and leaves (status 130). A crash anywhere
+(SIGKILL, out of memory) leaves a RUNNING trial that the reaper fails and retries.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
 import socket
-import threading
 import time
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
+from models import train as train_model
+from models import warm_up
+from search.heartbeat import Heartbeat
+from search.lifecycle import (
+    DEFAULT_MAX_RETRIES,
+    StartedTrial,
+    StudyContext,
+    begin_trial,
+    end_trial,
+    reap_lost_trials,
+)
 from search.pruners import make_pruner
 from search.samplers import make_sampler
+from search.size import max_epochs
+from search.slots import is_adaptive
 from search.space import suggest
 from search.spec import ExperimentSpec
 from search.store import (
-    CANCELLED,
     T_FAIL,
-    Claim,
-    attach_optuna_trial,
-    claim_trial,
+    W_STOPPED,
+    claimable_studies,
     count_active_studies,
-    finish_trial,
-    get_study,
     heartbeat,
     is_transient,
     make_session_factory,
     register_worker,
     session_scope,
+    set_trial_params,
     set_worker_state,
     with_retry,
 )
-from search.studies import get_storage, recover_lost_trials, requeue_trial
-from search.trial_runner import Outcome, StopSignal, run_trial
+from search.studies import get_storage, load_study_context
+from search.trial_runner import (
+    Judge,
+    LocalJudge,
+    OptunaJudge,
+    Outcome,
+    Progress,
+    StopSignal,
+    Train,
+    run_trial,
+)
 
 log = logging.getLogger(__name__)
+
+STOPPED_REASON = "interrupted (worker stopped)"
+KILLED_REASON = "interrupted (worker killed)"
+
+
+class WorkerKilled(KeyboardInterrupt):
+    """A second SIGTERM, or a SIGINT: record the running trial as interrupted and exit."""
 
 
 @dataclass(frozen=True)
@@ -60,31 +90,45 @@ class WorkerOptions:
     max_trials: int | None = None
     heartbeat_interval: float = 2.0
     grace_period: float = 30.0
-    poll_interval: float = 0.5
+    poll_interval: float = 0.2
+    max_retries: int = DEFAULT_MAX_RETRIES
     exit_when_idle: bool = False  # stop once no study has budget left (tests, batch jobs)
+
+    def __post_init__(self) -> None:
+        if self.max_trials is not None and self.max_trials < 1:
+            raise ValueError(f"max_trials must be >= 1, got {self.max_trials}")
+        if not 0 < self.heartbeat_interval < self.grace_period:
+            raise ValueError(
+                f"grace_period ({self.grace_period}) must be longer than heartbeat_interval "
+                f"({self.heartbeat_interval}) > 0, or live trials would be reaped"
+            )
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
 
 
 @dataclass(frozen=True)
-class StudyContext:
-    spec: ExperimentSpec
-    study: optuna.Study
+class _Study:
+    """A study as this worker runs it: the context, and Optuna's Study object when the
+    sampler or pruner needs one (adaptive sampler, pruner reading intermediate values)."""
+
+    ctx: StudyContext
+    optuna_study: optuna.Study | None
 
 
 class Worker:
-    def __init__(self, options: WorkerOptions) -> None:
-        if options.max_trials is not None and options.max_trials < 1:
-            raise ValueError(f"max_trials must be >= 1, got {options.max_trials}")
+    def __init__(self, options: WorkerOptions, *, train: Train = train_model) -> None:
         self.options = options
+        self.train = train
         self.sessions = make_session_factory(options.db_url)
+        self.reads = make_session_factory(options.db_url, read_only=True)
         self.stop = StopSignal()
         self.trials_run = 0
         self.worker_id: int | None = None
-        self._next_recovery = 0.0
+        self.heartbeat: Heartbeat | None = None
         self._key = f"{socket.gethostname()}:{os.getpid()}"
-        self._beat: _Heartbeat | None = None  # the running trial's heartbeat
-        self._running: _Running | None = None
-        self._exiting = threading.Event()
-        self._contexts = lru_cache(maxsize=16)(self._load_context)
+        self._studies: dict[int, _Study] = {}
+        self._last: int | None = None  # the study of the last trial claimed
+        self._next_reap = 0.0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -92,44 +136,20 @@ class Worker:
         def on_signal(signum: int, frame: FrameType | None) -> None:
             if signum == signal.SIGTERM and not self.stop.event.is_set():
                 log.warning("worker %s: stopping after the current epoch", self.worker_id)
-                self.stop.set("interrupted (worker stopped)")
-                if self._beat is not None:
-                    self._beat.stop.set(self.stop.reason)
+                self.stop.set(STOPPED_REASON)
+                if self.heartbeat is not None:
+                    self.heartbeat.stop_trial(STOPPED_REASON, retry=True)
                 return
-            self._exit_now()
+            raise WorkerKilled
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
 
-    def _exit_now(self) -> None:
-        """Record the running trial as interrupted (budget back, configuration re-queued)
-        from a helper thread, then leave the process at once with status 130. A thread,
-        because an exception raised from a signal handler can be swallowed."""
-        if self._exiting.is_set():
-            return
-        self._exiting.set()
-
-        def record_and_exit() -> None:
-            try:
-                running = self._running
-                if running is not None:
-                    outcome = Outcome(
-                        T_FAIL, None, "interrupted (worker killed)", None, interrupted=True
-                    )
-                    self._record(running, outcome)
-                self._set_state("stopped")
-            except BaseException:
-                log.exception("could not record the interrupted trial")
-            finally:
-                logging.shutdown()
-                os._exit(130)
-
-        threading.Thread(target=record_and_exit, name="exit-now").start()
-
-    def run(self) -> int:
-        """Serve trials until stopped, ``max_trials`` is reached, or (``exit_when_idle``)
-        no work is left. Returns the number of trials this worker ran."""
+    def register(self) -> None:
+        """Register this worker and start its heartbeat."""
         o = self.options
+        warm_up()  # torch's lazy imports, paid before the first trial rather than in it
+        get_storage(o.db_url)  # Optuna's tables exist before we write to them
         self.worker_id = self._db(
             lambda s: register_worker(
                 session=s,
@@ -139,13 +159,20 @@ class Worker:
                 device=o.device,
             )
         )
-        get_storage(o.db_url)
+        self.heartbeat = Heartbeat(self._beat, interval=o.heartbeat_interval, grace=o.grace_period)
+        self.heartbeat.start()
+
+    def run(self) -> int:
+        """Serve trials until stopped, ``max_trials`` is reached, or (``exit_when_idle``)
+        no work is left. Returns the number of trials this worker ran."""
+        o = self.options
+        self.register()
         try:
             while not self.stop.event.is_set():
                 if o.max_trials is not None and self.trials_run >= o.max_trials:
                     break
                 try:
-                    if not self._step():
+                    if not self.step():
                         break
                 except Exception as exc:
                     if not is_transient(exc):
@@ -156,128 +183,193 @@ class Worker:
                     log.warning("database unavailable (%s); retrying in %.1f s", exc, pause)
                     self.stop.event.wait(pause)
         finally:
-            self._set_state("stopped")
+            self.close()
         return self.trials_run
 
-    def _step(self) -> bool:
+    def close(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.halt()
+        if self.worker_id is not None:
+            wid = self.worker_id
+            try:
+                self._db(lambda s: set_worker_state(session=s, worker_id=wid, status=W_STOPPED))
+            except Exception:
+                log.exception("could not mark worker %s stopped", wid)
+
+    def step(self) -> bool:
         """Claim and serve one trial, or idle a moment; False when it is time to stop."""
         o = self.options
-        self._maybe_recover()
-        claim = self._db(
-            lambda s: claim_trial(session=s, worker_id=self.worker_id, study_id=o.study_id)
-        )
-        if claim is None:
+        self._maybe_reap()
+        begun = self._begin()
+        if begun is None:
             if o.exit_when_idle and self._idle_for_good():
                 return False
             self.stop.event.wait(o.poll_interval)
             return True
-        self._serve(claim)
+        self._serve(*begun)
         self.trials_run += 1
         return True
 
     # ------------------------------------------------------------ one trial
 
-    def _serve(self, claim: Claim) -> None:
-        ctx = self._contexts(claim.study_id)
-        beat = self._beat = _Heartbeat(self, claim.trial_row_id)
-        beat.start()
-        running = self._running = _Running(ctx, claim, time.perf_counter())
+    def _begin(self) -> tuple[_Study, StartedTrial] | None:
+        """Claim a slot: of the study served last while it has budget, else of the oldest
+        study with some (found by a read first: no write lock while there is nothing to
+        do)."""
+        assert self.worker_id is not None
+        wid = self.worker_id
+        if self._last is not None:
+            study = self._studies[self._last]
+            started = self._db(lambda s: begin_trial(session=s, ctx=study.ctx, worker_id=wid))
+            if started is not None:
+                return study, started
+            self._last = None
+        with session_scope(self.reads) as session:
+            candidates = claimable_studies(session=session, study_id=self.options.study_id)
+        for study_id in candidates:
+            study = self._study(study_id)
+            started = self._db(lambda s, c=study.ctx: begin_trial(session=s, ctx=c, worker_id=wid))
+            if started is not None:
+                self._last = study_id
+                return study, started
+        return None
+
+    def _serve(self, study: _Study, started: StartedTrial) -> None:
+        assert self.heartbeat is not None
+        t0 = time.perf_counter()
+        progress = Progress(study.ctx.spec.objective.metric)
+        stop = self.heartbeat.watch(started.trial_row_id, progress)
+        if self.stop.event.is_set():
+            stop.set(self.stop.reason)
         try:
-            running.trial = trial = ctx.study.ask()
-            running.params = params = suggest(trial, ctx.spec.search.space)
-            number, tid = trial.number, trial._trial_id
-            self._db(
-                lambda s: attach_optuna_trial(
+            started, outcome = self._train(study, started, progress, stop)
+        except KeyboardInterrupt:  # WorkerKilled, or Ctrl-C when run in-process
+            killed = Outcome(T_FAIL, None, KILLED_REASON, None, retry=True)
+            self._end(started, killed, progress, t0)
+            raise
+        self._end(started, outcome, progress, t0)
+
+    def _train(
+        self, study: _Study, started: StartedTrial, progress: Progress, stop: StopSignal
+    ) -> tuple[StartedTrial, Outcome]:
+        spec = study.ctx.spec
+        try:
+            started, judge = self._prepare(study, started, progress)
+            outcome = run_trial(
+                spec,
+                started.knobs,
+                slot=started.slot,
+                device=self.options.device,
+                stop=stop,
+                progress=progress,
+                judge=judge,
+                train=self.train,
+            )
+        except Exception as exc:  # a bug or bad config: the trial fails, the worker lives
+            log.exception("trial %s of study %s failed", started.number, started.study_id)
+            outcome = Outcome(T_FAIL, None, f"error: {type(exc).__name__}: {exc}"[:500], None)
+        return started, outcome
+
+    def _prepare(
+        self, study: _Study, started: StartedTrial, progress: Progress
+    ) -> tuple[StartedTrial, Judge]:
+        """Parameters from an adaptive sampler, and who judges each epoch: the worker
+        alone, or Optuna's pruner when it reads intermediate values."""
+        spec = study.ctx.spec
+        if study.optuna_study is None:
+            p = spec.pruning
+            return started, LocalJudge(progress, p.divergence_factor, spec.direction == "minimize")
+        ostudy, tid = study.optuna_study, started.optuna_trial_id
+        # Optuna's cached storage learns of the trial we created by reading the study.
+        with_retry(lambda: ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if is_adaptive(spec):
+            # A fresh Trial per attempt reads back a parameter an interrupted attempt stored.
+            knobs = with_retry(lambda: suggest(optuna.Trial(ostudy, tid), spec.search.space))
+            row = started.trial_row_id
+            self._db(lambda s: set_trial_params(session=s, trial_row_id=row, params=knobs))
+            started = dataclasses.replace(started, knobs=knobs)
+        trial = with_retry(lambda: optuna.Trial(ostudy, tid))
+        judge: Judge
+        if spec.pruning.pruner == "none":
+            p = spec.pruning
+            judge = LocalJudge(progress, p.divergence_factor, spec.direction == "minimize")
+        else:
+            judge = OptunaJudge(trial, progress, spec)
+        return started, judge
+
+    def _end(self, started: StartedTrial, outcome: Outcome, progress: Progress, t0: float) -> None:
+        assert self.heartbeat is not None
+        try:
+            recorded = self._db(
+                lambda s: end_trial(
                     session=s,
-                    trial_row_id=claim.trial_row_id,
-                    number=number,
-                    optuna_trial_id=tid,
-                    params=params,
+                    started=started,
+                    outcome=outcome,
+                    new_intermediate_values=progress.not_in_optuna(),
+                    duration_s=time.perf_counter() - t0,
+                    worker_id=self.worker_id,
                 )
             )
-            self._set_state("busy", claim.study_id, number)
-            outcome = run_trial(ctx.spec, trial, params, device=self.options.device, stop=beat.stop)
-        except KeyboardInterrupt:  # Ctrl-C when run in-process (the CLI handles SIGINT)
-            outcome = Outcome(T_FAIL, None, "interrupted (worker killed)", None, interrupted=True)
-            self._record(running, outcome)
-            raise
-        except Exception as exc:  # a bug or bad config: the trial fails, the worker lives
-            if self._exiting.is_set():
-                time.sleep(60)  # the exit thread is recording this trial and ending us
-            log.exception("trial failed in study %s", claim.study_id)
-            outcome = Outcome(T_FAIL, None, f"error: {type(exc).__name__}: {exc}"[:500], None)
         finally:
-            beat.halt()
-            self._beat = None
-        self._running = None
-        self._record(running, outcome)
-        self._set_state("idle")
-
-    def _record(self, running: _Running, outcome: Outcome) -> None:
-        """Tell Optuna, then write our row and release the slot. An interrupted trial is
-        re-queued first, so its retry runs the same configuration."""
-        ctx, claim, trial = running.ctx, running.claim, running.trial
-        if trial is not None:
-            if outcome.interrupted:
-                requeue_trial(ctx.study, trial._trial_id, reason=outcome.reason or "", requeue=True)
-            else:
-                state = optuna.trial.TrialState[outcome.state]
-                value = outcome.value if outcome.state == "COMPLETE" else None
-                try:
-                    ctx.study.tell(trial, value, state=state, skip_if_finished=True)
-                except (ValueError, RuntimeError) as exc:
-                    log.warning("could not tell trial %s: %s", trial.number, exc)
-        values = outcome.row_values(running.params, time.perf_counter() - running.t0)
-        ok = self._db(
-            lambda s: finish_trial(
-                session=s,
-                trial_row_id=claim.trial_row_id,
-                state=outcome.state,
-                values=values,
-                consume_budget=not outcome.interrupted,
-            )
-        )
-        if not ok:
-            log.warning("trial row %s was already recorded", claim.trial_row_id)
+            self.heartbeat.unwatch()
+        if not recorded:
+            log.warning("trial %s was reaped before it ended; dropped", started.number)
 
     # ------------------------------------------------------------ helpers
 
-    def _load_context(self, study_id: int) -> StudyContext:
-        row = self._db(lambda s: get_study(session=s, study_id=study_id))
-        spec = ExperimentSpec.model_validate(row.spec)
-        study = optuna.load_study(
-            study_name=row.optuna_study_name,
-            storage=get_storage(self.options.db_url),
-            sampler=make_sampler(spec.search.sampler, seed=spec.search.seed, worker_key=self._key),
-            pruner=make_pruner(spec.pruning, epochs=spec.training.epochs),
-        )
-        return StudyContext(spec=spec, study=study)
+    def _study(self, study_id: int) -> _Study:
+        if study_id not in self._studies:
+            row, optuna_id = load_study_context(
+                session_factory=self.reads, storage_url=self.options.db_url, study_id=study_id
+            )
+            spec = ExperimentSpec.model_validate(row.spec)
+            ctx = StudyContext(study_id, spec, row.optuna_study_name, optuna_id)
+            self._studies[study_id] = _Study(ctx, self._optuna_study(ctx))
+        return self._studies[study_id]
 
-    def _maybe_recover(self) -> None:
+    def _optuna_study(self, ctx: StudyContext) -> optuna.Study | None:
+        spec = ctx.spec
+        if not is_adaptive(spec) and spec.pruning.pruner == "none":
+            return None
+        return with_retry(
+            lambda: optuna.load_study(
+                study_name=ctx.optuna_study_name,
+                storage=get_storage(self.options.db_url),
+                sampler=make_sampler(
+                    spec.search.sampler, seed=spec.search.seed, worker_key=self._key
+                ),
+                pruner=make_pruner(spec.pruning, epochs=max_epochs(spec)),
+            )
+        )
+
+    def _beat(self, trial_row_id: int | None, progress: dict[str, Any] | None) -> str:
+        assert self.worker_id is not None
+        wid = self.worker_id
+        return str(
+            self._db(
+                lambda s: heartbeat(
+                    session=s, worker_id=wid, trial_row_id=trial_row_id, progress=progress
+                )
+            )
+        )
+
+    def _maybe_reap(self) -> None:
         now = time.monotonic()
-        if now < self._next_recovery:
+        if now < self._next_reap:
             return
-        self._next_recovery = now + max(self.options.grace_period / 3, 0.5)
         o = self.options
-        recover_lost_trials(
-            session_factory=self.sessions, storage_url=o.db_url, grace_s=o.grace_period
+        self._next_reap = now + max(o.grace_period / 3, 0.5)
+        reap_lost_trials(
+            session_factory=self.sessions,
+            read_session_factory=self.reads,
+            grace_s=o.grace_period,
+            max_retries=o.max_retries,
         )
 
     def _idle_for_good(self) -> bool:
         study_id = self.options.study_id
-        return self._db(lambda s: count_active_studies(session=s, study_id=study_id)) == 0
-
-    def _set_state(
-        self, status: str, study_id: int | None = None, number: int | None = None
-    ) -> None:
-        if self.worker_id is None:
-            return
-        wid = self.worker_id
-        self._db(
-            lambda s: set_worker_state(
-                session=s, worker_id=wid, status=status, study_id=study_id, trial_number=number
-            )
-        )
+        with session_scope(self.reads) as session:
+            return count_active_studies(session=session, study_id=study_id) == 0
 
     def _db(self, fn: Any) -> Any:
         def txn() -> Any:
@@ -287,53 +379,4 @@ class Worker:
         return with_retry(txn)
 
 
-@dataclass
-class _Running:
-    """The trial this worker is serving, as far as it has got."""
-
-    ctx: StudyContext
-    claim: Claim
-    t0: float
-    trial: optuna.Trial | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-class _Heartbeat(threading.Thread):
-    """Refreshes the trial's and worker's heartbeat; notices cancellation and the
-    worker's own stop request, and turns either into a per-trial stop signal."""
-
-    def __init__(self, worker: Worker, trial_row_id: int) -> None:
-        super().__init__(daemon=True, name=f"heartbeat-{trial_row_id}")
-        self.worker = worker
-        self.trial_row_id = trial_row_id
-        self.stop = StopSignal()
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        interval = self.worker.options.heartbeat_interval
-        while not self._halt.wait(
-            min(interval, 0.25) if self.worker.stop.event.is_set() else interval
-        ):
-            self.beat()
-
-    def beat(self) -> None:
-        if self.worker.stop.event.is_set():
-            self.stop.set(self.worker.stop.reason)
-        try:
-            status = self.worker._db(
-                lambda s: heartbeat(
-                    session=s, trial_row_id=self.trial_row_id, worker_id=self.worker.worker_id
-                )
-            )
-        except Exception:
-            log.exception("heartbeat failed")
-            return
-        if status == CANCELLED:
-            self.stop.set("cancelled")
-
-    def halt(self) -> None:
-        self._halt.set()
-        self.join(timeout=5)
-
-
-__all__ = ["Worker", "WorkerOptions"]
+__all__ = ["Worker", "WorkerKilled", "WorkerOptions"]

@@ -73,10 +73,17 @@ def upgrade(db: DbOption = None) -> None:
     _runner_function("upgrade_db")(db)
 
 
+def check(db: DbOption = None) -> None:
+    """Report trials whose Optuna record disagrees with hpsearch's (exit 1 if any)."""
+    if _runner_function("check_db")(db):
+        raise typer.Exit(1)
+
+
 def register_server_commands(app: typer.Typer) -> None:
     """Add ``serve``, ``worker`` and the ``db`` group to the ``hpsearch`` app."""
     app.command(rich_help_panel="Server")(serve)
     app.command(rich_help_panel="Server")(worker)
     db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
     db_app.command()(upgrade)
+    db_app.command()(check)
     app.add_typer(db_app, name="db", rich_help_panel="Server")

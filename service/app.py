@@ -21,17 +21,17 @@ log = logging.getLogger(__name__)
 
 
 async def _recovery_loop(app: FastAPI) -> None:
-    from search.studies import recover_lost_trials
+    from search.lifecycle import reap_lost_trials
 
     settings: Settings = app.state.settings
     while True:
         await asyncio.sleep(max(settings.grace_period / 3, 0.5))
         try:
             await asyncio.to_thread(
-                recover_lost_trials,
+                reap_lost_trials,
                 session_factory=app.state.session_factory,
-                storage_url=settings.database_url,
                 grace_s=settings.grace_period,
+                max_retries=settings.max_retries,
             )
         except Exception:
             log.exception("recovering lost trials failed")
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, *, recover: bool = True) -> Fas
     app.state.settings = settings
     app.state.session_factory = make_session_factory(settings.database_url)
     app.state.caches = {}  # name -> ComputeCache (service.routes.plots)
+    app.state.read_session_factory = make_session_factory(settings.database_url, read_only=True)
     install_error_handlers(app)
 
     api = APIRouter(prefix="/api/v1")

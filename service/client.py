@@ -7,6 +7,7 @@ Every failure (unreachable server, timeout, 4xx/5xx, non-JSON answer) is raised 
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -94,10 +95,11 @@ class HpsClient:
         *,
         json: Any = None,
         params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         url = f"{API_PREFIX}{path}"
         try:
-            response = self._http.request(method, url, json=json, params=params)
+            response = self._http.request(method, url, json=json, params=params, headers=headers)
         except httpx.TimeoutException as exc:
             raise ClientError(
                 f"cannot reach hpsearch server at {self.base_url}: timed out ({exc})"
@@ -118,8 +120,18 @@ class HpsClient:
             raise ClientError(f"unexpected answer from {self.base_url}{url}: not a JSON object")
         return body
 
-    def create_study(self, spec: dict[str, Any]) -> dict[str, Any]:
-        return self._request("POST", "/studies", json=spec)
+    def create_study(self, spec: dict[str, Any], *, attempts: int = 2) -> dict[str, Any]:
+        """Submit a spec. A submission whose answer is lost (timeout, dropped connection)
+        is sent again with the same Idempotency-Key: the server returns the study it
+        already created instead of a duplicate."""
+        headers = {"Idempotency-Key": uuid.uuid4().hex}
+        for attempt in range(attempts):
+            try:
+                return self._request("POST", "/studies", json=spec, headers=headers)
+            except ClientError as exc:
+                if exc.status_code is not None or attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def list_studies(self, offset: int = 0, limit: int = 50) -> dict[str, Any]:
         return self._request("GET", "/studies", params={"offset": offset, "limit": limit})

@@ -26,6 +26,15 @@ def get_db(request: Request) -> Iterator[Session]:
         yield session
 
 
+def get_read_db(request: Request) -> Iterator[Session]:
+    """A session for reads only: on SQLite it takes no write lock, so reads never queue
+    behind (or hold up) the workers' writes."""
+    factory: sessionmaker[Session] = request.app.state.read_session_factory
+    with factory() as session:
+        yield session
+
+
 SessionDep = Annotated[Session, Depends(get_db)]
+ReadSessionDep = Annotated[Session, Depends(get_read_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]

@@ -40,7 +40,19 @@ class Conflict(HpsError):
 
 
 class BadRequest(HpsError):
+    """Invalid input naming its field: answered like FastAPI's own 422s
+    (``{"detail": [{"loc": [where, field], "msg": ..., "type": "value_error"}]}``)."""
+
     status_code = 422
+
+    def __init__(self, field: str, message: str, where: str = "query") -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.where = where
+
+    def errors(self) -> list[dict[str, Any]]:
+        return [{"loc": [self.where, self.field], "msg": self.message, "type": "value_error"}]
 
 
 def _wants_page(request: Request) -> bool:
@@ -70,6 +82,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _hps_error(request: Request, exc: HpsError) -> Response:
         if _wants_page(request):
             return _page(request, exc.status_code, exc.detail)
+        if isinstance(exc, BadRequest):
+            return JSONResponse(status_code=422, content={"detail": exc.errors()})
         return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail})
 
     @app.exception_handler(RequestValidationError)

@@ -33,6 +33,20 @@ def upgrade_db(db_url: str | None = None) -> str:
     return url
 
 
+def check_db(db_url: str | None = None) -> int:
+    """Print every disagreement between Optuna's trials and hps_trials; their number."""
+    from search.agreement import check_agreement
+    from search.store import make_session_factory, session_scope
+
+    url = db_url or Settings().database_url
+    with session_scope(make_session_factory(url, read_only=True)) as session:
+        found = check_agreement(session=session)
+    for disagreement in found:
+        print(disagreement)
+    print(f"{len(found)} disagreement(s) between Optuna and hpsearch in {_redact(url)}")
+    return len(found)
+
+
 def _redact(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -75,6 +89,7 @@ def run_worker_cli(
             heartbeat_interval=settings.heartbeat_interval,
             grace_period=settings.grace_period,
             poll_interval=settings.poll_interval,
+            max_retries=settings.max_retries,
         )
     )
     worker.install_signal_handlers()
@@ -147,4 +162,4 @@ def _stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 20.0) -
             p.wait()
 
 
-__all__ = ["run_worker_cli", "serve", "upgrade_db"]
+__all__ = ["check_db", "run_worker_cli", "serve", "upgrade_db"]

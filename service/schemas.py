@@ -106,6 +106,12 @@ class WorkersPublic(BaseModel):
     count: int
 
 
+class ErrorPublic(BaseModel):
+    """The body of every 404 and 409: what was not found, or what conflicts."""
+
+    detail: str
+
+
 class Health(BaseModel):
     status: str
     database: str

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,9 +20,27 @@ class Settings(BaseSettings):
     threads: int | None = Field(None, ge=1, description="torch threads per worker")
     heartbeat_interval: float = Field(2.0, gt=0, description="seconds between heartbeats")
     grace_period: float = Field(30.0, gt=0, description="heartbeat age after which a trial is lost")
-    poll_interval: float = Field(0.5, gt=0, description="idle worker's sleep between claims")
+    poll_interval: float = Field(
+        0.2, gt=0, description="idle worker's sleep between looks for work (a read: cheap)"
+    )
     url: str = Field("http://127.0.0.1:8000", description="server URL used by the CLI")
     log_level: str = Field("INFO", description="log level of serve and worker processes")
+    max_retries: int = Field(
+        2, ge=0, le=100, description="retries of a budget slot whose worker was lost"
+    )
+    max_params: int = Field(
+        50_000_000, ge=1, description="largest network (parameters) a spec may ask for"
+    )
+
+    @model_validator(mode="after")
+    def _grace_outlasts_heartbeat(self) -> Settings:
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValueError(
+                f"HPS_GRACE_PERIOD ({self.grace_period:g}) must be longer than "
+                f"HPS_HEARTBEAT_INTERVAL ({self.heartbeat_interval:g}), or live trials "
+                "would be reaped"
+            )
+        return self
 
 
 __all__ = ["Settings"]

@@ -68,13 +68,14 @@ def make_view(
         view = store.TrialView(
             state=state, sort=sort, desc=desc, top=top, offset=offset, limit=limit
         )
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
+    except store.ViewError as exc:
+        raise BadRequest(exc.field, exc.message) from None
     knobs = list(study.spec["search"]["space"])
     if view.param is not None and view.param not in knobs:
         raise BadRequest(
-            f"sort: study {study.id} has no searched parameter {view.param!r}; "
-            f"its parameters are {knobs}"
+            "sort",
+            f"study {study.id} has no searched parameter {view.param!r}; "
+            f"its parameters are {knobs}",
         )
     return view
 

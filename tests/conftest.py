@@ -33,6 +33,7 @@ def _forget(url: str) -> None:
     from search.store import get_engine, normalize_url
 
     get_engine(url).dispose()
+    get_engine(url, read_only=True).dispose()
     url = normalize_url(url)
     try:
         from search.studies import _STORAGES

@@ -60,14 +60,15 @@ def make_study(
         study_id = row.id
     for number, t in enumerate([*trials, *([None] * running)]):
         with store.session_scope(factory) as s:
-            claim = store.claim_trial(session=s, worker_id=None, study_id=study_id)
+            claim = store.claim_slot(session=s, study_id=study_id)
             assert claim is not None, "raise n_trials/parallelism in the spec"
             params = t.params if t is not None else {"lr": 0.01, "keep_prob": 0.9, "hidden": [32]}
-            store.attach_optuna_trial(
+            row_id = store.insert_trial(
                 session=s,
-                trial_row_id=claim.trial_row_id,
+                claim=claim,
+                worker_id=None,
                 number=number,
-                optuna_trial_id=number,
+                optuna_trial_id=None,
                 params=params,
             )
         if t is None:
@@ -81,15 +82,21 @@ def make_study(
             "duration_s": 0.5 + number / 100,
             "reason": t.reason,
         }
-        with store.session_scope(factory) as s:
-            assert store.finish_trial(
-                session=s, trial_row_id=claim.trial_row_id, state=t.state, values=values
-            )
+        end_trial(factory, row_id, t.state, values)
     return study_id
+
+
+def end_trial(factory: Any, row_id: int, state: str, values: dict[str, Any]) -> None:
+    """Record a running made-up trial's end, as a worker would."""
+    with store.session_scope(factory) as s:
+        store.lock_study(session=s, study_id=s.get(store.TrialRow, row_id).study_id)
+        trial = store.lock_running_trial(session=s, trial_row_id=row_id)
+        assert trial is not None, f"trial row {row_id} is not running"
+        store.finish_trial(session=s, trial=trial, state=state, values=values, retry=False)
 
 
 def params(lr: float, keep_prob: float = 0.9, hidden: list[int] | None = None) -> dict[str, Any]:
     return {"lr": lr, "keep_prob": keep_prob, "hidden": hidden or [32]}
 
 
-__all__ = ["SPEC", "Made", "curves_for", "make_study", "params"]
+__all__ = ["SPEC", "Made", "curves_for", "end_trial", "make_study", "params"]

@@ -1,11 +1,17 @@
 """Engines, sessions and transient-error retry for the hps_* tables (and Optuna's engine).
 
-SQLite is made safe for many processes: WAL journal, a busy timeout, and every
+SQLite is made safe for many processes: WAL journal, a busy timeout, and every writing
 transaction opened with ``BEGIN IMMEDIATE`` so a read-then-write transaction can never
-fail to upgrade its lock ("database is locked"); it waits for the writer instead. The
-listeners go on each engine we make, and on Optuna's RDBStorage engine once that storage
-has finished initialising (its set-up nests two connections, which immediate
-transactions would deadlock).
+fail to upgrade its lock ("database is locked"); it waits for the writer instead. Sessions
+made with ``read_only=True`` open a plain (deferred) ``BEGIN`` and take no write lock, so
+idle workers polling for work and API reads never queue behind writers. The listeners go
+on each engine we make, and on Optuna's RDBStorage engine once that storage has finished
+initialising (its set-up nests two connections, which immediate transactions would
+deadlock).
+
+Times that are compared across hosts (heartbeats, liveness) come from the database's
+clock (``db_now``), never from the host's, so clock skew between machines cannot make a
+live trial look dead.
 """
 
 from __future__ import annotations
@@ -20,10 +26,13 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import DateTime, Float, cast, create_engine, event, literal
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,6 +43,29 @@ SQLITE_BUSY_TIMEOUT_S = 60.0
 def utcnow() -> datetime:
     """Naive UTC timestamp: stored the same way on SQLite and PostgreSQL."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+class db_now(FunctionElement[datetime]):  # noqa: N801 (an SQL function)
+    """The database's clock as a naive UTC timestamp, shifted by ``offset_s`` seconds."""
+
+    type = DateTime()
+    inherit_cache = True
+
+    def __init__(self, offset_s: float = 0.0) -> None:
+        super().__init__(cast(literal(float(offset_s)), Float))
+
+
+@compiles(db_now, "sqlite")
+def _db_now_sqlite(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    # Microseconds padded to six digits: the format SQLAlchemy stores, so values compare.
+    offset = compiler.process(element.clauses, **kw)
+    return f"(strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%.3f seconds', {offset})) || '000')"
+
+
+@compiles(db_now, "postgresql")
+def _db_now_postgresql(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    offset = compiler.process(element.clauses, **kw)
+    return f"(timezone('utc', statement_timestamp()) + make_interval(secs => {offset}))"
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -52,13 +84,19 @@ def _sqlite_begin_immediate(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def harden_sqlite(engine: Engine) -> Engine:
-    """WAL, busy timeout and immediate transactions for a SQLite engine (no-op otherwise).
-    Connections already pooled are dropped so every connection gets the settings."""
+def _sqlite_begin_deferred(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def harden_sqlite(engine: Engine, *, read_only: bool = False) -> Engine:
+    """WAL, busy timeout and immediate transactions (deferred ones when ``read_only``) for
+    a SQLite engine (no-op otherwise). Connections already pooled are dropped so every
+    connection gets the settings."""
     if engine.dialect.name != "sqlite" or getattr(engine, "_hps_hardened", False):
         return engine
     event.listen(engine, "connect", _sqlite_on_connect)
-    event.listen(engine, "begin", _sqlite_begin_immediate)
+    begin = _sqlite_begin_deferred if read_only else _sqlite_begin_immediate
+    event.listen(engine, "begin", begin)
     engine._hps_hardened = True  # type: ignore[attr-defined]
     engine.dispose()
     return engine
@@ -79,18 +117,21 @@ def engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
 
 
-def get_engine(url: str) -> Engine:
-    """One engine per URL per process."""
-    return _engine(normalize_url(url))
+def get_engine(url: str, *, read_only: bool = False) -> Engine:
+    """One engine per URL per process (a second one for read-only sessions on SQLite)."""
+    url = normalize_url(url)
+    return _engine(url, read_only and url.startswith("sqlite"))
 
 
-@lru_cache(maxsize=8)
-def _engine(url: str) -> Engine:
-    return harden_sqlite(create_engine(url, **engine_kwargs(url)))
+@lru_cache(maxsize=16)
+def _engine(url: str, read_only: bool) -> Engine:
+    return harden_sqlite(create_engine(url, **engine_kwargs(url)), read_only=read_only)
 
 
-def make_session_factory(url: str) -> sessionmaker[Session]:
-    return sessionmaker(bind=get_engine(url), expire_on_commit=False)
+def make_session_factory(url: str, *, read_only: bool = False) -> sessionmaker[Session]:
+    """Sessions on ``url``; ``read_only`` ones take no write lock on SQLite (and must not
+    write: a write there could fail to upgrade its lock)."""
+    return sessionmaker(bind=get_engine(url, read_only=read_only), expire_on_commit=False)
 
 
 @contextmanager

@@ -2,10 +2,14 @@
 
 - hps_studies: one row per submitted spec; ``claimed``/``running`` are the budget counters
   that workers move with atomic conditional UPDATEs; ``change_seq`` counts trial ends.
-- hps_trials: a compact per-trial record written by workers (state, value, params,
-  metrics, curves), so reads never load Optuna's trials; ``seq`` is the study's
-  ``change_seq`` taken when the trial ended (the cursor of live pages).
-- hps_workers: one row per worker process (registration and heartbeats).
+  ``request_key`` makes a retried submission return the study it already created.
+- hps_trials: a compact record of each attempt at a budget slot, written by workers (state,
+  value, params, metrics, curves: live while it runs), so reads never load Optuna's trials.
+  ``slot`` is k in [0, n_trials); a slot whose attempt was lost or interrupted is marked
+  ``retry_pending`` until the next claim takes it, and ``losses`` counts lost attempts.
+  ``seq`` is the study's ``change_seq`` taken when the trial ended (the cursor of live
+  pages).
+- hps_workers: one row per worker process (registration and heartbeats, idle or busy).
 """
 
 from __future__ import annotations
@@ -13,7 +17,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, MetaData, String
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    false,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from search.store._engine import utcnow
@@ -36,7 +52,9 @@ ACTIVE_STUDY_STATES = (QUEUED, RUNNING)
 FINISHED_STUDY_STATES = (COMPLETED, CANCELLED)
 # Trial states (Optuna's names).
 T_RUNNING, T_COMPLETE, T_PRUNED, T_FAIL = "RUNNING", "COMPLETE", "PRUNED", "FAIL"
-T_LOST = "LOST"  # heartbeat expired; a reaper is re-queuing it (budget still held)
+T_LOST = "LOST"  # written by hpsearch before 0.2 only (a reaper now finishes in one step)
+# Worker states.
+W_IDLE, W_BUSY, W_STOPPED, W_LOST = "idle", "busy", "stopped", "lost"
 
 
 class StudyRow(Base):
@@ -60,6 +78,7 @@ class StudyRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    request_key: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
 
 
 class TrialRow(Base):
@@ -69,6 +88,7 @@ class TrialRow(Base):
         Index("ix_hps_trials_number", "study_id", "number", unique=True),
         Index("ix_hps_trials_heartbeat", "state", "heartbeat_at"),
         Index("ix_hps_trials_seq", "study_id", "seq"),
+        Index("ix_hps_trials_slot", "study_id", "slot"),
         {"sqlite_autoincrement": True},
     )
 
@@ -89,6 +109,9 @@ class TrialRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     seq: Mapped[int | None] = mapped_column(Integer, nullable=True)  # change cursor at its end
+    slot: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    losses: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    retry_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class WorkerRow(Base):

@@ -54,6 +54,15 @@ MAX_PAGE = 10000
 _NAME = re.compile(r"[A-Za-z0-9_.]{1,64}")
 
 
+class ViewError(ValueError):
+    """A view parameter is invalid: ``field`` names it, the message says why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
 @dataclass(frozen=True)
 class TrialView:
     """What part of a study's trials to show, in which order. Invalid values raise
@@ -68,22 +77,25 @@ class TrialView:
 
     def __post_init__(self) -> None:
         if self.state not in STATE_FILTERS:
-            raise ValueError(f"state must be one of {list(STATE_FILTERS)}, got {self.state!r}")
+            raise ViewError("state", f"must be one of {list(STATE_FILTERS)}, got {self.state!r}")
         kind, _, name = self.sort.partition(":")
         json_sort = kind in ("param", "metric") and _NAME.fullmatch(name)
         if not (self.sort in COLUMN_SORTS or json_sort):
-            raise ValueError(
-                f"sort must be one of {list(COLUMN_SORTS)}, param:NAME or metric:NAME, "
-                f"got {self.sort!r}"
+            raise ViewError(
+                "sort",
+                f"must be one of {list(COLUMN_SORTS)}, param:NAME or metric:NAME, "
+                f"got {self.sort!r}",
             )
         if kind == "metric" and name not in RECORDED_METRICS:
-            raise ValueError(f"sort: unknown metric {name!r}; metrics are {list(RECORDED_METRICS)}")
+            raise ViewError(
+                "sort", f"unknown metric {name!r}; metrics are {list(RECORDED_METRICS)}"
+            )
         if self.top is not None and not 1 <= self.top <= MAX_PAGE:
-            raise ValueError(f"top must be between 1 and {MAX_PAGE}, got {self.top}")
+            raise ViewError("top", f"must be between 1 and {MAX_PAGE}, got {self.top}")
         if not 0 <= self.offset <= 10**9:
-            raise ValueError(f"offset must be >= 0, got {self.offset}")
+            raise ViewError("offset", f"must be >= 0, got {self.offset}")
         if self.limit is not None and not 1 <= self.limit <= MAX_PAGE:
-            raise ValueError(f"limit must be between 1 and {MAX_PAGE}, got {self.limit}")
+            raise ViewError("limit", f"must be between 1 and {MAX_PAGE}, got {self.limit}")
 
     @property
     def param(self) -> str | None:
@@ -379,6 +391,7 @@ __all__ = [
     "TrialPage",
     "TrialSummary",
     "TrialView",
+    "ViewError",
     "changes_since",
     "count_trials",
     "list_trials",

@@ -1,25 +1,35 @@
-"""Trial-level coordination: claim budget, attach the Optuna trial, heartbeat, finish, reap.
+"""Trial-level coordination on the hps_* tables: claim a budget slot, heartbeat, finish,
+reap. No Optuna here: ``search.lifecycle`` puts these together with Optuna's side of a
+trial, each step in one transaction.
 
 The guarantees (never more than n_trials in total nor parallelism at once) rest on one
 conditional UPDATE of the study's counters; PostgreSQL re-checks its WHERE under the row
 lock and SQLite runs it under the database write lock, so no read-then-write race exists.
+
+Budget slots: a claim takes slot k of [0, n_trials). An attempt that is lost or
+interrupted marks its row ``retry_pending`` and gives its budget unit back; the next claim
+takes the lowest such slot before opening a new one, so the retry runs slot k again.
+Slots therefore stay dense: with no retry pending, slots 0..claimed-1 are open.
+
+Lock order, the same in every transaction that takes more than one row lock (so
+PostgreSQL never deadlocks): hps_studies, then Optuna's studies, then hps_trials, then
+Optuna's trials, then hps_workers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 
-from search.store._engine import utcnow
+from search.store._engine import db_now
 from search.store._tables import (
     ACTIVE_STUDY_STATES,
+    CANCELLED,
     COMPLETED,
     RUNNING,
-    T_FAIL,
     T_LOST,
     T_RUNNING,
     StudyRow,
@@ -27,11 +37,16 @@ from search.store._tables import (
     WorkerRow,
 )
 
+# What a heartbeat finds.
+BEAT_OK, BEAT_CANCELLED, BEAT_GONE = "ok", "cancelled", "gone"
+
 
 @dataclass(frozen=True)
-class Claim:
+class SlotClaim:
     study_id: int
-    trial_row_id: int
+    slot: int
+    losses: int  # how many earlier attempts at this slot lost their worker
+    retry_of: int | None = None  # the row whose slot this claim retries
 
 
 def _claimable() -> Any:
@@ -42,180 +57,215 @@ def _claimable() -> Any:
     )
 
 
-def claim_trial(
-    *, session: Session, worker_id: int | None, study_id: int | None = None
-) -> Claim | None:
-    """Take one unit of budget from the oldest study that has some, or None."""
-    candidates = select(StudyRow.id).where(_claimable()).order_by(StudyRow.id)
+def claimable_studies(*, session: Session, study_id: int | None = None) -> list[int]:
+    """Ids of studies with budget and a free running slot, oldest first (a read)."""
+    stmt = select(StudyRow.id).where(_claimable()).order_by(StudyRow.id).limit(20)
     if study_id is not None:
-        candidates = candidates.where(StudyRow.id == study_id)
-    for sid in session.scalars(candidates.limit(20)).all():
-        now = utcnow()
-        result = session.execute(
-            update(StudyRow)
-            .where(StudyRow.id == sid, _claimable())
-            .values(
-                claimed=StudyRow.claimed + 1,
-                running=StudyRow.running + 1,
-                status=RUNNING,
-                started_at=func.coalesce(StudyRow.started_at, now),
-            )
+        stmt = stmt.where(StudyRow.id == study_id)
+    return list(session.scalars(stmt))
+
+
+def claim_slot(*, session: Session, study_id: int) -> SlotClaim | None:
+    """Take one unit of ``study_id``'s budget and the slot it runs, or None if the study
+    has no budget or free running slot left. Locks the study row until commit; a retried
+    slot's mark is cleared by ``insert_trial`` in the same transaction."""
+    claimed = session.execute(
+        update(StudyRow)
+        .where(StudyRow.id == study_id, _claimable())
+        .values(
+            claimed=StudyRow.claimed + 1,
+            running=StudyRow.running + 1,
+            status=RUNNING,
+            started_at=func.coalesce(StudyRow.started_at, db_now()),
         )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            row = TrialRow(
-                study_id=sid,
-                state=T_RUNNING,
-                worker_id=worker_id,
-                started_at=now,
-                heartbeat_at=now,
-                params={},
-                metrics={},
-                curves={},
-            )
-            session.add(row)
-            session.flush()
-            return Claim(study_id=sid, trial_row_id=row.id)
-    return None
-
-
-def attach_optuna_trial(
-    *, session: Session, trial_row_id: int, number: int, optuna_trial_id: int, params: dict
-) -> None:
-    session.execute(
-        update(TrialRow)
-        .where(TrialRow.id == trial_row_id)
-        .values(number=number, optuna_trial_id=optuna_trial_id, params=params)
-    )
-
-
-def heartbeat(*, session: Session, trial_row_id: int | None, worker_id: int | None) -> str | None:
-    """Refresh heartbeats; return the status of the trial's study (None without a trial)."""
-    now = utcnow()
-    if worker_id is not None:
-        session.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(last_seen=now))
-    if trial_row_id is None:
+        .returning(StudyRow.claimed)
+    ).scalar_one_or_none()
+    if claimed is None:
         return None
+    retry = session.execute(
+        select(TrialRow.id, TrialRow.slot, TrialRow.losses)
+        .where(TrialRow.study_id == study_id, TrialRow.retry_pending.is_(True))
+        .order_by(TrialRow.slot)
+        .limit(1)
+    ).first()
+    if retry is not None:
+        return SlotClaim(study_id, int(retry.slot), retry.losses, retry_of=retry.id)
+    return SlotClaim(study_id=study_id, slot=claimed - 1, losses=0)
+
+
+def insert_trial(
+    *,
+    session: Session,
+    claim: SlotClaim,
+    worker_id: int | None,
+    number: int | None,
+    optuna_trial_id: int | None,
+    params: dict[str, Any],
+) -> int:
+    """The RUNNING row of a claimed slot's attempt (and the slot's retry taken); returns
+    its id."""
+    if claim.retry_of is not None:
+        session.execute(
+            update(TrialRow).where(TrialRow.id == claim.retry_of).values(retry_pending=False)
+        )
+    row = TrialRow(
+        study_id=claim.study_id,
+        slot=claim.slot,
+        losses=claim.losses,
+        state=T_RUNNING,
+        worker_id=worker_id,
+        number=number,
+        optuna_trial_id=optuna_trial_id,
+        started_at=db_now(),
+        heartbeat_at=db_now(),
+        params=params,
+        metrics={},
+        curves={},
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def set_trial_params(*, session: Session, trial_row_id: int, params: dict[str, Any]) -> None:
+    """Record parameters chosen after the claim (adaptive samplers suggest them later)."""
     session.execute(
         update(TrialRow)
         .where(TrialRow.id == trial_row_id, TrialRow.state == T_RUNNING)
-        .values(heartbeat_at=now)
+        .values(params=params)
     )
-    return session.scalar(
-        select(StudyRow.status)
-        .join(TrialRow, TrialRow.study_id == StudyRow.id)
-        .where(TrialRow.id == trial_row_id)
-    )
+
+
+def heartbeat(
+    *,
+    session: Session,
+    worker_id: int,
+    trial_row_id: int | None = None,
+    progress: dict[str, Any] | None = None,
+) -> str:
+    """Refresh the worker's (and its trial's) heartbeat, storing the trial's live
+    ``progress`` (curves, epochs_run). BEAT_GONE when the trial is no longer this worker's
+    RUNNING trial (reaped, or recorded): the worker must stop it at once."""
+    status = BEAT_OK
+    if trial_row_id is not None:
+        result = session.execute(
+            update(TrialRow)
+            .where(
+                TrialRow.id == trial_row_id,
+                TrialRow.state == T_RUNNING,
+                TrialRow.worker_id == worker_id,
+            )
+            .values(heartbeat_at=db_now(), **(progress or {}))
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            status = BEAT_GONE
+        else:
+            study_status = session.scalar(
+                select(StudyRow.status)
+                .join(TrialRow, TrialRow.study_id == StudyRow.id)
+                .where(TrialRow.id == trial_row_id)
+            )
+            status = BEAT_CANCELLED if study_status == CANCELLED else BEAT_OK
+    session.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(last_seen=db_now()))
+    return status
+
+
+def lock_study(*, session: Session, study_id: int) -> str | None:
+    """Lock a study's row for this transaction (the first lock of the lock order); its
+    status, or None if there is no such study."""
+    return session.scalar(select(StudyRow.status).where(StudyRow.id == study_id).with_for_update())
+
+
+@dataclass(frozen=True)
+class UnfinishedTrial:
+    id: int
+    study_id: int
+    losses: int
+    optuna_trial_id: int | None
+    worker_id: int | None
+
+
+def lock_running_trial(
+    *, session: Session, trial_row_id: int, stale_after_s: float | None = None
+) -> UnfinishedTrial | None:
+    """Lock a trial's row if it is still unfinished (and, with ``stale_after_s``, its
+    heartbeat is older than that by the database's clock), else None."""
+    stmt = select(
+        TrialRow.id,
+        TrialRow.study_id,
+        TrialRow.losses,
+        TrialRow.optuna_trial_id,
+        TrialRow.worker_id,
+    ).where(TrialRow.id == trial_row_id, TrialRow.state.in_((T_RUNNING, T_LOST)))
+    if stale_after_s is not None:
+        stmt = stmt.where(TrialRow.heartbeat_at < db_now(-stale_after_s))
+    row = session.execute(stmt.with_for_update()).one_or_none()
+    return None if row is None else UnfinishedTrial(*row)
 
 
 def finish_trial(
-    *,
-    session: Session,
-    trial_row_id: int,
-    state: str,
-    values: dict[str, Any],
-    consume_budget: bool = True,
-    from_state: str = T_RUNNING,
-) -> bool:
-    """Record a trial's outcome and release its running slot (and its budget unit when
-    ``consume_budget`` is False, so it is retried). False if the trial was already
-    finished, e.g. reaped as lost; the counters are then left alone."""
-    result = session.execute(
+    *, session: Session, trial: UnfinishedTrial, state: str, values: dict[str, Any], retry: bool
+) -> None:
+    """Record a locked, unfinished trial's outcome and release its running slot. With
+    ``retry`` its budget unit goes back and its slot waits for the next claim."""
+    session.execute(
         update(TrialRow)
-        .where(TrialRow.id == trial_row_id, TrialRow.state == from_state)
-        .values(state=state, finished_at=utcnow(), **values)
+        .where(TrialRow.id == trial.id)
+        .values(state=state, finished_at=db_now(), retry_pending=retry, **values)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return False
-    study_id = session.scalar(select(TrialRow.study_id).where(TrialRow.id == trial_row_id))
-    assert study_id is not None
-    seq = _release(session=session, study_id=study_id, consume_budget=consume_budget)
-    session.execute(update(TrialRow).where(TrialRow.id == trial_row_id).values(seq=seq))
-    return True
+    seq = _release(session=session, study_id=trial.study_id, consume_budget=not retry)
+    session.execute(update(TrialRow).where(TrialRow.id == trial.id).values(seq=seq))
 
 
 def _release(*, session: Session, study_id: int, consume_budget: bool) -> int:
-    """Free the running slot (and the budget unit unless consumed); returns the study's
-    next change number. The UPDATE holds the study row until commit, so change numbers
-    commit in order: a reader that has seen number N has seen every end before it."""
+    """One running slot ends (its budget unit back unless consumed); the study completes
+    when its budget is spent and nothing runs. Returns the study's next change number:
+    the UPDATE holds the study row until commit, so change numbers commit in order and a
+    reader that has seen number N has seen every trial end before it."""
+    claimed = StudyRow.claimed - (0 if consume_budget else 1)
+    running = StudyRow.running - 1
+    done = and_(StudyRow.status == RUNNING, claimed >= StudyRow.n_trials, running == 0)
     seq = session.scalar(
         update(StudyRow)
         .where(StudyRow.id == study_id)
         .values(
-            running=StudyRow.running - 1,
-            claimed=StudyRow.claimed - (0 if consume_budget else 1),
+            claimed=claimed,
+            running=running,
+            status=case((done, COMPLETED), else_=StudyRow.status),
+            finished_at=case((done, db_now()), else_=StudyRow.finished_at),
             change_seq=StudyRow.change_seq + 1,
         )
         .returning(StudyRow.change_seq)
     )
-    assert seq is not None
-    session.execute(
-        update(StudyRow)
-        .where(
-            StudyRow.id == study_id,
-            StudyRow.status == RUNNING,
-            StudyRow.claimed >= StudyRow.n_trials,
-            StudyRow.running == 0,
-        )
-        .values(status=COMPLETED, finished_at=utcnow())
-    )
+    assert seq is not None, f"study {study_id} vanished"
     return int(seq)
 
 
-@dataclass(frozen=True)
-class LostTrial:
-    trial_row_id: int
-    study_id: int
-    optuna_trial_id: int | None
-    number: int | None
-    worker_id: int | None
-
-
-def mark_lost_trials(*, session: Session, grace_s: float, limit: int = 50) -> list[LostTrial]:
-    """Take ownership of trials whose heartbeat is older than ``grace_s``: RUNNING ->
-    LOST (and LOST rows abandoned by a reaper that died). The budget stays held until
-    ``release_lost_trial``, so the retry cannot start before the caller has re-queued
-    the lost configuration."""
-    now = utcnow()
-    cutoff = now - timedelta(seconds=grace_s)
-    stale = session.scalars(
-        select(TrialRow)
-        .where(TrialRow.state.in_((T_RUNNING, T_LOST)), TrialRow.heartbeat_at < cutoff)
+def stale_trials(*, session: Session, grace_s: float, limit: int = 50) -> list[tuple[int, int]]:
+    """(trial row id, study id) of unfinished trials whose heartbeat, by the database's
+    clock, is older than ``grace_s`` (a read; the reaper re-checks under lock)."""
+    rows = session.execute(
+        select(TrialRow.id, TrialRow.study_id)
+        .where(TrialRow.state.in_((T_RUNNING, T_LOST)), TrialRow.heartbeat_at < db_now(-grace_s))
+        .order_by(TrialRow.id)
         .limit(limit)
-    ).all()
-    lost: list[LostTrial] = []
-    for trial in stale:
-        result = session.execute(
-            update(TrialRow)
-            .where(
-                TrialRow.id == trial.id,
-                TrialRow.state == trial.state,
-                TrialRow.heartbeat_at == trial.heartbeat_at,
-            )
-            .values(state=T_LOST, heartbeat_at=now)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            continue  # another reaper, or the worker itself, got there first
-        lost.append(
-            LostTrial(
-                trial.id, trial.study_id, trial.optuna_trial_id, trial.number, trial.worker_id
-            )
-        )
-        if trial.worker_id is not None:
-            session.execute(
-                update(WorkerRow)
-                .where(WorkerRow.id == trial.worker_id, WorkerRow.status != "stopped")
-                .values(status="lost", trial_number=None)
-            )
-    return lost
-
-
-def release_lost_trial(*, session: Session, trial_row_id: int, reason: str) -> bool:
-    """LOST -> FAIL, and give its budget unit back so the study retries it."""
-    return finish_trial(
-        session=session,
-        trial_row_id=trial_row_id,
-        state=T_FAIL,
-        values={"reason": reason},
-        consume_budget=False,
-        from_state=T_LOST,
     )
+    return [(int(r.id), int(r.study_id)) for r in rows]
+
+
+__all__ = [
+    "BEAT_CANCELLED",
+    "BEAT_GONE",
+    "BEAT_OK",
+    "SlotClaim",
+    "UnfinishedTrial",
+    "claim_slot",
+    "claimable_studies",
+    "finish_trial",
+    "heartbeat",
+    "insert_trial",
+    "lock_running_trial",
+    "lock_study",
+    "set_trial_params",
+    "stale_trials",
+]

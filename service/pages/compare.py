@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from search import store
-from service.deps import SessionDep
+from service.deps import ReadSessionDep
 from service.pages._render import render
 from service.routes.plots import parse_ids
 from service.views import get_study_or_404, study_public
@@ -20,7 +20,7 @@ router = APIRouter()
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     ids: Annotated[list[str] | None, Query(max_length=64)] = None,
 ) -> HTMLResponse:
     if not ids or not any(part.strip(" ,") for part in ids):

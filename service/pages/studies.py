@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy.orm import Session
 
 from search import store
-from service.deps import SessionDep
+from service.deps import ReadSessionDep, SessionDep
 from service.errors import BadRequest, Conflict
 from service.pages._render import render, templates
 from service.plots import CURVE_TOP, curves_payload, points_payload, study_axes
@@ -41,7 +41,7 @@ def _int_or_none(name: str, raw: str, low: int, high: int) -> int | None:
     if not raw:
         return None
     if not raw.isdigit() or not low <= int(raw) <= high:
-        raise BadRequest(f"{name} must be a whole number from {low} to {high}, got {raw!r}")
+        raise BadRequest(name, f"must be a whole number from {low} to {high}, got {raw!r}")
     return int(raw)
 
 
@@ -102,7 +102,7 @@ def _row_key(view: store.TrialView) -> Any:
 @router.get("/", response_class=HTMLResponse)
 def studies_page(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     page: Annotated[int, Query(ge=1, le=10**6)] = 1,
     per_page: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> HTMLResponse:
@@ -144,7 +144,7 @@ def _state_options(session: Session, study_id: int) -> list[tuple[str, str]]:
 def study_page(
     study_id: StudyId,
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     state: Annotated[str, Query(max_length=16)] = "all",
     sort: Annotated[str, Query(max_length=80)] = "rank",
     desc: bool = False,
@@ -193,7 +193,7 @@ def study_page(
 @router.get("/studies/{study_id}/live", response_class=JSONResponse)
 def study_live(
     study_id: StudyId,
-    session: SessionDep,
+    session: ReadSessionDep,
     cursor: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     state: Annotated[str, Query(max_length=16)] = "all",
     sort: Annotated[str, Query(max_length=80)] = "rank",
@@ -270,7 +270,7 @@ def _factor(row: store.StudyRow) -> float:
 
 
 @router.get("/studies/{study_id}/cancel", response_class=HTMLResponse)
-def cancel_confirm(study_id: StudyId, request: Request, session: SessionDep) -> Response:
+def cancel_confirm(study_id: StudyId, request: Request, session: ReadSessionDep) -> Response:
     """The confirmation step (the study page's script asks in a dialog instead)."""
     row = get_study_or_404(session, study_id)
     if row.status not in store.ACTIVE_STUDY_STATES:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from search import store
-from service.deps import SessionDep
+from service.deps import ReadSessionDep
 from service.errors import NotFound
 from service.pages._render import render
 from service.plots import curves_payload
@@ -26,7 +26,7 @@ def script_json(data: object) -> str:
 
 @router.get("/studies/{study_id}/trials/{number}", response_class=HTMLResponse)
 def trial_page(
-    study_id: StudyId, number: TrialNumber, request: Request, session: SessionDep
+    study_id: StudyId, number: TrialNumber, request: Request, session: ReadSessionDep
 ) -> HTMLResponse:
     row = get_study_or_404(session, study_id)
     trial = store.get_trial(session=session, study_id=study_id, number=number)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from search import store
-from service.deps import SessionDep
+from service.deps import ReadSessionDep
 from service.pages._render import render
 
 router = APIRouter()
@@ -14,7 +14,7 @@ router = APIRouter()
 
 @router.get("/workers", response_class=HTMLResponse)
 def workers_page(
-    request: Request, session: SessionDep, include_stopped: bool = False
+    request: Request, session: ReadSessionDep, include_stopped: bool = False
 ) -> HTMLResponse:
     rows, count = store.list_workers(
         session=session, offset=0, limit=500, include_stopped=include_stopped

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from service.deps import SessionDep
+from service.deps import ReadSessionDep
 from service.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -14,7 +14,7 @@ VERSION = "0.1.0"
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
-def health(session: SessionDep) -> Health | JSONResponse:
+def health(session: ReadSessionDep) -> Health | JSONResponse:
     try:
         session.execute(text("SELECT 1"))
     except Exception as exc:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from search import store
-from service.deps import SessionDep
+from service.deps import ReadSessionDep
 from service.errors import BadRequest
 from service.plots import (
     CURVE_PRUNED,
@@ -21,7 +21,7 @@ from service.plots import (
     study_plot_json,
     to_json,
 )
-from service.routes.studies import StudyId
+from service.routes.studies import NOT_FOUND, StudyId
 from service.schemas import (
     ComparePublic,
     CompareSeries,
@@ -35,8 +35,8 @@ router = APIRouter(tags=["plots"])
 MAX_COMPARE = 8
 
 
-@router.get("/studies/{study_id}/plots", response_model=StudyPlots)
-def read_plots(study_id: StudyId, session: SessionDep, request: Request) -> Response:
+@router.get("/studies/{study_id}/plots", response_model=StudyPlots, responses=NOT_FOUND)
+def read_plots(study_id: StudyId, session: ReadSessionDep, request: Request) -> Response:
     """Everything the study page draws: per ended trial its number, state, value and one
     value per search axis; the curves of the best, the latest pruned and the running
     trials; and the change cursor to poll ``/changes`` from."""
@@ -62,8 +62,10 @@ def _cache(request: Request, name: str) -> ComputeCache[Any]:
     return caches.setdefault(name, ComputeCache())
 
 
-@router.get("/studies/{study_id}/importance", response_model=StudyImportance)
-def read_importance(study_id: StudyId, session: SessionDep, request: Request) -> StudyImportance:
+@router.get("/studies/{study_id}/importance", response_model=StudyImportance, responses=NOT_FOUND)
+def read_importance(
+    study_id: StudyId, session: ReadSessionDep, request: Request
+) -> StudyImportance:
     """Parameter importance (Optuna's PED-ANOVA evaluator) over the complete trials, once at
     least ``min_trials`` have completed; cached per study and number of complete trials."""
     from search.importance import MIN_TRIALS, param_importances  # imports optuna
@@ -99,17 +101,17 @@ def parse_ids(raw: list[str]) -> list[int]:
         if not part:
             continue
         if not part.isdigit() or len(part) > 9:
-            raise BadRequest(f"ids: {part!r} is not a study id")
+            raise BadRequest("ids", f"{part!r} is not a study id")
         if int(part) not in ids:
             ids.append(int(part))
     if not ids:
-        raise BadRequest("ids: give at least one study id, e.g. ids=1,2")
+        raise BadRequest("ids", "give at least one study id, e.g. ids=1,2")
     if len(ids) > MAX_COMPARE:
-        raise BadRequest(f"ids: compare at most {MAX_COMPARE} studies, got {len(ids)}")
+        raise BadRequest("ids", f"compare at most {MAX_COMPARE} studies, got {len(ids)}")
     return ids
 
 
-def compare_series(session: SessionDep, ids: list[int]) -> list[CompareSeries]:
+def compare_series(session: ReadSessionDep, ids: list[int]) -> list[CompareSeries]:
     series = []
     for study_id in ids:
         row = get_study_or_404(session, study_id)
@@ -132,9 +134,9 @@ def compare_series(session: SessionDep, ids: list[int]) -> list[CompareSeries]:
     return series
 
 
-@router.get("/compare", response_model=ComparePublic)
+@router.get("/compare", response_model=ComparePublic, responses=NOT_FOUND)
 def read_compare(
-    session: SessionDep,
+    session: ReadSessionDep,
     ids: Annotated[list[str], Query(description="study ids: ids=1,2 or ids=1&ids=2")],
 ) -> ComparePublic:
     """Best-so-far curves of several studies (x: trial number, y: best complete value)."""

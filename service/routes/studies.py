@@ -3,17 +3,19 @@ cursor, one trial, cancel."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Header, Path, Query, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
 from search import store
 from search.spec import ExperimentSpec
-from service.deps import SessionDep, SessionFactoryDep, SettingsDep
+from service.deps import ReadSessionDep, SessionDep, SessionFactoryDep, SettingsDep
 from service.errors import Conflict, NotFound
 from service.export import trials_csv
 from service.schemas import (
+    ErrorPublic,
     LeaderboardPublic,
     LeaderboardRow,
     StudiesPublic,
@@ -26,6 +28,11 @@ from service.schemas import (
 from service.views import get_study_or_404, make_view, study_public, table_columns
 
 router = APIRouter(prefix="/studies", tags=["studies"])
+Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: Responses = {404: {"model": ErrorPublic, "description": "No such study or trial"}}
+CONFLICT: Responses = {409: {"model": ErrorPublic, "description": "Conflicts with its state"}}
+CSV_OK: Responses = {200: {"content": {"text/csv": {}}, "description": "The trials as CSV"}}
+MAX_OFFSET = 2**31 - 1  # larger offsets overflow the databases' integers
 StudyId = Annotated[int, Path(ge=0, le=2**31 - 1, description="study id")]
 TrialNumber = Annotated[int, Path(ge=0, le=2**31 - 1, description="trial number in the study")]
 StateQuery = Annotated[
@@ -43,23 +50,58 @@ DescQuery = Annotated[bool, Query(description="sort descending")]
 TopQuery = Annotated[
     int | None, Query(ge=1, le=store.MAX_PAGE, description="only the best N trials")
 ]
-OffsetQuery = Annotated[int, Query(ge=0, le=10**9)]
+OffsetQuery = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 
-@router.post("", response_model=StudyPublic, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=StudyPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        400: {"model": ErrorPublic, "description": "The body could not be decoded"},
+        409: {"model": ErrorPublic, "description": "Idempotency-Key used for another spec"},
+    },
+)
 def create_study(
-    spec: ExperimentSpec, session: SessionDep, factory: SessionFactoryDep, settings: SettingsDep
+    spec: ExperimentSpec,
+    session: SessionDep,
+    factory: SessionFactoryDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=64,
+            description="Retrying a submission with the same key returns the study it created.",
+        ),
+    ] = None,
 ) -> StudyPublic:
+    from search.size import SpecTooLarge
+    from search.studies import RequestKeyReused
     from search.studies import create_study as create  # imports optuna
 
-    row = create(session_factory=factory, storage_url=settings.database_url, spec=spec)
-    return study_public(session, get_study_or_404(session, row.id), {})
+    try:
+        row = create(
+            session_factory=factory,
+            storage_url=settings.database_url,
+            spec=spec,
+            request_key=idempotency_key,
+            max_params=settings.max_params,
+        )
+    except SpecTooLarge as exc:
+        loc = ("body", *exc.field.split("."))
+        raise RequestValidationError(
+            [{"loc": loc, "msg": str(exc), "type": "value_error"}]
+        ) from None
+    except RequestKeyReused as exc:
+        raise Conflict(str(exc)) from None
+    return study_public(session, get_study_or_404(session, row.id))
 
 
 @router.get("", response_model=StudiesPublic)
 def list_studies(
-    session: SessionDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    session: ReadSessionDep,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> StudiesPublic:
     rows, count = store.list_studies(session=session, offset=offset, limit=limit)
@@ -67,14 +109,14 @@ def list_studies(
     return StudiesPublic(data=[study_public(session, r, counts[r.id]) for r in rows], count=count)
 
 
-@router.get("/{study_id}", response_model=StudyPublic)
-def read_study(study_id: StudyId, session: SessionDep) -> StudyPublic:
+@router.get("/{study_id}", response_model=StudyPublic, responses=NOT_FOUND)
+def read_study(study_id: StudyId, session: ReadSessionDep) -> StudyPublic:
     return study_public(session, get_study_or_404(session, study_id))
 
 
-@router.get("/{study_id}/leaderboard", response_model=LeaderboardPublic)
+@router.get("/{study_id}/leaderboard", response_model=LeaderboardPublic, responses=NOT_FOUND)
 def read_leaderboard(
-    study_id: StudyId, session: SessionDep, top: Annotated[int, Query(ge=1, le=1000)] = 10
+    study_id: StudyId, session: ReadSessionDep, top: Annotated[int, Query(ge=1, le=1000)] = 10
 ) -> LeaderboardPublic:
     row = get_study_or_404(session, study_id)
     entries = store.leaderboard(session=session, study=row, top=top)
@@ -94,10 +136,10 @@ def read_leaderboard(
     return LeaderboardPublic(study_id=row.id, metric=row.metric, direction=row.direction, data=data)
 
 
-@router.get("/{study_id}/trials", response_model=TrialsPublic)
+@router.get("/{study_id}/trials", response_model=TrialsPublic, responses=NOT_FOUND)
 def list_trials(
     study_id: StudyId,
-    session: SessionDep,
+    session: ReadSessionDep,
     state: StateQuery = "all",
     sort: SortQuery = "rank",
     desc: DescQuery = False,
@@ -122,11 +164,11 @@ def list_trials(
 @router.get(
     "/{study_id}/trials.csv",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}, "description": "the trials as CSV"}},
+    responses={**CSV_OK, **NOT_FOUND},
 )
 def export_trials(
     study_id: StudyId,
-    session: SessionDep,
+    session: ReadSessionDep,
     state: StateQuery = "all",
     sort: SortQuery = "rank",
     desc: DescQuery = False,
@@ -145,10 +187,10 @@ def export_trials(
     )
 
 
-@router.get("/{study_id}/changes", response_model=StudyChanges)
+@router.get("/{study_id}/changes", response_model=StudyChanges, responses=NOT_FOUND)
 def read_changes(
     study_id: StudyId,
-    session: SessionDep,
+    session: ReadSessionDep,
     cursor: Annotated[int, Query(ge=0, le=2**31 - 1, description="from the last answer")] = 0,
 ) -> StudyChanges:
     """Trials that ended since ``cursor`` (in the order they ended) and every running
@@ -163,8 +205,8 @@ def read_changes(
     )
 
 
-@router.get("/{study_id}/trials/{number}", response_model=TrialPublic)
-def read_trial(study_id: StudyId, number: TrialNumber, session: SessionDep) -> TrialPublic:
+@router.get("/{study_id}/trials/{number}", response_model=TrialPublic, responses=NOT_FOUND)
+def read_trial(study_id: StudyId, number: TrialNumber, session: ReadSessionDep) -> TrialPublic:
     get_study_or_404(session, study_id)
     trial = store.get_trial(session=session, study_id=study_id, number=number)
     if trial is None:
@@ -177,7 +219,7 @@ def read_trial(study_id: StudyId, number: TrialNumber, session: SessionDep) -> T
     )
 
 
-@router.post("/{study_id}/cancel", response_model=StudyPublic)
+@router.post("/{study_id}/cancel", response_model=StudyPublic, responses=NOT_FOUND | CONFLICT)
 def cancel_study(study_id: StudyId, session: SessionDep) -> StudyPublic:
     row = get_study_or_404(session, study_id)
     if not store.cancel_study(session=session, study_id=study_id):

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from search import store
-from service.deps import SessionDep
+from service.deps import ReadSessionDep
 from service.schemas import WorkerPublic, WorkersPublic
 
 router = APIRouter(prefix="/workers", tags=["workers"])
@@ -15,8 +15,8 @@ router = APIRouter(prefix="/workers", tags=["workers"])
 
 @router.get("", response_model=WorkersPublic)
 def list_workers(
-    session: SessionDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    session: ReadSessionDep,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     include_stopped: bool = False,
 ) -> WorkersPublic:

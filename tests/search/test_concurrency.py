@@ -21,11 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import optuna
 from sqlalchemy import func, select
 
 from search import store
-from search.studies import get_storage
 from search.worker import Worker, WorkerOptions
 from tests.processes import env_for, free_port, spawn, stop, wait_healthy, wait_study
 
@@ -63,7 +61,7 @@ SLOW = {
         "parallelism": 2,
         "space": {"keep_prob": {"type": "float", "low": 0.5, "high": 1.0}},
     },
-    "training": {"epochs": 40, "lr": 1e-4, "batch_size": 32},
+    "training": {"epochs": 150, "lr": 1e-4, "batch_size": 32},
 }
 
 
@@ -92,34 +90,30 @@ def _finished(trials: list[store.TrialRow]) -> list[store.TrialRow]:
 
 
 def _early_victim(url: str, study_id: int, timeout: float = 120) -> tuple[int, int]:
-    """(pid, trial row id) of a worker whose trial of ``study_id`` is at most at epoch 10
-    of 40: a kill now surely lands mid-trial."""
+    """(pid, trial row id) of a worker whose trial of ``study_id`` is, by its live curves,
+    at most at epoch 75 of 150: a kill now surely lands mid-trial."""
     factory = store.make_session_factory(url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with store.session_scope(factory) as s:
-            name = store.get_study(session=s, study_id=study_id).optuna_study_name
             running = s.execute(
-                select(store.TrialRow.id, store.TrialRow.number, store.WorkerRow.pid)
+                select(store.TrialRow.id, store.TrialRow.curves, store.WorkerRow.pid)
                 .join(store.WorkerRow, store.WorkerRow.id == store.TrialRow.worker_id)
                 .where(
                     store.TrialRow.study_id == study_id,
                     store.TrialRow.state == store.T_RUNNING,
-                    store.TrialRow.number.is_not(None),
                 )
             ).all()
-        if running:
-            trials = optuna.load_study(study_name=name, storage=get_storage(url)).trials
-            for row_id, number, pid in running:
-                steps = trials[number].intermediate_values
-                if steps and max(steps) <= 10:
-                    return int(pid), int(row_id)
+        for row_id, curves, pid in running:
+            epochs = len(curves.get("train_loss", []))
+            if 1 <= epochs <= 75:
+                return int(pid), int(row_id)
         time.sleep(0.05)
     raise AssertionError(f"no trial of study {study_id} caught early")
 
 
 def test_four_workers_keep_every_guarantee(migrated_url: str, tmp_path: Path) -> None:
-    env = env_for(migrated_url)
+    env = env_for(migrated_url, HPS_HEARTBEAT_INTERVAL="0.2")  # fresh live curves
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     api_args = ["serve", "--port", str(port), "--workers", "0"]
@@ -201,4 +195,4 @@ def _check_outcomes(url: str, ids: dict[str, int], victim_trial: int) -> None:
 
 
 def _configs(trials: list[store.TrialRow]) -> set[tuple[Any, ...]]:
-    return {(t.number, repr(sorted(t.params.items()))) for t in trials}
+    return {(t.slot, repr(sorted(t.params.items()))) for t in trials}

@@ -10,7 +10,7 @@ import optuna
 from scipy import stats
 
 from search.samplers import TrialKeyedRandomSampler
-from search.space import grid_points, suggest
+from search.space import grid_point, grid_size, suggest
 from search.spec import ExperimentSpec
 
 
@@ -38,6 +38,10 @@ def test_trial_k_depends_only_on_seed_and_k() -> None:
     assert _lrs(20, seed=7) == _lrs(20, seed=7)
     assert _lrs(20, seed=7) != _lrs(20, seed=8)
     assert _lrs(5, seed=7) == _lrs(20, seed=7)[:5]
+
+
+def grid_points(space: dict) -> list[dict]:
+    return [grid_point(space, k) for k in range(grid_size(space))]
 
 
 def _spec(space: dict, sampler: str = "grid") -> ExperimentSpec:

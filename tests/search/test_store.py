@@ -1,12 +1,14 @@
-"""Budget claims, completion and lost-trial bookkeeping on the hps_* tables."""
+"""Budget slots, heartbeats and lost-trial bookkeeping on the hps_* tables."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 
 from search import store
+from search.store import _engine
 
 
 def _study(session, *, n_trials: int = 3, parallelism: int = 2) -> int:
@@ -22,37 +24,79 @@ def _study(session, *, n_trials: int = 3, parallelism: int = 2) -> int:
     return row.id
 
 
+def _start(session, study_id: int, worker_id: int | None = None) -> tuple[int, int] | None:
+    """Claim a slot and insert its RUNNING row: (row id, slot), or None."""
+    claim = store.claim_slot(session=session, study_id=study_id)
+    if claim is None:
+        return None
+    row_id = store.insert_trial(
+        session=session,
+        claim=claim,
+        worker_id=worker_id,
+        number=None,
+        optuna_trial_id=None,
+        params={"slot": claim.slot},
+    )
+    return row_id, claim.slot
+
+
+def _finish(session, row_id: int, state: str = "COMPLETE", *, retry: bool = False) -> bool:
+    row = store.lock_running_trial(session=session, trial_row_id=row_id)
+    if row is None:
+        return False
+    store.lock_study(session=session, study_id=row.study_id)
+    store.finish_trial(session=session, trial=row, state=state, values={}, retry=retry)
+    return True
+
+
+def _age(session, row_id: int, seconds: float) -> None:
+    session.execute(
+        update(store.TrialRow)
+        .where(store.TrialRow.id == row_id)
+        .values(heartbeat_at=store.utcnow() - timedelta(seconds=seconds))
+    )
+
+
 def test_claims_respect_parallelism_and_n_trials(migrated_url: str) -> None:
     factory = store.make_session_factory(migrated_url)
     with store.session_scope(factory) as s:
         sid = _study(s, n_trials=3, parallelism=2)
     with store.session_scope(factory) as s:
-        first = store.claim_trial(session=s, worker_id=None)
-        second = store.claim_trial(session=s, worker_id=None)
-        assert first and second
-        assert store.claim_trial(session=s, worker_id=None) is None  # parallelism 2 reached
+        first, second = _start(s, sid), _start(s, sid)
+        assert first and second and (first[1], second[1]) == (0, 1)
+        assert _start(s, sid) is None  # parallelism 2 reached
+        assert store.claimable_studies(session=s) == []
     with store.session_scope(factory) as s:
-        assert store.finish_trial(
-            session=s, trial_row_id=first.trial_row_id, state="COMPLETE", values={"value": 1.0}
-        )
-        third = store.claim_trial(session=s, worker_id=None)
-        assert third is not None
+        assert _finish(s, first[0])
+        third = _start(s, sid)
+        assert third is not None and third[1] == 2
     with store.session_scope(factory) as s:
-        assert store.claim_trial(session=s, worker_id=None) is None  # n_trials 3 handed out
-        for claim in (second, third):
-            store.finish_trial(
-                session=s, trial_row_id=claim.trial_row_id, state="PRUNED", values={}
-            )
+        assert _start(s, sid) is None  # n_trials 3 handed out
+        for row_id, _ in (second, third):
+            assert _finish(s, row_id, "PRUNED")
     with store.session_scope(factory) as s:
         row = store.get_study(session=s, study_id=sid)
-        assert row is not None
         assert (row.status, row.claimed, row.running) == ("completed", 3, 0)
         assert row.finished_at is not None
         # Finishing twice is refused and leaves the counters alone.
-        assert not store.finish_trial(
-            session=s, trial_row_id=third.trial_row_id, state="FAIL", values={}
-        )
+        assert not _finish(s, third[0], "FAIL")
         assert store.get_study(session=s, study_id=sid).running == 0
+
+
+def test_a_slot_handed_back_is_claimed_again_before_a_new_one(migrated_url: str) -> None:
+    factory = store.make_session_factory(migrated_url)
+    with store.session_scope(factory) as s:
+        sid = _study(s, n_trials=3, parallelism=3)
+    with store.session_scope(factory) as s:
+        starts = [_start(s, sid) for _ in range(2)]
+    with store.session_scope(factory) as s:
+        assert _finish(s, starts[1][0], "FAIL", retry=True)  # interrupted: slot 1 goes back
+    with store.session_scope(factory) as s:
+        row = store.get_study(session=s, study_id=sid)
+        assert (row.claimed, row.running) == (1, 1)
+        assert _start(s, sid)[1] == 1  # the retry runs slot 1 again
+        assert _start(s, sid)[1] == 2
+        assert _start(s, sid) is None
 
 
 def test_cancelled_study_hands_out_nothing(migrated_url: str) -> None:
@@ -62,38 +106,88 @@ def test_cancelled_study_hands_out_nothing(migrated_url: str) -> None:
     with store.session_scope(factory) as s:
         assert store.cancel_study(session=s, study_id=sid)
         assert not store.cancel_study(session=s, study_id=sid)  # already cancelled
-        assert store.claim_trial(session=s, worker_id=None) is None
+        assert _start(s, sid) is None
 
 
-def test_lost_trial_budget_is_returned_for_a_retry(migrated_url: str) -> None:
+def test_heartbeat_finds_a_reaped_or_cancelled_trial(migrated_url: str) -> None:
+    factory = store.make_session_factory(migrated_url)
+    with store.session_scope(factory) as s:
+        sid = _study(s, n_trials=2)
+        wid = store.register_worker(session=s, name="w", host="h", pid=1, device="cpu")
+    with store.session_scope(factory) as s:
+        row_id, _ = _start(s, sid, wid)
+    progress = {"curves": {"train_loss": [1.0, 0.5]}, "epochs_run": 1}
+    with store.session_scope(factory) as s:
+        beat = store.heartbeat(session=s, worker_id=wid, trial_row_id=row_id, progress=progress)
+        assert beat == store.BEAT_OK
+    with store.session_scope(factory) as s:
+        trial = s.get(store.TrialRow, row_id)
+        assert (trial.curves, trial.epochs_run) == (progress["curves"], 1)
+        assert _finish(s, row_id, "FAIL")  # e.g. a reaper took it
+    with store.session_scope(factory) as s:
+        assert store.heartbeat(session=s, worker_id=wid, trial_row_id=row_id) == store.BEAT_GONE
+    with store.session_scope(factory) as s:
+        other, _ = _start(s, sid, wid)
+        store.cancel_study(session=s, study_id=sid)
+    with store.session_scope(factory) as s:
+        assert store.heartbeat(session=s, worker_id=wid, trial_row_id=other) == store.BEAT_CANCELLED
+
+
+def test_staleness_is_judged_by_the_database_clock(
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     factory = store.make_session_factory(migrated_url)
     with store.session_scope(factory) as s:
         sid = _study(s, n_trials=1, parallelism=1)
+        wid = store.register_worker(session=s, name="w", host="h", pid=1, device="cpu")
+    # This host's clock runs an hour fast: nothing it writes or compares may use it.
+    fast = store.utcnow() + timedelta(hours=1)
+    monkeypatch.setattr(_engine, "utcnow", lambda: fast)
     with store.session_scope(factory) as s:
-        claim = store.claim_trial(session=s, worker_id=None)
-        assert claim is not None
+        row_id, _ = _start(s, sid, wid)
+        store.heartbeat(session=s, worker_id=wid, trial_row_id=row_id)
     with store.session_scope(factory) as s:
-        assert store.mark_lost_trials(session=s, grace_s=60) == []  # heartbeat is fresh
+        assert store.stale_trials(session=s, grace_s=60) == []
+        assert store.count_live_workers(session=s, host="h", seen_within_s=60) == 1
+        _age(s, row_id, 120)
+    with store.session_scope(factory) as s:
+        assert store.stale_trials(session=s, grace_s=60) == [(row_id, sid)]
+
+
+def test_silent_workers_are_lost_and_old_ones_forgotten(migrated_url: str) -> None:
+    factory = store.make_session_factory(migrated_url)
+    with store.session_scope(factory) as s:
+        a = store.register_worker(session=s, name="a", host="h1", pid=1, device="cpu")
+        b = store.register_worker(session=s, name="b", host="h1", pid=2, device="cpu")
+        c = store.register_worker(session=s, name="c", host="h2", pid=3, device="cpu")
+        store.set_worker_state(session=s, worker_id=a, status="stopped")
+    with store.session_scope(factory) as s:
+        assert store.count_live_workers(session=s, host="h1", seen_within_s=60) == 1
+        assert store.count_live_workers(session=s, host="h3", seen_within_s=60) == 0
+        workers, count = store.list_workers(session=s, offset=0, limit=10, include_stopped=False)
+        assert count == 2 and {w.name for w in workers} == {"b", "c"}
+        old = {a: timedelta(days=2), b: timedelta(minutes=1)}
+        for wid, age in old.items():
+            s.execute(
+                update(store.WorkerRow)
+                .where(store.WorkerRow.id == wid)
+                .values(last_seen=store.utcnow() - age)
+            )
+    with store.session_scope(factory) as s:
+        assert store.mark_lost_workers(session=s, grace_s=30) == 1  # b, silent while idle
+    with store.session_scope(factory) as s:
+        workers, _ = store.list_workers(session=s, offset=0, limit=10, include_stopped=True)
+        assert {(w.name, w.status) for w in workers} == {("b", "lost"), ("c", "idle")}
         s.execute(
-            update(store.TrialRow)
-            .where(store.TrialRow.id == claim.trial_row_id)
-            .values(heartbeat_at=store.utcnow() - timedelta(seconds=120))
+            update(store.WorkerRow)
+            .where(store.WorkerRow.id == b)
+            .values(last_seen=store.utcnow() - timedelta(days=2))
         )
     with store.session_scope(factory) as s:
-        lost = store.mark_lost_trials(session=s, grace_s=60)
-        assert [t.trial_row_id for t in lost] == [claim.trial_row_id]
-        assert store.claim_trial(session=s, worker_id=None) is None  # budget still held
+        store.mark_lost_workers(session=s, grace_s=30)
     with store.session_scope(factory) as s:
-        # The worker coming back late cannot overwrite the lost trial.
-        assert not store.finish_trial(
-            session=s, trial_row_id=claim.trial_row_id, state="COMPLETE", values={}
-        )
-        assert store.release_lost_trial(session=s, trial_row_id=claim.trial_row_id, reason="x")
-    with store.session_scope(factory) as s:
-        row = store.get_study(session=s, study_id=sid)
-        assert (row.status, row.claimed, row.running) == ("running", 0, 0)
-        retry = store.claim_trial(session=s, worker_id=None)
-        assert retry is not None and retry.trial_row_id != claim.trial_row_id
+        workers, _ = store.list_workers(session=s, offset=0, limit=10, include_stopped=True)
+        assert [w.id for w in workers] == [c]
 
 
 def test_leaderboard_and_counts_are_sorted_queries(migrated_url: str) -> None:
@@ -104,16 +198,18 @@ def test_leaderboard_and_counts_are_sorted_queries(migrated_url: str) -> None:
     states = ["COMPLETE", "FAIL", "COMPLETE", "PRUNED", "COMPLETE"]
     with store.session_scope(factory) as s:
         for number, (value, state) in enumerate(zip(values, states, strict=True)):
-            claim = store.claim_trial(session=s, worker_id=None)
-            store.attach_optuna_trial(
+            claim = store.claim_slot(session=s, study_id=sid)
+            row_id = store.insert_trial(
                 session=s,
-                trial_row_id=claim.trial_row_id,
+                claim=claim,
+                worker_id=None,
                 number=number,
                 optuna_trial_id=number,
                 params={"lr": number},
             )
+            row = store.lock_running_trial(session=s, trial_row_id=row_id)
             store.finish_trial(
-                session=s, trial_row_id=claim.trial_row_id, state=state, values={"value": value}
+                session=s, trial=row, state=state, values={"value": value}, retry=False
             )
     with store.session_scope(factory) as s:
         row = store.get_study(session=s, study_id=sid)
@@ -131,18 +227,15 @@ def test_leaderboard_and_counts_are_sorted_queries(migrated_url: str) -> None:
         assert row.status == "completed"
 
 
-def test_live_workers_are_counted_per_host(migrated_url: str) -> None:
+def test_read_only_sessions_take_no_write_lock(migrated_url: str) -> None:
     factory = store.make_session_factory(migrated_url)
+    reads = store.make_session_factory(migrated_url, read_only=True)
     with store.session_scope(factory) as s:
-        a = store.register_worker(session=s, name="a", host="h1", pid=1, device="cpu")
-        store.register_worker(session=s, name="b", host="h1", pid=2, device="cpu")
-        store.register_worker(session=s, name="c", host="h2", pid=3, device="cpu")
-        store.set_worker_state(session=s, worker_id=a, status="stopped")
-    with store.session_scope(factory) as s:
-        assert store.count_live_workers(session=s, host="h1", seen_within_s=60) == 1
-        assert store.count_live_workers(session=s, host="h3", seen_within_s=60) == 0
-        workers, count = store.list_workers(session=s, offset=0, limit=10, include_stopped=False)
-        assert count == 2 and {w.name for w in workers} == {"b", "c"}
+        sid = _study(s)
+    with store.session_scope(factory) as writer:
+        _start(writer, sid)  # holds the write lock (SQLite) until commit
+        with store.session_scope(reads) as reader:  # would wait 60 s with BEGIN IMMEDIATE
+            assert store.claimable_studies(session=reader) == [sid]
 
 
 def test_plain_postgresql_urls_use_psycopg() -> None:
@@ -150,3 +243,20 @@ def test_plain_postgresql_urls_use_psycopg() -> None:
     assert store.normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
     assert store.normalize_url("sqlite:///x.db") == "sqlite:///x.db"
     assert store.get_engine("postgresql://u@h/db").dialect.driver == "psycopg"
+
+
+def test_an_idle_worker_stays_live_by_its_heartbeat(migrated_url: str) -> None:
+    factory = store.make_session_factory(migrated_url)
+    with store.session_scope(factory) as s:
+        wid = store.register_worker(session=s, name="idle", host="h", pid=1, device="cpu")
+        s.execute(
+            update(store.WorkerRow)
+            .where(store.WorkerRow.id == wid)
+            .values(last_seen=store.utcnow() - timedelta(minutes=5))
+        )
+    with store.session_scope(factory) as s:
+        assert store.count_live_workers(session=s, host="h", seen_within_s=60) == 0
+        assert store.heartbeat(session=s, worker_id=wid) == store.BEAT_OK  # no trial
+    with store.session_scope(factory) as s:
+        assert store.count_live_workers(session=s, host="h", seen_within_s=60) == 1
+        assert store.mark_lost_workers(session=s, grace_s=60) == 0

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from search import store
-from tests.study_data import Made, make_study, params
+from tests.study_data import Made, end_trial, make_study, params
 
 # Trials 0..7 end in this order; value = dev_loss (minimised).
 TRIALS = [
@@ -138,9 +138,7 @@ def test_changes_since_a_cursor(migrated_url: str) -> None:
                 store.TrialRow.study_id == sid, store.TrialRow.number == 9
             )
         )
-        assert store.finish_trial(
-            session=s, trial_row_id=trial_id, state="COMPLETE", values={"value": 0.1}
-        )
+    end_trial(factory, trial_id, "COMPLETE", {"value": 0.1})
     session.rollback()  # a fresh snapshot
     after = store.changes_since(session=session, study=row, cursor=everything.cursor)
     assert [(t.number, t.rank) for t in after.finished] == [(9, 1)]
@@ -166,14 +164,15 @@ def test_plot_points_and_curve_choice(study) -> None:
 @pytest.mark.parametrize(
     ("field", "kwargs", "message"),
     [
-        ("state", {"state": "done"}, "state must be one of"),
-        ("sort", {"sort": "value; DROP TABLE"}, "sort must be one of"),
-        ("sort", {"sort": "metric:nope"}, "unknown metric"),
-        ("top", {"top": 0}, "top must be between"),
-        ("limit", {"limit": 10001}, "limit must be between"),
-        ("offset", {"offset": -1}, "offset must be >= 0"),
+        ("state", {"state": "done"}, "state: must be one of"),
+        ("sort", {"sort": "value; DROP TABLE"}, "sort: must be one of"),
+        ("sort", {"sort": "metric:nope"}, "sort: unknown metric"),
+        ("top", {"top": 0}, "top: must be between"),
+        ("limit", {"limit": 10001}, "limit: must be between"),
+        ("offset", {"offset": -1}, "offset: must be >= 0"),
     ],
 )
 def test_bad_views_name_the_field(field: str, kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(store.ViewError, match=message) as error:
         store.TrialView(**kwargs)
+    assert error.value.field == field

@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import select, update
 
 from search import store
+from search.lifecycle import begin_trial, reap_lost_trials
 from search.spec import ExperimentSpec
-from search.studies import create_study, get_storage, recover_lost_trials
+from search.studies import create_study, get_storage
 from search.worker import Worker, WorkerOptions
 
 
@@ -141,38 +142,45 @@ def test_cancel_stops_a_running_trial_at_the_next_epoch(migrated_url: str) -> No
         assert (study.status, study.running) == ("cancelled", 0)
 
 
-def test_lost_trial_is_failed_and_its_configuration_retried(migrated_url: str) -> None:
-    spec = _spec(n_trials=2, parallelism=2)
-    sid = _create(migrated_url, spec)
-    factory = store.make_session_factory(migrated_url)
-    # A worker claims a trial, asks Optuna for it, then dies (no heartbeat, no tell).
+def _begin_and_die(url: str, study_id: int) -> store.TrialRow:
+    """A worker claims a trial of ``study_id`` and dies: its heartbeat stops at once."""
+    worker = Worker(WorkerOptions(db_url=url))
+    factory = store.make_session_factory(url)
     with store.session_scope(factory) as s:
-        claim = store.claim_trial(session=s, worker_id=None)
-        row = store.get_study(session=s, study_id=sid)
-    study = optuna.load_study(study_name=row.optuna_study_name, storage=get_storage(migrated_url))
-    dead = study.ask()
-    lr = dead.suggest_float("lr", 1e-3, 3.0, log=True)
+        wid = store.register_worker(session=s, name="dead", host="h", pid=1, device="cpu")
+    ctx = worker._study(study_id).ctx
     with store.session_scope(factory) as s:
-        store.attach_optuna_trial(
-            session=s,
-            trial_row_id=claim.trial_row_id,
-            number=dead.number,
-            optuna_trial_id=dead._trial_id,
-            params={"lr": lr},
-        )
+        started = begin_trial(session=s, ctx=ctx, worker_id=wid)
+        assert started is not None
         s.execute(
             update(store.TrialRow)
-            .where(store.TrialRow.id == claim.trial_row_id)
+            .where(store.TrialRow.id == started.trial_row_id)
             .values(heartbeat_at=store.utcnow() - timedelta(seconds=60))
         )
-    assert recover_lost_trials(session_factory=factory, storage_url=migrated_url, grace_s=30) == 1
-    assert study.trials[dead.number].state == optuna.trial.TrialState.FAIL
+    with store.session_scope(factory) as s:
+        return s.get(store.TrialRow, started.trial_row_id)
+
+
+def test_lost_trial_is_failed_and_its_configuration_retried(migrated_url: str) -> None:
+    sid = _create(migrated_url, _spec(n_trials=2, parallelism=2))
+    factory = store.make_session_factory(migrated_url)
+    dead = _begin_and_die(migrated_url, sid)
+    assert dead.params and dead.slot == 0
+    assert reap_lost_trials(session_factory=factory, grace_s=30) == 1
+    with store.session_scope(factory) as s:
+        row = store.get_study(session=s, study_id=sid)
+    frozen = optuna.load_study(
+        study_name=row.optuna_study_name, storage=get_storage(migrated_url)
+    ).trials
+    assert frozen[dead.number].state == optuna.trial.TrialState.FAIL
     _run(migrated_url)
     trials = _trials(migrated_url, sid)
     finished = [t for t in trials if t.state in ("COMPLETE", "PRUNED")]
     assert len(finished) == 2  # exactly n_trials finished despite the loss
     assert [t.reason for t in trials if t.state == "FAIL"] == ["worker lost (no heartbeat)"]
-    assert any(t.params["lr"] == lr for t in finished)  # the lost configuration re-ran
+    retry = next(t for t in finished if t.slot == dead.slot)
+    assert retry.params == dead.params  # the lost slot re-ran its configuration
+    assert sorted(t.slot for t in finished) == [0, 1]
 
 
 def test_tpe_study_with_conditional_layers_completes(migrated_url: str) -> None:
@@ -192,11 +200,11 @@ def test_worker_rides_out_a_database_outage(migrated_url: str) -> None:
     class FlakyWorker(Worker):
         outages = 2
 
-        def _step(self) -> bool:
+        def step(self) -> bool:
             if self.outages:
                 self.outages -= 1
                 raise OperationalError("claim", {}, Exception("database is locked"))
-            return super()._step()
+            return super().step()
 
     sid = _create(migrated_url, _spec(n_trials=2))
     worker = FlakyWorker(
@@ -206,7 +214,7 @@ def test_worker_rides_out_a_database_outage(migrated_url: str) -> None:
     assert len(_trials(migrated_url, sid)) == 2
 
     class BrokenWorker(Worker):
-        def _step(self) -> bool:
+        def step(self) -> bool:
             raise RuntimeError("a bug, not an outage")
 
     with pytest.raises(RuntimeError):  # real errors are not swallowed

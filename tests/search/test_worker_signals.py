@@ -1,6 +1,6 @@
 """A worker process and its signals: SIGTERM ends the current trial cleanly at the next
-epoch boundary and hands its budget back; a second SIGTERM exits at once. Either way the
-trial is recorded truthfully and never left RUNNING."""
+epoch boundary and hands its slot back for a retry; a second SIGTERM exits at once.
+Either way the trial is recorded truthfully, on both sides, and never left RUNNING."""
 
 from __future__ import annotations
 
@@ -33,8 +33,9 @@ SPEC = {
 
 
 def _trial_in_first_epoch(url: str, study_id: int, timeout: float = 120) -> store.TrialRow:
-    """Wait until a trial has reported epoch 0 (its initial loss): it is then inside
-    epoch 1, which takes seconds, so a signal sent now lands mid-epoch."""
+    """Wait until a trial's live curves (carried by its heartbeat) hold epoch 0, its
+    initial loss: it is then inside epoch 1, which takes seconds, so a signal sent now
+    lands mid-epoch."""
     factory = store.make_session_factory(url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -46,11 +47,8 @@ def _trial_in_first_epoch(url: str, study_id: int, timeout: float = 120) -> stor
                     store.TrialRow.number.is_not(None),
                 )
             ).first()
-            name = store.get_study(session=s, study_id=study_id).optuna_study_name
-        if row is not None:
-            frozen = optuna.load_study(study_name=name, storage=get_storage(url)).trials
-            if 0 in frozen[row.number].intermediate_values:
-                return row
+        if row is not None and row.curves.get("train_loss"):
+            return row
         time.sleep(0.05)
     raise AssertionError("no trial reached its first epoch")
 
@@ -82,15 +80,11 @@ def test_sigterm(migrated_url: str, tmp_path: Path, second_sigterm: bool) -> Non
     # The budget went back and no new trial was taken: the study can retry the trial.
     assert (study.status, study.claimed, study.running) == ("running", 0, 0)
     assert worker_status == "stopped"
-    # Optuna agrees, and the same configuration waits to be retried.
+    # Optuna agrees, and the slot waits to be retried with the same configuration.
     optuna_study = optuna.load_study(
         study_name=study.optuna_study_name, storage=get_storage(migrated_url)
     )
-    states = [t.state.name for t in optuna_study.trials]
-    assert states == ["FAIL", "WAITING"]
-    assert (
-        optuna_study.trials[1].params
-        == optuna_study.trials[0].params
-        == {"keep_prob": started.params["keep_prob"]}
-        or optuna_study.trials[1].system_attrs["fixed_params"] == optuna_study.trials[0].params
-    )
+    (frozen,) = optuna_study.trials
+    assert frozen.state.name == "FAIL"
+    assert frozen.params == {"keep_prob": started.params["keep_prob"]}
+    assert trial.retry_pending and trial.slot == 0

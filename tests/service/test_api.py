@@ -190,15 +190,18 @@ def test_api_recovers_lost_trials_with_no_worker_alive(migrated_url: str) -> Non
 
     from search import store
 
-    app = create_app(Settings(database_url=migrated_url, grace_period=1.0))
+    app = create_app(Settings(database_url=migrated_url, grace_period=1.0, heartbeat_interval=0.5))
     factory = store.make_session_factory(migrated_url)
     with TestClient(app) as c:
         sid = c.post("/api/v1/studies", json=VALID).json()["id"]
         with store.session_scope(factory) as s:  # a worker claims, then dies silently
-            claim = store.claim_trial(session=s, worker_id=None)
+            claim = store.claim_slot(session=s, study_id=sid)
+            row_id = store.insert_trial(
+                session=s, claim=claim, worker_id=None, number=None, optuna_trial_id=None, params={}
+            )
             s.execute(
                 update(store.TrialRow)
-                .where(store.TrialRow.id == claim.trial_row_id)
+                .where(store.TrialRow.id == row_id)
                 .values(heartbeat_at=store.utcnow() - timedelta(seconds=5))
             )
         deadline = time.monotonic() + 60

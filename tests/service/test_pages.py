@@ -101,8 +101,8 @@ def test_sort_links_toggle_direction_and_keep_the_view(client: TestClient, sid: 
     ("query", "status", "needle"),
     [
         ({"sort": "param:nope"}, 422, "no searched parameter"),
-        ({"state": "bogus"}, 422, "state must be one of"),
-        ({"top": "x"}, 422, "top must be a whole number"),
+        ({"state": "bogus"}, 422, "state: must be one of"),
+        ({"top": "x"}, 422, "top: must be a whole number"),
         ({"per_page": "0"}, 422, "per_page"),
     ],
 )

@@ -4,8 +4,8 @@ Every trial's end takes the next number of its study's ``change_seq`` in the tra
 that records it (under the study row's lock), so "trials finished after cursor N" is an
 exact, clock-free question: live pages ask only for what changed since they last looked.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-23
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,92 @@
+"""The worker's heartbeat: one thread for the worker's whole life.
+
+Every ``interval`` seconds it refreshes the worker's ``last_seen`` (idle workers too) and,
+while a trial runs, the trial's heartbeat together with its live curves and epochs so far.
+What it finds becomes the running trial's stop signal at once:
+
+- the trial is no longer this worker's RUNNING trial (a reaper failed it after a pause or a
+  partition): stop it, and record nothing (``retry=False``; its slot is already retried);
+- the study was cancelled: stop it, recorded as ``cancelled``;
+- no heartbeat has succeeded within the grace period: stop it (``StopSignal.expired``), since
+  a reaper may already have taken it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from search.store import BEAT_CANCELLED, BEAT_GONE
+from search.trial_runner import Progress, StopSignal
+
+log = logging.getLogger(__name__)
+
+# beat(trial_row_id, progress) -> BEAT_OK | BEAT_CANCELLED | BEAT_GONE
+Beat = Callable[[int | None, dict[str, Any] | None], str]
+
+REAPED_REASON = "reaped while its worker was unreachable"
+
+
+@dataclass
+class _Watched:
+    trial_row_id: int
+    progress: Progress
+    stop: StopSignal
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, beat: Beat, *, interval: float, grace: float) -> None:
+        super().__init__(daemon=True, name="heartbeat")
+        self._beat = beat
+        self.interval = interval
+        self.grace = grace
+        self._watched: _Watched | None = None
+        self._halt = threading.Event()
+
+    def watch(self, trial_row_id: int, progress: Progress) -> StopSignal:
+        """Beat for this trial from now on; returns its stop signal."""
+        stop = StopSignal(contact_deadline=time.monotonic() + self.grace)
+        self._watched = _Watched(trial_row_id, progress, stop)
+        return stop
+
+    def unwatch(self) -> None:
+        self._watched = None
+
+    def stop_trial(self, reason: str, *, retry: bool) -> None:
+        watched = self._watched
+        if watched is not None:
+            watched.stop.set(reason, retry=retry)
+
+    def run(self) -> None:
+        while not self._halt.wait(self.interval):
+            self.beat_once()
+
+    def beat_once(self) -> None:
+        watched = self._watched
+        try:
+            if watched is None:
+                self._beat(None, None)
+                return
+            status = self._beat(watched.trial_row_id, watched.progress.snapshot())
+        except Exception:
+            log.exception("heartbeat failed")
+            return
+        if watched is None:
+            return
+        watched.stop.contact_deadline = time.monotonic() + self.grace
+        if status == BEAT_GONE:
+            watched.stop.set(REAPED_REASON, retry=False)
+        elif status == BEAT_CANCELLED:
+            watched.stop.set("cancelled", retry=False)
+
+    def halt(self) -> None:
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout=10)
+
+
+__all__ = ["REAPED_REASON", "Beat", "Heartbeat"]

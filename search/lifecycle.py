@@ -1,0 +1,217 @@
+"""A trial's life on both sides, hps_trials and Optuna: begin, end, reap. Each is one
+transaction, so every crash leaves a state that is already consistent, or that the reaper
+finishes:
+
+- ``begin_trial``: claim a budget slot, create the Optuna trial (with the slot's
+  parameters for random and grid search), insert the RUNNING hps row, mark the worker busy.
+  A crash before the commit leaves nothing; after it, a RUNNING trial the reaper owns once
+  its heartbeat stops.
+- ``end_trial``: the one place a worker records a trial's end. Writes the outcome to
+  hps_trials and to Optuna (every intermediate value, the value, the state), releases the
+  slot (for a retry when the worker, not the trial, stopped it) and marks the worker idle.
+  It does nothing if the trial is no longer RUNNING (the reaper got there first), so
+  ending is idempotent and has one owner.
+- ``reap_trial``: a trial whose heartbeat, by the database's clock, is older than the grace
+  period is failed on both sides and its slot retried, at most ``max_retries`` times per
+  slot; then it fails for good with the reason shown to the user.
+
+The transactions take row locks in the order given in ``search.store._trials``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from optuna.trial import TrialState
+from sqlalchemy.orm import Session, sessionmaker
+
+from search import optuna_rows
+from search.slots import SlotParams, is_adaptive, slot_params
+from search.spec import ExperimentSpec
+from search.store import (
+    CANCELLED,
+    T_FAIL,
+    W_BUSY,
+    W_IDLE,
+    W_LOST,
+    claim_slot,
+    finish_trial,
+    insert_trial,
+    lock_running_trial,
+    lock_study,
+    mark_lost_workers,
+    session_scope,
+    set_worker_state,
+    stale_trials,
+    with_retry,
+)
+from search.trial_runner import Outcome
+
+log = logging.getLogger(__name__)
+
+LOST_REASON = "worker lost (no heartbeat)"
+DEFAULT_MAX_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class StudyContext:
+    """What a worker needs to run a study's trials (read once per study)."""
+
+    study_id: int
+    spec: ExperimentSpec
+    optuna_study_name: str
+    optuna_study_id: int
+
+
+@dataclass(frozen=True)
+class StartedTrial:
+    study_id: int
+    trial_row_id: int
+    slot: int
+    number: int
+    optuna_trial_id: int
+    knobs: dict[str, Any]  # decoded parameters; empty until an adaptive sampler suggests
+
+
+def begin_trial(*, session: Session, ctx: StudyContext, worker_id: int) -> StartedTrial | None:
+    """Claim a slot of ``ctx``'s study and start its trial on both sides, or None if the
+    study has no budget or free running slot."""
+    claim = claim_slot(session=session, study_id=ctx.study_id)
+    if claim is None:
+        return None
+    chosen = SlotParams({}, {}, {}) if is_adaptive(ctx.spec) else slot_params(ctx.spec, claim.slot)
+    ref = optuna_rows.create_trial(
+        session=session,
+        optuna_study_id=ctx.optuna_study_id,
+        params=chosen.params,
+        distributions=chosen.distributions,
+        system_attrs={optuna_rows.SLOT_ATTR: claim.slot},
+    )
+    row_id = insert_trial(
+        session=session,
+        claim=claim,
+        worker_id=worker_id,
+        number=ref.number,
+        optuna_trial_id=ref.trial_id,
+        params=chosen.knobs,
+    )
+    set_worker_state(
+        session=session,
+        worker_id=worker_id,
+        status=W_BUSY,
+        study_id=ctx.study_id,
+        trial_number=ref.number,
+    )
+    return StartedTrial(ctx.study_id, row_id, claim.slot, ref.number, ref.trial_id, chosen.knobs)
+
+
+def end_trial(
+    *,
+    session: Session,
+    started: StartedTrial,
+    outcome: Outcome,
+    new_intermediate_values: dict[int, float],
+    duration_s: float,
+    worker_id: int | None,
+) -> bool:
+    """Record ``outcome`` on both sides and release the slot; False (nothing recorded)
+    if the trial is no longer RUNNING. ``new_intermediate_values``: the per-epoch values
+    Optuna does not have yet (all of them, unless its pruner was given each one)."""
+    lock_study(session=session, study_id=started.study_id)
+    row = lock_running_trial(session=session, trial_row_id=started.trial_row_id)
+    recorded = row is not None
+    if row is not None:
+        optuna_rows.finish_trial(
+            session=session,
+            trial_id=started.optuna_trial_id,
+            state=TrialState[outcome.state],
+            value=outcome.value,
+            new_intermediate_values=new_intermediate_values,
+            reason=outcome.reason if outcome.state == T_FAIL else None,
+        )
+        values = outcome.row_values(duration_s) | {"params": started.knobs}
+        finish_trial(
+            session=session, trial=row, state=outcome.state, values=values, retry=outcome.retry
+        )
+    if worker_id is not None:
+        set_worker_state(session=session, worker_id=worker_id, status=W_IDLE)
+    return recorded
+
+
+def reap_trial(
+    *, session: Session, trial_row_id: int, study_id: int, grace_s: float, max_retries: int
+) -> str | None:
+    """Fail a trial whose heartbeat is older than ``grace_s`` on both sides and retry its
+    slot (unless it lost its worker more than ``max_retries`` times, or the study was
+    cancelled); the reason recorded, or None if it is not stale after all."""
+    status = lock_study(session=session, study_id=study_id)
+    row = lock_running_trial(session=session, trial_row_id=trial_row_id, stale_after_s=grace_s)
+    if status is None or row is None:
+        return None
+    losses = row.losses + 1
+    retry = losses <= max_retries and status != CANCELLED
+    reason = LOST_REASON
+    if losses > max_retries:
+        reason = f"{LOST_REASON} {losses} times; not retried (max retries {max_retries})"
+    if row.optuna_trial_id is not None:
+        optuna_rows.finish_trial(
+            session=session,
+            trial_id=row.optuna_trial_id,
+            state=TrialState.FAIL,
+            value=None,
+            new_intermediate_values={},
+            reason=reason,
+        )
+    values = {"reason": reason, "losses": losses}
+    finish_trial(session=session, trial=row, state=T_FAIL, values=values, retry=retry)
+    if row.worker_id is not None:
+        set_worker_state(session=session, worker_id=row.worker_id, status=W_LOST)
+    return reason
+
+
+def reap_lost_trials(
+    *,
+    session_factory: sessionmaker[Session],
+    read_session_factory: sessionmaker[Session] | None = None,
+    grace_s: float,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+) -> int:
+    """Reap every trial whose heartbeat is older than ``grace_s`` (one transaction each)
+    and mark silent workers lost. Safe from any number of processes at once: the stale
+    check is repeated under the rows' locks. Returns the number of trials reaped."""
+
+    def txn(fn: Any) -> Any:
+        def run() -> Any:
+            with session_scope(session_factory) as session:
+                return fn(session)
+
+        return with_retry(run)
+
+    with session_scope(read_session_factory or session_factory) as session:
+        stale = stale_trials(session=session, grace_s=grace_s)
+    reaped = 0
+    for row_id, study_id in stale:
+        reason = txn(
+            lambda s, r=row_id, sid=study_id: reap_trial(
+                session=s, trial_row_id=r, study_id=sid, grace_s=grace_s, max_retries=max_retries
+            )
+        )
+        if reason is not None:
+            reaped += 1
+            log.warning("trial row %s of study %s: %s", row_id, study_id, reason)
+    txn(lambda s: mark_lost_workers(session=s, grace_s=grace_s))
+    return reaped
+
+
+__all__ = [
+    "DEFAULT_MAX_RETRIES",
+    "LOST_REASON",
+    "StartedTrial",
+    "StudyContext",
+    "begin_trial",
+    "end_trial",
+    "reap_lost_trials",
+    "reap_trial",
+]

@@ -1,0 +1,206 @@
+"""Optuna's side of a trial, written in the caller's SQLAlchemy session.
+
+Optuna keeps its studies and trials in the same database as the hps_* tables. Writing its
+rows in our own transaction makes each step of a trial's life one atomic commit on both
+sides: the claim creates the Optuna trial (with its parameters, for random and grid
+search) together with the hps row, and the trial's end writes the outcome, every
+intermediate value and the released slot together. No crash can leave Optuna and
+hps_trials disagreeing, and the per-trial cost is two transactions instead of Optuna's
+one per ``suggest`` and per ``report``.
+
+The rows are written through Optuna's own ORM models (``optuna.storages._rdb.models``,
+the schema Optuna's RDBStorage migrates), exactly as RDBStorage writes them: numbering
+under the study row lock, values and intermediate values in their stored representation.
+Optuna is pinned to one major version in pyproject.toml; tests read every trial back
+through Optuna's public API.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from optuna.distributions import BaseDistribution, distribution_to_json
+from optuna.storages._rdb import models
+from optuna.trial import TrialState
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+REASON_ATTR = "hps_fail_reason"
+ROW_ATTR = "hps_trial_row"  # system attribute: the hps_trials row of this attempt
+SLOT_ATTR = "hps_slot"
+
+
+@dataclass(frozen=True)
+class OptunaTrialRef:
+    trial_id: int
+    number: int
+
+
+def create_trial(
+    *,
+    session: Session,
+    optuna_study_id: int,
+    params: Mapping[str, Any],
+    distributions: Mapping[str, BaseDistribution],
+    system_attrs: Mapping[str, Any],
+) -> OptunaTrialRef:
+    """A RUNNING Optuna trial with ``params`` already set (none for adaptive samplers,
+    which suggest afterwards). Its number is taken under the Optuna study's row lock, as
+    RDBStorage does."""
+    models.StudyModel.find_or_raise_by_id(optuna_study_id, session, for_update=True)
+    number = session.scalar(
+        select(func.count(models.TrialModel.trial_id)).where(
+            models.TrialModel.study_id == optuna_study_id
+        )
+    )
+    trial = models.TrialModel(
+        study_id=optuna_study_id,
+        number=int(number or 0),
+        state=TrialState.RUNNING,
+        datetime_start=datetime.now(),
+    )
+    session.add(trial)
+    session.flush()
+    if params:
+        rows = [
+            {
+                "trial_id": trial.trial_id,
+                "param_name": name,
+                "param_value": distributions[name].to_internal_repr(value),
+                "distribution_json": distribution_to_json(distributions[name]),
+            }
+            for name, value in params.items()
+        ]
+        session.execute(insert(models.TrialParamModel), rows)
+    if system_attrs:
+        attrs = [
+            {"trial_id": trial.trial_id, "key": key, "value_json": json.dumps(value)}
+            for key, value in system_attrs.items()
+        ]
+        session.execute(insert(models.TrialSystemAttributeModel), attrs)
+    return OptunaTrialRef(trial_id=int(trial.trial_id), number=int(trial.number))
+
+
+def finish_trial(
+    *,
+    session: Session,
+    trial_id: int,
+    state: TrialState,
+    value: float | None,
+    new_intermediate_values: Mapping[int, float],
+    reason: str | None,
+) -> bool:
+    """Write a trial's end: ``new_intermediate_values`` (those Optuna does not have yet:
+    all of them, unless a pruner had each as it came), the value (not for FAIL), a failure
+    reason, and the state. False (and nothing written) if it already finished."""
+    trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+    if trial.state.is_finished():
+        return False
+    to_repr = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
+    rows = [
+        dict(zip(("intermediate_value", "intermediate_value_type"), to_repr(v), strict=True))
+        | {"trial_id": trial_id, "step": step}
+        for step, v in new_intermediate_values.items()
+    ]
+    if rows:
+        session.execute(insert(models.TrialIntermediateValueModel), rows)
+    if state != TrialState.FAIL and value is not None and math.isfinite(value):
+        stored_value, value_type = models.TrialValueModel.value_to_stored_repr(value)
+        session.execute(
+            insert(models.TrialValueModel).values(
+                trial_id=trial_id, objective=0, value=stored_value, value_type=value_type
+            )
+        )
+    if reason:
+        _set_system_attr(session, trial_id, REASON_ATTR, reason)
+    trial.state = state
+    trial.datetime_complete = datetime.now()
+    return True
+
+
+def _set_system_attr(session: Session, trial_id: int, key: str, value: Any) -> None:
+    attr = session.scalars(
+        select(models.TrialSystemAttributeModel).where(
+            models.TrialSystemAttributeModel.trial_id == trial_id,
+            models.TrialSystemAttributeModel.key == key,
+        )
+    ).one_or_none()
+    if attr is None:
+        session.add(
+            models.TrialSystemAttributeModel(
+                trial_id=trial_id, key=key, value_json=json.dumps(value)
+            )
+        )
+    else:
+        attr.value_json = json.dumps(value)
+
+
+def set_study_user_attrs(
+    *, session: Session, optuna_study_id: int, attrs: Mapping[str, Any]
+) -> None:
+    """Study user attributes (``hps_study_id``, ``hps_study_name``), which optuna-dashboard
+    and the optuna CLI show, so a user can tell hpsearch's studies apart."""
+    session.add_all(
+        models.StudyUserAttributeModel(
+            study_id=optuna_study_id, key=key, value_json=json.dumps(value)
+        )
+        for key, value in attrs.items()
+    )
+
+
+def trial_states(*, session: Session, trial_ids: list[int]) -> dict[int, tuple[str, float | None]]:
+    """{trial id: (state name, value)} for the given Optuna trials (a read)."""
+    if not trial_ids:
+        return {}
+    rows = session.execute(
+        select(models.TrialModel.trial_id, models.TrialModel.state, models.TrialValueModel.value)
+        .outerjoin(
+            models.TrialValueModel,
+            (models.TrialValueModel.trial_id == models.TrialModel.trial_id)
+            & (models.TrialValueModel.objective == 0),
+        )
+        .where(models.TrialModel.trial_id.in_(trial_ids))
+    )
+    return {int(r.trial_id): (r.state.name, r.value) for r in rows}
+
+
+def unfinished_trials(*, session: Session, optuna_study_id: int) -> list[int]:
+    """Ids of the study's Optuna trials that are RUNNING or WAITING (a read)."""
+    return list(
+        session.scalars(
+            select(models.TrialModel.trial_id).where(
+                models.TrialModel.study_id == optuna_study_id,
+                models.TrialModel.state.in_((TrialState.RUNNING, TrialState.WAITING)),
+            )
+        )
+    )
+
+
+def study_ids_by_name(*, session: Session, names: list[str]) -> dict[str, int]:
+    if not names:
+        return {}
+    rows = session.execute(
+        select(models.StudyModel.study_name, models.StudyModel.study_id).where(
+            models.StudyModel.study_name.in_(names)
+        )
+    )
+    return {r.study_name: int(r.study_id) for r in rows}
+
+
+__all__ = [
+    "REASON_ATTR",
+    "ROW_ATTR",
+    "SLOT_ATTR",
+    "OptunaTrialRef",
+    "create_trial",
+    "finish_trial",
+    "set_study_user_attrs",
+    "study_ids_by_name",
+    "trial_states",
+    "unfinished_trials",
+]

@@ -1,0 +1,82 @@
+"""The largest network (and the most epochs) a spec can ask for, checked before anything
+trains.
+
+A configuration that does not fit in memory kills its worker; a retried slot would then
+take down every worker in turn. ``check_size`` refuses a spec whose largest configuration
+has more than ``max_params`` parameters (``HPS_MAX_PARAMS``), naming the field to change.
+Pure Python: the API calls it without importing torch.
+"""
+
+from __future__ import annotations
+
+from search._params import LayersParam, param_values
+from search.spec import ExperimentSpec
+
+# (input features, outputs) of each built-in dataset; tests check them against models/.
+DATASET_SHAPES: dict[str, tuple[int, int]] = {
+    "digits": (64, 10),
+    "iris": (4, 3),
+    "wine": (13, 3),
+    "breast_cancer": (30, 2),
+    "moons": (2, 2),
+    "diabetes": (10, 1),
+}
+
+
+class SpecTooLarge(ValueError):
+    """The spec's largest configuration has more parameters than allowed."""
+
+    def __init__(self, field: str, n_params: int, max_params: int) -> None:
+        super().__init__(
+            f"{field}: the largest network has {n_params:,} parameters, more than the "
+            f"{max_params:,} this service allows (HPS_MAX_PARAMS)"
+        )
+        self.field = field
+
+
+def mlp_params(n_in: int, hidden: list[int], n_out: int) -> int:
+    """Weights and biases of an MLP with these layer sizes."""
+    widths = [n_in, *hidden, n_out]
+    return sum(a * b + b for a, b in zip(widths, widths[1:], strict=False))
+
+
+def largest_network(spec: ExperimentSpec) -> tuple[str, int]:
+    """The parameter count of the largest network the spec can choose, and the field
+    its hidden layers come from."""
+    n_in, n_out = DATASET_SHAPES[spec.dataset.name]
+    p = spec.search.space.get("hidden")
+    if not isinstance(p, LayersParam):
+        return "training.hidden", mlp_params(n_in, list(spec.training.hidden), n_out)
+    if p.values is not None:
+        candidates = p.values
+    else:
+        assert p.depth is not None and p.units is not None
+        candidates = [[p.units[1]] * p.depth[1]]
+    return "search.space.hidden", max(mlp_params(n_in, h, n_out) for h in candidates)
+
+
+def max_epochs(spec: ExperimentSpec) -> int:
+    """The most epochs a trial of the spec can run (Hyperband's ``max_resource``)."""
+    p = spec.search.space.get("epochs")
+    if p is None:
+        return spec.training.epochs
+    return max(int(v) for v in param_values(p))
+
+
+def check_size(spec: ExperimentSpec, max_params: int) -> int:
+    """The parameter count of the spec's largest network; raises SpecTooLarge over
+    ``max_params``."""
+    field, n = largest_network(spec)
+    if n > max_params:
+        raise SpecTooLarge(field, n, max_params)
+    return n
+
+
+__all__ = [
+    "DATASET_SHAPES",
+    "SpecTooLarge",
+    "check_size",
+    "largest_network",
+    "max_epochs",
+    "mlp_params",
+]
