@@ -104,6 +104,11 @@
       if (s === "C") { cx.push(p.number[i]); cy.push(v); }
     }
     const n = groups.C.x.length + groups.P.x.length;
+    if (!n) {
+      message(div, "No finished trials yet.");
+      return 0;
+    }
+    message(div, null);
     const type = scatterType(n);
     const traces = [
       { type: type, mode: "markers", name: "complete", x: groups.C.x, y: groups.C.y,
@@ -154,6 +159,11 @@
       }
       const d = axisValues(data, axis);
       total += d.x.length;
+      if (!d.x.length) {
+        message(div, "No finished trials yet.");
+        return;
+      }
+      message(div, null);
       let xaxis = xAxis(axis.label);
       if (axis.kind === "categorical") xaxis.type = "category";
       else if (axis.log) xaxis = logAxis(d.x, xaxis);
@@ -213,6 +223,11 @@
   function curves(div, data) {
     const traces = [];
     const list = data.curves.slice();
+    if (!list.length) {
+      message(div, "No curves yet: they appear as trials run.");
+      return 0;
+    }
+    message(div, null);
     const rank = { COMPLETE: 0, RUNNING: 1, LOST: 1, PRUNED: 2, FAIL: 3 };
     list.sort((a, b) => (rank[a.state] ?? 0) - (rank[b.state] ?? 0) ||
       ((a.value ?? Infinity) - (b.value ?? Infinity)) * (data.direction === "minimize" ? 1 : -1) ||
