@@ -52,11 +52,17 @@ pytest: $(DEV_STAMP) browser
 
 test: lint typecheck pytest
 
-bench: $(DEV_STAMP)
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(DEV_STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_trainer.py
 	$(BIN)/python bench/bench_coordination.py
 	$(BIN)/python bench/bench_vs_optuna.py
 	$(BIN)/python bench/bench_end_to_end.py
+	$(BIN)/python bench/reads.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

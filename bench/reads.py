@@ -248,6 +248,8 @@ def main() -> None:
             )
         )
         targets["optuna-dashboard GET /api/studies/{id}"] = f"{dbase}/api/studies/{optuna_id}"
+    elif not args.no_dashboard:
+        print("optuna-dashboard not installed (make bench installs it): skipped", file=sys.stderr)
     try:
         report(targets, base, sid, args)
     finally:
