@@ -185,6 +185,7 @@ def study_page(
         csv_view_url=f"{api_base}/trials.csv?{q.view_params()}",
         csv_all_url=f"{api_base}/trials.csv",
         json_view_url=f"{api_base}/trials?{q.view_params()}&limit={store.MAX_PAGE}",
+        json_all_url=f"{api_base}/trials?limit={store.MAX_PAGE}",
         curve_top=CURVE_TOP,
         factor=row.spec["pruning"]["divergence_factor"],
     )

@@ -71,6 +71,9 @@ def test_study_page_header_table_and_plots(client: TestClient, sid: int) -> None
     assert '<th scope="col" class="num "' in html and "?sort=param%3Alr" in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert(1)" not in html
     assert re.search(r"/assets/plotly-[\d.]+\.min\.js", html)
+    exports = ['trials.csv?state=all&amp;sort=rank"', 'trials.csv"', 'trials?limit=10000"']
+    for export in exports:  # CSV and JSON, of this view and of all trials
+        assert f'href="/api/v1/studies/{sid}/{export}' in html
 
 
 @pytest.mark.parametrize(
