@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import yaml
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -75,6 +75,21 @@ class PageQuery:
         if self.top is not None:
             params["top"] = self.top
         return urlencode(params | paging)
+
+
+def page_query(
+    state: Annotated[str, Query(max_length=16)] = "all",
+    sort: Annotated[str, Query(max_length=80)] = "rank",
+    desc: bool = False,
+    top: Annotated[str, Query(max_length=8)] = "",
+    page: Annotated[int, Query(ge=1, le=10**6)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=store.MAX_PAGE)] = 50,
+) -> PageQuery:
+    """The study page's query string (shared by the page and its live feed)."""
+    return PageQuery(state, sort, desc, _int_or_none("top", top, 1, store.MAX_PAGE), page, per_page)
+
+
+PageQueryDep = Annotated[PageQuery, Depends(page_query)]
 
 
 def _pager(q: PageQuery, study_id: int, total: int) -> dict[str, Any]:
@@ -142,21 +157,13 @@ def _state_options(session: Session, study_id: int) -> list[tuple[str, str]]:
 
 @router.get("/studies/{study_id}", response_class=HTMLResponse)
 def study_page(
-    study_id: StudyId,
-    request: Request,
-    session: ReadSessionDep,
-    state: Annotated[str, Query(max_length=16)] = "all",
-    sort: Annotated[str, Query(max_length=80)] = "rank",
-    desc: bool = False,
-    top: Annotated[str, Query(max_length=8)] = "",
-    page: Annotated[int, Query(ge=1, le=10**6)] = 1,
-    per_page: Annotated[int, Query(ge=1, le=store.MAX_PAGE)] = 50,
+    study_id: StudyId, request: Request, session: ReadSessionDep, q: PageQueryDep
 ) -> HTMLResponse:
     row = get_study_or_404(session, study_id)
-    q = PageQuery(state, sort, desc, _int_or_none("top", top, 1, store.MAX_PAGE), page, per_page)
+    page, per_page = q.page, q.per_page
     offset = (page - 1) * per_page
     view = make_view(
-        row, state=state, sort=sort, desc=desc, top=q.top, offset=offset, limit=per_page
+        row, state=q.state, sort=q.sort, desc=q.desc, top=q.top, offset=offset, limit=per_page
     )
     result = store.list_trials(session=session, study=row, view=view)
     study = study_public(session, row)
@@ -195,21 +202,15 @@ def study_page(
 def study_live(
     study_id: StudyId,
     session: ReadSessionDep,
+    q: PageQueryDep,
     cursor: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
-    state: Annotated[str, Query(max_length=16)] = "all",
-    sort: Annotated[str, Query(max_length=80)] = "rank",
-    desc: bool = False,
-    top: Annotated[str, Query(max_length=8)] = "",
-    page: Annotated[int, Query(ge=1, le=10**6)] = 1,
-    per_page: Annotated[int, Query(ge=1, le=store.MAX_PAGE)] = 50,
 ) -> JSONResponse:
     """What the open study page needs since ``cursor``: the header, pager and state-filter
     counts, rows of trials that ended or are running (marked ``show`` when they belong in
     the page's view), their plot points, and curves for running trials and for new ones
     the curve plot shows."""
     row = get_study_or_404(session, study_id)
-    q = PageQuery(state, sort, desc, _int_or_none("top", top, 1, store.MAX_PAGE), page, per_page)
-    view = make_view(row, state=state, sort=sort, desc=desc, top=q.top, limit=None)
+    view = make_view(row, state=q.state, sort=q.sort, desc=q.desc, top=q.top, limit=None)
     changes = store.changes_since(session=session, study=row, cursor=cursor)
     payload = _live_payload(session, row, study_public(session, row), view, changes)
     pager = _pager(q, row.id, store.count_trials(session=session, study=row, view=view))
