@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from search.store._changes import Changes, changes_since
 from search.store._engine import (
     db_now,
     engine_kwargs,
@@ -58,12 +59,10 @@ from search.store._trial_views import (
     MAX_PAGE,
     RECORDED_METRICS,
     STATE_FILTERS,
-    Changes,
     TrialPage,
     TrialSummary,
     TrialView,
     ViewError,
-    changes_since,
     count_trials,
     list_trials,
     sort_key,

@@ -1,6 +1,5 @@
-"""Views of a study's trials for pages and the API: filter, sort, rank, page, and the
-changes since a cursor. Every read is a query over hps_trials (no Optuna), and none loads
-the per-epoch curves except :func:`trial_curves`, for the few trials a plot shows.
+"""Views of a study's trials for pages and the API: filter, sort, rank, page. Every read
+is a query over hps_trials (no Optuna) that leaves the per-epoch curves alone.
 
 A trial's *rank* is its place among the study's COMPLETE trials by the objective (ties by
 trial number), the same order as :func:`search.store.leaderboard`.
@@ -145,7 +144,7 @@ _SUMMARY_COLUMNS = (
     TrialRow.seq,
     TrialRow.worker_id,
 )
-_LIVE = (T_RUNNING, T_LOST)
+LIVE_STATES = (T_RUNNING, T_LOST)
 _CONSISTENT_TRIES = 5
 
 
@@ -208,21 +207,21 @@ def _ranks(session: Session, study: StudyRow, numbers: Sequence[int]) -> tuple[d
         ranked.c.number.in_(list(numbers))
     )
     rows = session.execute(stmt).all()
-    cursor = rows[0].cursor if rows else _current_cursor(session, study.id)
+    cursor = rows[0].cursor if rows else current_cursor(session, study.id)
     return {r.number: r.rank for r in rows}, cursor
 
 
-def _current_cursor(session: Session, study_id: int) -> int:
+def current_cursor(session: Session, study_id: int) -> int:
     return int(session.scalar(select(_cursor(study_id))) or 0)
 
 
-def _summaries(
+def summaries(
     session: Session, study: StudyRow, numbers: Sequence[int]
 ) -> tuple[list[TrialSummary], int]:
     """Full rows of the given trials, in the given order, with ranks, and the cursor they
     were read at (retried until the rows, the ranks and the cursor share one snapshot)."""
     if not numbers:
-        return [], _current_cursor(session, study.id)
+        return [], current_cursor(session, study.id)
     for _ in range(_CONSISTENT_TRIES):
         ranks, rank_cursor = _ranks(session, study, numbers)
         stmt = select(*_SUMMARY_COLUMNS, _cursor(study.id).label("cursor")).where(
@@ -312,7 +311,7 @@ def list_trials(*, session: Session, study: StudyRow, view: TrialView) -> TrialP
             result = session.execute(stmt if view.limit is None else stmt.limit(view.limit)).all()
             numbers = [r.number for r in result]
             page_cursor = result[0].cursor if result else None
-        rows, cursor = _summaries(session, study, numbers)
+        rows, cursor = summaries(session, study, numbers)
         if page_cursor is None or page_cursor == cursor:
             break
     return TrialPage(rows=rows, total=total, cursor=cursor if rows else None)
@@ -346,56 +345,24 @@ def trial_summaries(
     *, session: Session, study: StudyRow, numbers: Sequence[int]
 ) -> list[TrialSummary]:
     """The given trials (with their ranks), by number."""
-    return _summaries(session, study, sorted(numbers))[0]
-
-
-@dataclass(frozen=True)
-class Changes:
-    finished: list[TrialSummary]  # trials that ended after the cursor, in the order they ended
-    running: list[TrialSummary]  # every trial still running
-    cursor: int  # pass back to get only what changes after this call
-
-
-def changes_since(*, session: Session, study: StudyRow, cursor: int) -> Changes:
-    """What a live page needs after ``cursor``: trials ended since, and the running ones.
-
-    Exact and clock-free: a trial's end takes the study's next change number under the
-    study row's lock (:func:`search.store.finish_trial`), so numbers commit in order. The
-    cursor returned is read before the trials, so every end up to it is in this answer (a
-    trial that ends while this runs may come again in the next answer)."""
-    new_cursor = _current_cursor(session, study.id)
-    numbered = [TrialRow.study_id == study.id, TrialRow.number.is_not(None)]
-    ended = session.scalars(
-        select(TrialRow.number)
-        .where(*numbered, TrialRow.seq > cursor, TrialRow.state.not_in(_LIVE))
-        .order_by(TrialRow.seq)
-    ).all()
-    live = session.scalars(
-        select(TrialRow.number)
-        .where(*numbered, TrialRow.state.in_(_LIVE))
-        .order_by(TrialRow.number)
-    ).all()
-    numbers = [n for n in dict.fromkeys([*ended, *live]) if n is not None]
-    rows, _ = _summaries(session, study, numbers)
-    finished = [t for t in rows if t.state not in _LIVE]
-    running = [t for t in rows if t.state in _LIVE]
-    return Changes(finished=finished, running=running, cursor=max(cursor, new_cursor))
+    return summaries(session, study, sorted(numbers))[0]
 
 
 __all__ = [
+    "LIVE_STATES",
     "COLUMN_SORTS",
     "MAX_PAGE",
     "RECORDED_METRICS",
     "STATE_FILTERS",
-    "Changes",
     "TrialPage",
     "TrialSummary",
     "TrialView",
     "ViewError",
-    "changes_since",
     "count_trials",
+    "current_cursor",
     "list_trials",
     "objective_order",
     "sort_key",
+    "summaries",
     "trial_summaries",
 ]

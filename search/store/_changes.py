@@ -1,0 +1,48 @@
+"""The changes since a cursor that a live study page polls for: trials that ended after
+it, and the running ones. See :func:`search.store.finish_trial` for the cursor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from search.store._tables import StudyRow, TrialRow
+from search.store._trial_views import LIVE_STATES, TrialSummary, current_cursor, summaries
+
+
+@dataclass(frozen=True)
+class Changes:
+    finished: list[TrialSummary]  # trials that ended after the cursor, in the order they ended
+    running: list[TrialSummary]  # every trial still running
+    cursor: int  # pass back to get only what changes after this call
+
+
+def changes_since(*, session: Session, study: StudyRow, cursor: int) -> Changes:
+    """What a live page needs after ``cursor``: trials ended since, and the running ones.
+
+    Exact and clock-free: a trial's end takes the study's next change number under the
+    study row's lock (:func:`search.store.finish_trial`), so numbers commit in order. The
+    cursor returned is read before the trials, so every end up to it is in this answer (a
+    trial that ends while this runs may come again in the next answer)."""
+    new_cursor = current_cursor(session, study.id)
+    numbered = [TrialRow.study_id == study.id, TrialRow.number.is_not(None)]
+    ended = session.scalars(
+        select(TrialRow.number)
+        .where(*numbered, TrialRow.seq > cursor, TrialRow.state.not_in(LIVE_STATES))
+        .order_by(TrialRow.seq)
+    ).all()
+    live = session.scalars(
+        select(TrialRow.number)
+        .where(*numbered, TrialRow.state.in_(LIVE_STATES))
+        .order_by(TrialRow.number)
+    ).all()
+    numbers = [n for n in dict.fromkeys([*ended, *live]) if n is not None]
+    rows, _ = summaries(session, study, numbers)
+    finished = [t for t in rows if t.state not in LIVE_STATES]
+    running = [t for t in rows if t.state in LIVE_STATES]
+    return Changes(finished=finished, running=running, cursor=max(cursor, new_cursor))
+
+
+__all__ = ["Changes", "changes_since"]
