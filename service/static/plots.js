@@ -294,7 +294,8 @@
     const rows = data.data.slice().reverse();
     draw(div, [{ type: "bar", orientation: "h", x: rows.map((r) => r.importance), y: rows.map((r) => r.label),
       marker: { color: STATE_COLOR.C }, hovertemplate: "%{y}: %{x:.3f}<extra></extra>" }],
-    layout({ margin: { l: 180, r: 16, t: 8, b: 40 }, xaxis: { title: title("importance"), range: [0, 1] } }));
+    layout({ margin: { l: 16, r: 16, t: 8, b: 40 }, yaxis: { automargin: true },
+      xaxis: { title: title("importance"), range: [0, 1] } }));
     return rows.length;
   }
 
