@@ -5,6 +5,10 @@ heartbeat thread keeps the worker and its trial alive in the database and stops 
 at once when it finds it reaped or its study cancelled. Workers coordinate only through
 the database.
 
+Between trials of a study the worker records the end of one and claims the next in one
+transaction. An idle worker polls for work every ``poll_interval``; SIGUSR1 (sent by
+``hpsearch serve`` to its local workers when a study is submitted) wakes it at once.
+
 Signals: the first SIGTERM stops taking new trials and ends the current one at its next
 epoch boundary (recorded as interrupted, its slot handed back for a retry of the same
 configuration); a second SIGTERM or any SIGINT raises ``WorkerKilled`` in the main thread,
@@ -19,6 +23,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from types import FrameType
@@ -128,6 +133,8 @@ class Worker:
         self._key = f"{socket.gethostname()}:{os.getpid()}"
         self._studies: dict[int, _Study] = {}
         self._last: int | None = None  # the study of the last trial claimed
+        self._next: tuple[_Study, StartedTrial] | None = None  # claimed as the last one ended
+        self._wake = threading.Event()  # SIGUSR1 or SIGTERM: stop idling now
         self._next_reap = 0.0
 
     # ------------------------------------------------------------ lifecycle
@@ -137,6 +144,7 @@ class Worker:
             if signum == signal.SIGTERM and not self.stop.event.is_set():
                 log.warning("worker %s: stopping after the current epoch", self.worker_id)
                 self.stop.set(STOPPED_REASON)
+                self._wake.set()
                 if self.heartbeat is not None:
                     self.heartbeat.stop_trial(STOPPED_REASON, retry=True)
                 return
@@ -144,6 +152,7 @@ class Worker:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGUSR1, lambda signum, frame: self._wake.set())
 
     def register(self) -> None:
         """Register this worker and start its heartbeat."""
@@ -187,6 +196,14 @@ class Worker:
         return self.trials_run
 
     def close(self) -> None:
+        if self._next is not None:  # claimed as the last trial ended, never started
+            _, started = self._next
+            self._next = None
+            unstarted = Outcome(T_FAIL, None, STOPPED_REASON, None, retry=True)
+            try:
+                self._db(lambda s: self._record_end(s, started, unstarted, Progress(""), 0.0))
+            except Exception:
+                log.exception("could not hand back trial %s", started.number)
         if self.heartbeat is not None:
             self.heartbeat.halt()
         if self.worker_id is not None:
@@ -200,11 +217,12 @@ class Worker:
         """Claim and serve one trial, or idle a moment; False when it is time to stop."""
         o = self.options
         self._maybe_reap()
-        begun = self._begin()
+        begun, self._next = self._next or self._begin(), None
         if begun is None:
             if o.exit_when_idle and self._idle_for_good():
                 return False
-            self.stop.event.wait(o.poll_interval)
+            self._wake.wait(o.poll_interval)
+            self._wake.clear()
             return True
         self._serve(*begun)
         self.trials_run += 1
@@ -245,9 +263,9 @@ class Worker:
             started, outcome = self._train(study, started, progress, stop)
         except KeyboardInterrupt:  # WorkerKilled, or Ctrl-C when run in-process
             killed = Outcome(T_FAIL, None, KILLED_REASON, None, retry=True)
-            self._end(started, killed, progress, t0)
+            self._end(study, started, killed, progress, t0, claim_next=False)
             raise
-        self._end(started, outcome, progress, t0)
+        self._end(study, started, outcome, progress, t0, claim_next=self._may_go_on())
 
     def _train(
         self, study: _Study, started: StartedTrial, progress: Progress, stop: StopSignal
@@ -297,23 +315,72 @@ class Worker:
             judge = OptunaJudge(trial, progress, spec)
         return started, judge
 
-    def _end(self, started: StartedTrial, outcome: Outcome, progress: Progress, t0: float) -> None:
-        assert self.heartbeat is not None
+    def _may_go_on(self) -> bool:
+        """Whether this worker will serve another trial after the one ending now."""
+        o = self.options
+        return not self.stop.event.is_set() and (
+            o.max_trials is None or self.trials_run + 1 < o.max_trials
+        )
+
+    def _end(
+        self,
+        study: _Study,
+        started: StartedTrial,
+        outcome: Outcome,
+        progress: Progress,
+        t0: float,
+        *,
+        claim_next: bool,
+    ) -> None:
+        """Record the trial's end and, with ``claim_next``, claim the study's next slot in
+        the same transaction (one commit fewer per trial). Should claiming fail for any
+        reason but the database's, the end is recorded alone."""
+        assert self.heartbeat is not None and self.worker_id is not None
+        wid, duration = self.worker_id, time.perf_counter() - t0
+
+        def end_and_claim(s: Any) -> tuple[bool, StartedTrial | None]:
+            recorded = self._record_end(s, started, outcome, progress, duration)
+            return recorded, begin_trial(session=s, ctx=study.ctx, worker_id=wid)
+
         try:
-            recorded = self._db(
-                lambda s: end_trial(
-                    session=s,
-                    started=started,
-                    outcome=outcome,
-                    new_intermediate_values=progress.not_in_optuna(),
-                    duration_s=time.perf_counter() - t0,
-                    worker_id=self.worker_id,
+            recorded, nxt = False, None
+            if claim_next:
+                try:
+                    recorded, nxt = self._db(end_and_claim)
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    log.exception("claiming the next trial of study %s failed", started.study_id)
+                    claim_next = False
+            if not claim_next:
+                recorded = self._db(
+                    lambda s: self._record_end(s, started, outcome, progress, duration)
                 )
-            )
         finally:
             self.heartbeat.unwatch()
+        if nxt is not None:
+            self._next = (study, nxt)
+        elif claim_next:
+            self._last = None  # the study has no slot left for now
         if not recorded:
             log.warning("trial %s was reaped before it ended; dropped", started.number)
+
+    def _record_end(
+        self,
+        session: Any,
+        started: StartedTrial,
+        outcome: Outcome,
+        progress: Progress,
+        duration_s: float,
+    ) -> bool:
+        return end_trial(
+            session=session,
+            started=started,
+            outcome=outcome,
+            new_intermediate_values=progress.not_in_optuna(),
+            duration_s=duration_s,
+            worker_id=self.worker_id,
+        )
 
     # ------------------------------------------------------------ helpers
 

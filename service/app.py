@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
@@ -37,7 +37,14 @@ async def _recovery_loop(app: FastAPI) -> None:
             log.exception("recovering lost trials failed")
 
 
-def create_app(settings: Settings | None = None, *, recover: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    recover: bool = True,
+    on_submit: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The API and pages. ``on_submit`` is called after each study is stored (``serve``
+    wakes its idle local workers with it, instead of their next poll)."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -57,6 +64,7 @@ def create_app(settings: Settings | None = None, *, recover: bool = True) -> Fas
     )
     app.state.settings = settings
     app.state.session_factory = make_session_factory(settings.database_url)
+    app.state.on_submit = on_submit
     app.state.caches = {}  # name -> ComputeCache (service.routes.plots)
     app.state.read_session_factory = make_session_factory(settings.database_url, read_only=True)
     install_error_handlers(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -129,10 +130,14 @@ def serve(*, host: str | None = None, port: int | None = None, workers: int | No
     n_workers = settings.workers if workers is None else workers
     url = upgrade_db(settings.database_url)
     threads = settings.threads or max(1, (os.cpu_count() or 1) // max(n_workers, 1))
+    # Workers inherit "ignore SIGUSR1" until they install their wake-up handler, so a study
+    # submitted while they start cannot kill them (its default action).
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     procs = [_spawn_worker(url, threads, i) for i in range(n_workers)]
     signal.signal(signal.SIGTERM, _raise_interrupt)  # until uvicorn installs its own
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        app = create_app(settings, on_submit=lambda: _wake_workers(procs))
+        uvicorn.run(app, host=host, port=port, log_level="info")
     except KeyboardInterrupt:
         pass
     finally:
@@ -147,6 +152,14 @@ def _spawn_worker(url: str, threads: int, index: int) -> subprocess.Popen[bytes]
     cmd = [sys.executable, "-m", "service.cli", "worker", "--db", url, "--threads", str(threads)]
     cmd += ["--name", f"local-{index}"]
     return subprocess.Popen(cmd)
+
+
+def _wake_workers(procs: list[subprocess.Popen[bytes]]) -> None:
+    """A study was submitted: idle workers look for it now rather than at their next poll."""
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGUSR1)
 
 
 def _stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 20.0) -> None:

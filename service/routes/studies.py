@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, status
+from fastapi import APIRouter, Header, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
@@ -63,6 +63,7 @@ OffsetQuery = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
     },
 )
 def create_study(
+    request: Request,
     spec: ExperimentSpec,
     session: SessionDep,
     factory: SessionFactoryDep,
@@ -95,6 +96,8 @@ def create_study(
         ) from None
     except RequestKeyReused as exc:
         raise Conflict(str(exc)) from None
+    if request.app.state.on_submit is not None:
+        request.app.state.on_submit()
     return study_public(session, get_study_or_404(session, row.id))
 
 

@@ -10,8 +10,10 @@ Steps inside a transaction die before its commit; the others die right after one
 - ``epoch``: mid-training, after epoch 1 of the trial
 - ``outcome~``: the outcome is written to hps_trials (uncommitted)
 - ``told~``: Optuna has the outcome too (uncommitted)
-- ``ended``: outcome, Optuna and the released slot committed together
-- ``next``: after the trial, at the worker's next claim
+- ``ended``: outcome, Optuna, the released slot and the next trial's claim committed
+  together
+- ``next~``: the next claim, in the transaction that records the trial's end (uncommitted:
+  the end is lost with it, as if the worker had died while training)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 CRASHED = 57  # the exit status of a worker that died at its step
-STEPS = ("claim~", "ask~", "params~", "claimed", "epoch", "outcome~", "told~", "ended", "next")
+STEPS = ("claim~", "ask~", "params~", "claimed", "epoch", "outcome~", "told~", "ended", "next~")
 
 
 def _die_after(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -71,13 +73,15 @@ def crash_at(db_url: str, study_id: int, step: str) -> None:
         db_url=db_url, study_id=study_id, grace_period=3600, heartbeat_interval=0.5
     )
     worker = Worker(options, train=train)
-    if step == "next":
-        serve = worker._serve
+    if step == "next~":
+        claim_slot, claims = lifecycle.claim_slot, []
 
-        def serve_then_die_at_next_claim(*args: Any) -> None:
-            serve(*args)
-            worker._begin = lambda: os._exit(CRASHED)  # type: ignore[method-assign]
+        def claim_or_die(*args: Any, **kwargs: Any) -> Any:
+            claims.append(1)
+            if len(claims) == 2:  # the first claim started the trial; this one ends it
+                os._exit(CRASHED)
+            return claim_slot(*args, **kwargs)
 
-        worker._serve = serve_then_die_at_next_claim  # type: ignore[method-assign]
+        lifecycle.claim_slot = claim_or_die  # type: ignore[assignment]
     worker.run()
     os._exit(0)  # it never reached its step

@@ -229,3 +229,33 @@ def test_max_trials_and_study_filter(migrated_url: str) -> None:
     assert _trials(migrated_url, other) == []  # --study: the older study was left alone
     with pytest.raises(ValueError, match="max_trials"):
         Worker(WorkerOptions(db_url=migrated_url, max_trials=0))
+
+
+def test_next_trial_is_claimed_with_the_end_and_handed_back_on_close(migrated_url: str) -> None:
+    """The transaction that records a trial's end claims the study's next slot; a worker
+    that stops before serving it hands it back for a retry, so nothing stays RUNNING."""
+    sid = _create(migrated_url, _spec(n_trials=3))
+    worker = Worker(WorkerOptions(db_url=migrated_url, study_id=sid))
+    worker.register()
+    assert worker.step()
+    ended, claimed = _trials(migrated_url, sid)
+    assert ended.state in ("COMPLETE", "PRUNED") and claimed.state == "RUNNING"
+    assert worker._next is not None and worker._next[1].trial_row_id == claimed.id
+    worker.close()
+    handed_back = _trials(migrated_url, sid)[1]
+    assert (handed_back.state, handed_back.reason) == ("FAIL", "interrupted (worker stopped)")
+    with store.session_scope(store.make_session_factory(migrated_url)) as s:
+        study = store.get_study(session=s, study_id=sid)
+        assert (study.claimed, study.running) == (1, 0)  # its slot is free again
+    assert _run(migrated_url) == 2
+    finished = [t for t in _trials(migrated_url, sid) if t.state != "FAIL"]
+    assert sorted(t.slot for t in finished) == [0, 1, 2]
+    retried = next(t for t in finished if t.slot == handed_back.slot)
+    assert retried.params == handed_back.params  # the retry ran the same configuration
+
+
+def test_a_worker_with_max_trials_claims_no_trial_beyond_them(migrated_url: str) -> None:
+    sid = _create(migrated_url, _spec(n_trials=4))
+    assert _run(migrated_url, max_trials=2) == 2
+    trials = _trials(migrated_url, sid)  # no third trial claimed and handed back
+    assert len(trials) == 2 and all(t.state in ("COMPLETE", "PRUNED") for t in trials)

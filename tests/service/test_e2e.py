@@ -131,3 +131,34 @@ def test_worker_with_an_unavailable_device_fails_in_one_line(tmp_path: Path) -> 
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error:") and "cuda" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_serve_wakes_idle_workers_when_a_study_arrives(tmp_path: Path) -> None:
+    """Workers that would poll once an hour still take a submitted study at once: `serve`
+    wakes them (SIGUSR1), also while they are starting (the signal must not kill them)."""
+    db = f"sqlite:///{tmp_path / 'wake.db'}"
+    port = free_port()
+    env = env_for(db, HPS_POLL_INTERVAL="3600")
+    proc = spawn(["serve", "--port", str(port), "--workers", "2"], env=env, log=tmp_path / "s.log")
+    base = f"http://127.0.0.1:{port}/api/v1"
+    small = SPEC | {"training": {"epochs": 2, "batch_size": 64}}
+    small["search"] = SPEC["search"] | {"n_trials": 2}
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
+        early = httpx.post(f"{base}/studies", json=small | {"name": "while-starting"})
+        assert early.status_code == 201, early.text
+        assert wait_study(f"http://127.0.0.1:{port}", early.json()["id"], 120)["status"] == (
+            "completed"
+        )
+        deadline = time.monotonic() + 60
+        while [w["status"] for w in httpx.get(f"{base}/workers").json()["data"]] != ["idle"] * 2:
+            assert time.monotonic() < deadline, "workers never went idle"
+            time.sleep(0.2)
+        idle = httpx.post(f"{base}/studies", json=small | {"name": "while-idle"})
+        assert idle.status_code == 201, idle.text
+        done = wait_study(f"http://127.0.0.1:{port}", idle.json()["id"], 120)
+        assert done["status"] == "completed" and done["counts"]["complete"] == 2
+        assert proc.poll() is None
+    finally:
+        stop(proc, signal.SIGKILL)
+        print((tmp_path / "s.log").read_text()[-5000:])
