@@ -1,7 +1,8 @@
 """Samplers. A random draw is keyed on (seed, k, parameter name), so budget slot k's
 parameters depend only on (seed, k): any number of workers, and any number of retries,
-yield the same set. Workers draw random and grid parameters themselves (``search.slots``);
-Optuna's sampler only chooses for adaptive studies (TPE)."""
+yield the same set. Workers draw random, grid and quasi-random (Sobol) parameters themselves
+(``search.slots``); Optuna's sampler only chooses for adaptive studies (TPE, CMA-ES,
+Gaussian process)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler, RandomSampler, TPESampler
+from optuna.samplers import BaseSampler, CmaEsSampler, GPSampler, RandomSampler, TPESampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
@@ -67,13 +68,25 @@ class TrialKeyedRandomSampler(BaseSampler):
 
 
 def make_sampler(sampler: str, *, seed: int, worker_key: str = "") -> BaseSampler:
-    """The Optuna sampler for a spec. Random and grid parameters are drawn by the worker
-    from the budget slot (the sampler is never asked); ``tpe`` is adaptive and seeded per
-    worker so concurrent workers do not propose identical startup points."""
-    if sampler in ("random", "grid"):
+    """The Optuna sampler for a spec. Random, grid and qmc parameters are drawn by the
+    worker from the budget slot (the sampler is never asked). The adaptive ones are seeded
+    per worker so concurrent workers do not propose identical points; CMA-ES and the
+    Gaussian process model the parameters present in every trial and draw the others
+    (categorical for CMA-ES, conditional layer sizes) at random, as documented."""
+    if sampler in ("random", "grid", "qmc"):
         return TrialKeyedRandomSampler(seed)
+    worker_seed = derive_seed(seed, worker_key)
     if sampler == "tpe":
-        return TPESampler(seed=derive_seed(seed, worker_key))
+        return TPESampler(seed=worker_seed)
+    fallback = RandomSampler(seed=derive_seed(worker_seed, "independent"))
+    if sampler == "cmaes":
+        return CmaEsSampler(
+            seed=worker_seed, independent_sampler=fallback, warn_independent_sampling=False
+        )
+    if sampler == "gp":
+        return GPSampler(
+            seed=worker_seed, independent_sampler=fallback, warn_independent_sampling=False
+        )
     raise ValueError(f"unknown sampler {sampler!r}")
 
 

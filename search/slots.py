@@ -1,14 +1,19 @@
 """A budget slot's parameters, as a pure function of (spec, k).
 
 Random search draws each parameter keyed on (seed, k, name); grid search takes the k-th
-point of the Cartesian product. A retried slot therefore repeats its configuration, grids
-need nothing enqueued when a study is submitted, and 1 worker or 4 run the same set. The
-worker writes the parameters into the Optuna trial it creates, so the study's sampler is
-never asked (adaptive samplers such as TPE are asked as usual instead).
+point of the Cartesian product; quasi-random search (qmc) takes the k-th point of a
+scrambled Sobol sequence seeded by the spec, one dimension per parameter that the space can
+ask for (so the first 2^m slots cover every parameter's range evenly). A retried slot
+therefore repeats its configuration, grids need nothing enqueued when a study is
+submitted, and 1 worker or 4 run the same set. The worker writes the parameters into the
+Optuna trial it creates, so the study's sampler is never asked (adaptive samplers such as
+TPE, CMA-ES and GP are asked as usual instead).
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,9 +26,9 @@ from optuna.distributions import (
 
 from search.samplers import keyed_draw
 from search.space import grid_point, suggest
-from search.spec import ExperimentSpec
+from search.spec import ExperimentSpec, LayersParam, ParamSpec
 
-ADAPTIVE_SAMPLERS = ("tpe",)
+ADAPTIVE_SAMPLERS = ("tpe", "cmaes", "gp")
 
 
 @dataclass
@@ -35,6 +40,7 @@ class SlotTrial:
     seed: int
     slot: int
     point: dict[str, Any] | None = None  # the grid point, for grid search
+    unit: dict[str, float] | None = None  # the Sobol point's coordinates, for qmc search
     params: dict[str, Any] = field(default_factory=dict)
     distributions: dict[str, BaseDistribution] = field(default_factory=dict)
 
@@ -50,6 +56,8 @@ class SlotTrial:
     def _choose(self, name: str, distribution: BaseDistribution) -> Any:
         if self.point is not None:
             value = self.point[name]
+        elif self.unit is not None:
+            value = from_unit(self.unit[name], distribution)
         else:
             value = keyed_draw(self.seed, self.slot, name, distribution)
         self.params[name] = value
@@ -73,10 +81,70 @@ def slot_params(spec: ExperimentSpec, slot: int) -> SlotParams:
     if is_adaptive(spec):
         raise ValueError(f"{spec.search.sampler} chooses parameters adaptively, not by slot")
     space = spec.search.space
-    point = grid_point(space, slot) if spec.search.sampler == "grid" else None
-    trial = SlotTrial(seed=spec.search.seed, slot=slot, point=point)
+    sampler, seed = spec.search.sampler, spec.search.seed
+    point = grid_point(space, slot) if sampler == "grid" else None
+    unit = sobol_point(space, seed, slot) if sampler == "qmc" else None
+    trial = SlotTrial(seed=seed, slot=slot, point=point, unit=unit)
     knobs = suggest(trial, space)
     return SlotParams(knobs=knobs, params=trial.params, distributions=trial.distributions)
 
 
-__all__ = ["ADAPTIVE_SAMPLERS", "SlotParams", "SlotTrial", "is_adaptive", "slot_params"]
+def qmc_dimensions(space: dict[str, ParamSpec]) -> list[str]:
+    """Every parameter name ``suggest`` can ask for, in a fixed order: one Sobol dimension
+    each (a range of layers has its depth and the units of its deepest possible stack)."""
+    names: list[str] = []
+    for name, p in space.items():
+        if isinstance(p, LayersParam) and p.values is None:
+            assert p.depth is not None
+            names += [f"{name}.depth", *(f"{name}.units_{i}" for i in range(p.depth[1]))]
+        else:
+            names.append(name)
+    return names
+
+
+def sobol_point(space: dict[str, ParamSpec], seed: int, slot: int) -> dict[str, float]:
+    """Coordinates in [0, 1) of point ``slot`` of the Sobol sequence scrambled with ``seed``."""
+    from scipy.stats import qmc  # a worker-only import: the API never draws
+
+    names = qmc_dimensions(space)
+    if not names:
+        return {}
+    engine = qmc.Sobol(d=len(names), scramble=True, seed=seed)
+    with warnings.catch_warnings():  # one point at a time is not a power-of-2 batch
+        warnings.simplefilter("ignore", UserWarning)
+        if slot:
+            engine.fast_forward(slot)
+        point = engine.random(1)[0]
+    return {name: float(u) for name, u in zip(names, point, strict=True)}
+
+
+def from_unit(u: float, distribution: BaseDistribution) -> Any:
+    """The value at quantile ``u`` of a uniform (log-uniform for log ranges) distribution."""
+    u = min(max(u, 0.0), math.nextafter(1.0, 0.0))
+    if isinstance(distribution, CategoricalDistribution):
+        choices = distribution.choices
+        return choices[int(u * len(choices))]
+    if isinstance(distribution, IntDistribution):
+        low, high = distribution.low - 0.5, distribution.high + 0.5  # each int an equal share
+    else:
+        assert isinstance(distribution, FloatDistribution)
+        low, high = distribution.low, distribution.high
+    if distribution.log:
+        value = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+    else:
+        value = low + u * (high - low)
+    if isinstance(distribution, IntDistribution):
+        return min(max(round(value), distribution.low), distribution.high)
+    return min(max(value, distribution.low), distribution.high)
+
+
+__all__ = [
+    "ADAPTIVE_SAMPLERS",
+    "SlotParams",
+    "SlotTrial",
+    "from_unit",
+    "is_adaptive",
+    "qmc_dimensions",
+    "slot_params",
+    "sobol_point",
+]

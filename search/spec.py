@@ -8,7 +8,7 @@ inits are listed here; ``tests/search/test_spec.py`` checks they match ``models/
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
@@ -38,7 +38,10 @@ DATASET_TASKS: dict[str, Literal["classification", "regression"]] = {
     "moons": "classification",
     "diabetes": "regression",
 }
-SAMPLERS = ("random", "grid", "tpe")
+# random, grid and qmc draw slot k's parameters as a pure function of (spec, k); tpe,
+# cmaes and gp are Optuna's adaptive samplers (search.slots.ADAPTIVE_SAMPLERS).
+SamplerName = Literal["random", "grid", "qmc", "tpe", "cmaes", "gp"]
+SAMPLERS: tuple[str, ...] = get_args(SamplerName)
 PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband")
 METRICS = ("dev_loss", "dev_accuracy", "train_loss")
 
@@ -97,7 +100,7 @@ class Objective(_Strict):
 
 
 class SearchSpec(_Strict):
-    sampler: Literal["random", "grid", "tpe"] = "random"
+    sampler: SamplerName = "random"
     n_trials: int = Field(20, ge=1, le=10000)
     parallelism: int = Field(1, ge=1, le=1024)
     seed: int = Field(0, ge=0, le=MAX_SEED)

@@ -7,9 +7,11 @@ import math
 
 import numpy as np
 import optuna
+from optuna.distributions import FloatDistribution, IntDistribution
 from scipy import stats
 
 from search.samplers import TrialKeyedRandomSampler
+from search.slots import from_unit, slot_params
 from search.space import grid_point, grid_size, suggest
 from search.spec import ExperimentSpec
 
@@ -88,3 +90,58 @@ def test_suggest_decodes_layers() -> None:
         assert all(8 <= u <= 512 for u in knobs["hidden"])
         assert trial.params["hidden.depth"] == len(knobs["hidden"])
         study.tell(trial, 0.0)
+
+
+QMC_SPACE = {
+    "lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
+    "keep_prob": {"type": "float", "low": 0.5, "high": 1.0},
+    "activation": {"type": "categorical", "choices": ["relu", "tanh", "sigmoid", "leaky_relu"]},
+    "hidden": {"type": "layers", "depth": [1, 2], "units": [8, 64]},
+}
+
+
+def _qmc(seed: int, slots: int) -> list[dict]:
+    spec = ExperimentSpec.model_validate(
+        {
+            "name": "q",
+            "dataset": "iris",
+            "search": {"sampler": "qmc", "seed": seed, "space": QMC_SPACE},
+        }
+    )
+    return [slot_params(spec, k).knobs for k in range(slots)]
+
+
+def test_qmc_slots_cover_every_range_evenly() -> None:
+    """The first 16 Sobol points put exactly one value in each sixteenth of every range
+    (log range for lr), and split depth and activation exactly evenly: random draws do not."""
+    knobs = _qmc(seed=5, slots=16)
+    lr_bins = sorted(int((math.log10(k["lr"]) + 4) / 4 * 16) for k in knobs)
+    kp_bins = sorted(int((k["keep_prob"] - 0.5) / 0.5 * 16) for k in knobs)
+    assert lr_bins == list(range(16)) and kp_bins == list(range(16))
+    depths = [len(k["hidden"]) for k in knobs]
+    assert depths.count(1) == depths.count(2) == 8
+    assert {
+        a: [k["activation"] for k in knobs].count(a) for a in QMC_SPACE["activation"]["choices"]
+    } == {a: 4 for a in QMC_SPACE["activation"]["choices"]}
+    assert all(8 <= u <= 64 for k in knobs for u in k["hidden"])
+    random = ExperimentSpec.model_validate(
+        {"name": "r", "dataset": "iris", "search": {"seed": 5, "space": QMC_SPACE}}
+    )
+    random_bins = {
+        int((slot_params(random, k).knobs["keep_prob"] - 0.5) / 0.5 * 16) for k in range(16)
+    }
+    assert len(random_bins) < 16  # the contrast: independent draws collide
+
+
+def test_qmc_slot_k_depends_only_on_seed_and_k() -> None:
+    assert _qmc(seed=5, slots=8) == _qmc(seed=5, slots=8)
+    assert _qmc(seed=5, slots=4) == _qmc(seed=5, slots=8)[:4]
+    assert _qmc(seed=5, slots=8) != _qmc(seed=6, slots=8)
+
+
+def test_qmc_maps_the_ends_of_int_and_log_ranges_inside_them() -> None:
+    ints = IntDistribution(1, 3)
+    assert [from_unit(u, ints) for u in (0.0, 0.33, 0.34, 0.66, 0.67, 1.0)] == [1, 1, 2, 2, 3, 3]
+    logs = FloatDistribution(1e-3, 1.0, log=True)
+    assert 1e-3 <= from_unit(0.0, logs) < 1.0001e-3 and 0.9999 < from_unit(1.0, logs) <= 1.0
+    assert math.isclose(from_unit(0.5, logs), math.sqrt(1e-3))
