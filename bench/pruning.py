@@ -22,11 +22,11 @@ from _runs import StudyRun, run_study
 VARIANTS = {
     "none": {"divergence_factor": 1e6, "pruner": "none"},
     "divergence": {"divergence_factor": 3.0, "pruner": "none"},
-    "divergence+median": {"divergence_factor": 3.0, "pruner": "median", "warmup_epochs": 3},
+    "divergence+median": {"divergence_factor": 3.0, "pruner": "median"},
 }
 
 
-def spec(variant: str, seed: int, trials: int, epochs: int) -> dict[str, Any]:
+def spec(variant: str, seed: int, trials: int, epochs: int, warmup: int) -> dict[str, Any]:
     return {
         "name": f"pruning-{variant.replace('+', '-')}-{seed}",
         "dataset": "digits",
@@ -41,13 +41,13 @@ def spec(variant: str, seed: int, trials: int, epochs: int) -> dict[str, Any]:
             },
         },
         "training": {"epochs": epochs, "batch_size": 64, "optimizer": "adam"},
-        "pruning": VARIANTS[variant],
+        "pruning": VARIANTS[variant] | {"warmup_epochs": warmup},
     }
 
 
-def _one(args: tuple[str, int, int, int]) -> tuple[str, int, StudyRun]:
-    variant, seed, trials, epochs = args
-    return variant, seed, run_study(spec(variant, seed, trials, epochs))
+def _one(args: tuple[str, int, int, int, int]) -> tuple[str, int, StudyRun]:
+    variant, seed, trials, epochs, warmup = args
+    return variant, seed, run_study(spec(variant, seed, trials, epochs, warmup))
 
 
 def main() -> None:
@@ -55,14 +55,18 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=5, help="epochs before median pruning")
     parser.add_argument("--jobs", type=int, default=2, help="studies run at once (1 core each)")
     args = parser.parse_args()
-    jobs = [(v, s, args.trials, args.epochs) for s in range(args.seeds) for v in VARIANTS]
+    jobs = [
+        (v, s, args.trials, args.epochs, args.warmup) for s in range(args.seeds) for v in VARIANTS
+    ]
     with ProcessPoolExecutor(args.jobs) as pool:
         runs = {(v, s): run for v, s, run in pool.map(_one, jobs)}
     base = {s: runs["none", s] for s in range(args.seeds)}
     seeds = f"seeds 0..{args.seeds - 1}"
     print(f"{args.trials} random trials of up to {args.epochs} epochs on digits, {seeds}")
+    print(f"median pruner: 3 startup trials, {args.warmup} warm-up epochs")
     head = f"{'variant':<18} {'epochs':>7} {'vs none':>8} {'pruned':>7} {'wall s':>7}"
     print(f"{head}  best dev_loss per seed")
     for v in VARIANTS:
