@@ -72,10 +72,17 @@ def resolve_dataset(
         row = get_dataset_by_name(session=session, name=ds.name or "")
     if row is None or (ds.id is not None and ds.name is not None and ds.name != row.name):
         builtins = ", ".join(sorted(DATASET_TASKS))
+        what = (
+            f"no uploaded dataset with id {ds.id}"
+            if ds.id is not None
+            else (f"no built-in or uploaded dataset named {ds.name!r}")
+        )
+        if ds.id is not None and row is not None:
+            what = f"dataset {ds.id} is named {row.name!r}, not {ds.name!r}"
         raise UnknownDataset(
             "dataset",
-            f"no uploaded dataset {ds.label!r} (by id: {ds.id}); built-in datasets are "
-            f"{builtins}; `hpsearch datasets list` shows the uploaded ones",
+            f"{what}; built-in datasets are {builtins}; `hpsearch datasets list` shows "
+            "the uploaded ones",
         )
     try:
         check_objective_fits(spec.objective.metric, row.task, repr(row.name))

@@ -85,6 +85,7 @@ from search.store._tables import (
 from search.store._trial_views import (
     COLUMN_SORTS,
     MAX_PAGE,
+    OTHER_TASK_METRICS,
     RECORDED_METRICS,
     STATE_FILTERS,
     TrialPage,
@@ -148,6 +149,7 @@ __all__ = [
     "studies_using",
     "COLUMN_SORTS",
     "MAX_PAGE",
+    "OTHER_TASK_METRICS",
     "RECORDED_METRICS",
     "STATE_FILTERS",
     "Changes",
