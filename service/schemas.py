@@ -26,12 +26,6 @@ class TrialCounts(BaseModel):
     fail: int = 0
 
 
-class BestTrial(BaseModel):
-    number: int
-    value: float
-    params: dict[str, Any]
-
-
 class DiagnosisPublic(BaseModel):
     """Bias/variance reading of a finished trial: errors are error rates (classification)
     or RMSE in the target's units (regression); ``baseline_error`` is the majority class's
@@ -43,6 +37,13 @@ class DiagnosisPublic(BaseModel):
     baseline_error: float
     gap: float
     remedies: list[str]
+
+
+class BestTrial(BaseModel):
+    number: int
+    value: float
+    params: dict[str, Any]
+    diagnosis: DiagnosisPublic | None = None
 
 
 class HeldOutPublic(BaseModel):

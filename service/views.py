@@ -43,7 +43,9 @@ def study_public(
     if top:
         t = top[0].trial
         assert t.number is not None and t.value is not None
-        best = BestTrial(number=t.number, value=t.value, params=t.params)
+        best = BestTrial(
+            number=t.number, value=t.value, params=t.params, diagnosis=diagnosis_public(t.metrics)
+        )
     return StudyPublic.model_validate(
         {
             **{c: getattr(row, c) for c in StudyPublic.model_fields if hasattr(row, c)},
