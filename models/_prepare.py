@@ -92,7 +92,7 @@ class Preparation:
         text = _as_text(col)
         if fill is not None:
             text = text.fillna(fill)
-        codes = pd.Categorical(text, categories=categories).codes  # (N,), -1 if unseen
+        codes = pd.Index(categories).get_indexer(text)  # (N,), -1 if unseen or missing
         out = np.zeros((len(col), len(categories)), dtype=np.float32)
         seen = codes >= 0
         out[np.flatnonzero(seen), codes[seen]] = 1.0

@@ -24,6 +24,7 @@ from models import (
     Table,
     TableError,
     TableSummary,
+    builtin_table,
     check_table,
     detect_format,
     feature_kinds,
@@ -174,36 +175,43 @@ def _read_all(file: IO[bytes]) -> bytes:
 
 _lock = threading.Lock()
 _FRAMES: dict[str, pd.DataFrame] = {}  # sha256 -> parsed table
-_TABLES: dict[int, Table] = {}  # dataset id -> table (datasets never change)
-_PREPARED: dict[tuple[int, tuple[float, ...], int], Dataset] = {}
+_PREPARED: dict[tuple[Any, ...], Dataset] = {}  # (content key, split, seed) -> splits
+
+
+def _content_key(row: DatasetRow) -> tuple[str, str, str, bool]:
+    """What an uploaded dataset is made of: the same key gives the same table anywhere."""
+    return (row.sha256, row.target, row.task, row.impute)
 
 
 def uploaded_table(*, session_factory: sessionmaker[Session], dataset_id: int) -> Table:
-    """An uploaded dataset's raw table, read from the database once per process."""
-    with _lock:
-        if dataset_id in _TABLES:
-            return _TABLES[dataset_id]
+    """An uploaded dataset's raw table; its bytes are read from the database once per
+    process and the parsed table is kept by sha256."""
+    table, _ = _uploaded(session_factory, dataset_id)
+    return table
+
+
+def _uploaded(
+    session_factory: sessionmaker[Session], dataset_id: int
+) -> tuple[Table, tuple[str, str, str, bool]]:
     with session_scope(session_factory) as session:
         row = get_dataset(session=session, dataset_id=dataset_id)
         if row is None:
             raise LookupError(f"dataset {dataset_id} no longer exists")
-        sha256, fmt, target, task, impute = row.sha256, row.format, row.target, row.task, row.impute
-        frame = _FRAMES.get(sha256)
-        data = None if frame is not None else dataset_bytes(session=session, sha256=sha256)
+        key, fmt = _content_key(row), row.format
+        with _lock:
+            frame = _FRAMES.get(row.sha256)
+        data = None if frame is not None else dataset_bytes(session=session, sha256=row.sha256)
+    sha256, target, task, impute = key
     if frame is None:
         assert data is not None, f"dataset {dataset_id}: its bytes are missing"
         frame = read_table(io.BytesIO(data), fmt)
-    table = Table(frame, target, task, feature_kinds(frame, target), impute)
-    with _lock:
-        _FRAMES[sha256] = frame
-        _TABLES[dataset_id] = table
-    return table
+        with _lock:
+            _FRAMES[sha256] = frame
+    return Table(frame, target, task, feature_kinds(frame, target), impute), key
 
 
 def spec_table(*, session_factory: sessionmaker[Session], dataset: DatasetSpec) -> Table:
     """The raw table a spec names (built-in or uploaded)."""
-    from models import builtin_table
-
     if dataset.id is None:
         assert dataset.name is not None
         return builtin_table(dataset.name, dataset.seed)
@@ -211,19 +219,19 @@ def spec_table(*, session_factory: sessionmaker[Session], dataset: DatasetSpec) 
 
 
 def load_spec_dataset(*, session_factory: sessionmaker[Session], dataset: DatasetSpec) -> Dataset:
-    """The prepared splits a spec names (cached per process)."""
+    """The prepared splits a spec names (kept per process by content, split and seed)."""
     split = tuple(dataset.split)
     if dataset.id is None:
         assert dataset.name is not None
         return load_dataset(dataset.name, split=split, seed=dataset.seed)
-    key = (dataset.id, split, dataset.seed)
+    table, content = _uploaded(session_factory, dataset.id)
+    key = (content, split, dataset.seed)
     with _lock:
-        if key in _PREPARED:
-            return _PREPARED[key]
-    table = uploaded_table(session_factory=session_factory, dataset_id=dataset.id)
-    prepared = make_dataset(dataset.label, table, split, dataset.seed)
-    with _lock:
-        _PREPARED[key] = prepared
+        prepared = _PREPARED.get(key)
+    if prepared is None:
+        prepared = make_dataset(dataset.label, table, split, dataset.seed)
+        with _lock:
+            _PREPARED[key] = prepared
     return prepared
 
 

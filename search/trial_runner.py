@@ -214,7 +214,7 @@ def trial_metrics(r: TrainResult, baseline_error: float | None) -> dict[str, Any
             metrics["train_accuracy"] = t.accuracy
         else:
             metrics["train_rmse"] = _finite_or_none(t.rmse)
-    return {k: v for k, v in metrics.items() if v is not None or k == "dev_accuracy"}
+    return {k: v for k, v in metrics.items() if v is not None}
 
 
 def _finite_or_none(v: float | None) -> float | None:
