@@ -5,6 +5,10 @@ the winner scored once on the test split, and the test split never choosing the 
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -192,3 +196,48 @@ def test_builtin_data_goes_through_the_same_preparation() -> None:
     expected = data.preparation.transform(train)
     assert np.array_equal(expected, data.train_x.numpy())
     assert data.train_x.mean(dim=0).abs().max() < 1e-5
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_loading_lines() -> str:
+    """The README's five lines that load a downloaded model and predict."""
+    text = README.read_text(encoding="utf-8")
+    block = text.split("**Take the model away.**", 1)[1].split("```python\n", 1)[1]
+    code = block.split("```", 1)[0]
+    assert len([line for line in code.splitlines() if line.strip()]) == 5, code
+    return code
+
+
+def test_the_downloaded_model_loads_as_the_readme_says(sqlite_url: str, tmp_path: Path) -> None:
+    """In a fresh process that imports no Optuna, SQLAlchemy or FastAPI, the README's
+    lines reproduce the stored test metric on the test rows."""
+    from service.runner import upgrade_db
+
+    upgrade_db(sqlite_url)
+    frame = classification_frame()
+    _ingest(sqlite_url, frame, "animal", "pets")
+    sid = _study(sqlite_url, small_spec("pets", "pets", metric="dev_accuracy"))
+    _run(sqlite_url)
+    with _api(sqlite_url) as api:
+        metrics = api.get(f"/api/v1/studies/{sid}").json()["test"]["metrics"]
+        (tmp_path / "model.zip").write_bytes(api.get(f"/api/v1/studies/{sid}/model").content)
+    rows = _test_rows(frame, "animal", "classification")
+    rows.drop(columns=["animal"]).to_csv(tmp_path / "rows.csv", index=False)
+    code = readme_loading_lines()
+    code = code.replace("study-1-trial-3.hpsmodel.zip", "model.zip").replace(
+        "new_rows.csv", "rows.csv"
+    )
+    code += (
+        "import json, sys\n"
+        "heavy = [m for m in ('optuna', 'sqlalchemy', 'fastapi') if m in sys.modules]\n"
+        "print(json.dumps({'heavy': heavy, 'predicted': [str(p) for p in model(rows)]}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    assert answer["heavy"] == []
+    accuracy = float(np.mean(np.array(answer["predicted"]) == rows["animal"].to_numpy()))
+    assert accuracy == pytest.approx(metrics["accuracy"], abs=1e-6)
