@@ -23,6 +23,7 @@ DatasetId = Annotated[int, Path(ge=0, le=2**31 - 1, description="dataset id")]
 NOT_FOUND: Responses = {404: {"model": ErrorPublic, "description": "No such dataset"}}
 UPLOAD_ERRORS: Responses = {
     200: {"model": DatasetPublic, "description": "The same upload was stored before: that one"},
+    400: {"model": ErrorPublic, "description": "The multipart body could not be parsed"},
     409: {"model": ErrorPublic, "description": "Another dataset has this name"},
     413: {"model": ErrorPublic, "description": "Larger than HPS_MAX_UPLOAD_MB"},
     415: {"model": ErrorPublic, "description": "Not a CSV or Parquet file"},
