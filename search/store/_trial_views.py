@@ -55,8 +55,6 @@ RECORDED_METRICS = (
     "dev_rmse",
     "dev_r2",
     "train_error",
-    "dev_error",
-    "baseline_error",
     "initial_loss",
 )
 # Recorded metrics a study of each task has no values for.

@@ -14,9 +14,7 @@ from search.store import Base, get_engine
 
 def _drift(url: str) -> list[object]:
     with get_engine(url).connect() as conn:
-        context = MigrationContext.configure(
-            conn, opts={"version_table": migrations.VERSION_TABLE}
-        )
+        context = MigrationContext.configure(conn, opts={"version_table": migrations.VERSION_TABLE})
         diff = compare_metadata(context, Base.metadata)
     ours = ("hps_studies", "hps_trials", "hps_workers", "hps_blobs", "hps_datasets", "hps_models")
     return [d for d in diff if any(t in repr(d) for t in ours)]
