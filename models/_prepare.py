@@ -134,7 +134,7 @@ class Preparation:
 
 def _numbers(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     try:
-        return frame[columns].to_numpy(dtype=np.float64, na_value=np.nan)  # (N, Fn)
+        return frame[columns].to_numpy(dtype=np.float64, na_value=np.nan, copy=True)  # (N, Fn)
     except (TypeError, ValueError):
         for c in columns:
             if pd.to_numeric(frame[c], errors="coerce").isna().sum() > frame[c].isna().sum():

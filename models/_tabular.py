@@ -200,11 +200,11 @@ def _check_target(y: pd.Series, name: str, task: str) -> dict[str, Any]:
     counts = y.map(label_value).value_counts()
     if len(counts) < 2:
         raise TableError(
-            f"target column {name!r} has a single class ({counts.index[0]!r}); "
+            f"target column {name!r} has a single class ({label_value(counts.index[0])!r}); "
             "classification needs at least two",
             column=name,
         )
-    label, fewest = counts.idxmin(), int(counts.min())
+    label, fewest = label_value(counts.idxmin()), int(counts.min())
     if fewest < MIN_CLASS_ROWS:
         raise TableError(
             f"class {label!r} of target column {name!r} has {fewest} row(s), too few to split "

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from models import builtin_table, load_dataset, read_model, split_table
+from models import Table, builtin_table, load_dataset, read_model, split_table
 from search import store
 from search.datasets import Upload, ingest_dataset
 from search.spec import ExperimentSpec
@@ -51,7 +51,7 @@ def _api(url: str) -> TestClient:
 
 def _test_rows(frame: pd.DataFrame, target: str, task: str) -> pd.DataFrame:
     """The raw rows of the default split's test part, as the worker splits them."""
-    from models import Table, feature_kinds
+    from models import feature_kinds
 
     table = Table(frame, target, task, feature_kinds(frame, target))
     return split_table(table, (0.6, 0.2, 0.2), 0)[2]
@@ -241,3 +241,40 @@ def test_the_downloaded_model_loads_as_the_readme_says(sqlite_url: str, tmp_path
     assert answer["heavy"] == []
     accuracy = float(np.mean(np.array(answer["predicted"]) == rows["animal"].to_numpy()))
     assert accuracy == pytest.approx(metrics["accuracy"], abs=1e-6)
+
+
+def test_imputed_uploads_train_and_fill_new_rows(sqlite_url: str) -> None:
+    from service.runner import upgrade_db
+
+    upgrade_db(sqlite_url)
+    frame = regression_frame()
+    frame.loc[[3, 40, 77], "x1"] = np.nan
+    frame.loc[[5, 90], "size"] = None
+    upload = Upload(io.BytesIO(csv_bytes(frame)), "holes.csv", "price", impute=True)
+    row, _ = ingest_dataset(session_factory=store.make_session_factory(sqlite_url), upload=upload)
+    assert row.impute and [c["missing"] for c in row.summary["columns"]] == [3, 0, 2]
+    sid = _study(sqlite_url, small_spec("holes", row.id, metric="dev_rmse"))
+    _run(sqlite_url)
+    with _api(sqlite_url) as api:
+        study = api.get(f"/api/v1/studies/{sid}").json()
+        model = read_model(api.get(f"/api/v1/studies/{sid}/model").content)
+    assert study["counts"]["complete"] == 4 and study["test"]["state"] == "done"
+    fill = model.preparation.numeric["x1"][2]
+    train = split_table(Table(frame, "price", "regression", {}), (0.6, 0.2, 0.2), 0)[0]
+    assert fill == pytest.approx(float(np.nanmedian(train["x1"])))  # training rows only
+    new = pd.DataFrame({"x1": [np.nan, 0.5], "x2": [0.1, 0.1], "size": [None, "XL"]})
+    predicted = model(new)
+    assert predicted.shape == (2,) and np.isfinite(predicted).all()
+
+
+def test_the_divergence_rule_applies_to_dev_rmse() -> None:
+    from models import EpochMetrics
+    from search.trial_runner import LocalJudge, Progress
+
+    progress = Progress("dev_rmse")
+    judge = LocalJudge(progress, factor=3.0, minimize=True)
+    for epoch, rmse in enumerate([10.0, 12.0, 29.0, 31.0]):
+        value = progress.add(EpochMetrics(epoch, 1.0, 1.0, None, dev_rmse=rmse, dev_r2=0.0))
+        verdict = judge(epoch, value)
+        assert verdict == ("diverged" if rmse > 30.0 else None), (epoch, rmse)
+    assert progress.snapshot()["curves"]["dev_rmse"] == [10.0, 12.0, 29.0, 31.0]

@@ -151,6 +151,10 @@ def test_specs_name_uploaded_datasets_that_fit_their_objective(client: TestClien
     assert wrong.status_code == 422 and "needs a regression dataset" in wrong.text
     wrong = post("/api/v1/studies", json=small_spec("s", houses["id"], metric="dev_accuracy"))
     assert wrong.status_code == 422 and "needs a classification dataset" in wrong.text
+    huge = small_spec("s", "pets")
+    huge["training"]["hidden"] = [8192] * 16
+    too_large = post("/api/v1/studies", json=huge)  # its inputs: 2 numbers + 3 colours
+    assert too_large.status_code == 422 and "training.hidden" in too_large.text
     by_name = post("/api/v1/studies", json=small_spec("s", "pets", metric="dev_accuracy"))
     assert by_name.status_code == 201, by_name.text
     study = by_name.json()
