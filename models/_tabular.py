@@ -95,12 +95,13 @@ def _check_utf8(source: IO[bytes]) -> None:
         try:
             decoder.decode(chunk, final=not chunk)
         except UnicodeDecodeError as exc:
-            at = offset + max(exc.start, 0)
-            line += chunk[: max(exc.start, 0)].count(b"\n")
+            # exc.object: the bytes decoded, including any held over from the last chunk
+            held = len(exc.object) - len(chunk)
+            at = offset - held + max(exc.start, 0)
+            line += chunk[: max(exc.start - held, 0)].count(b"\n")
             raise TableError(
-                f"not UTF-8 text: byte 0x{chunk[exc.start]:02x} at offset {at} (line {line}); "
-                "save the file as UTF-8 CSV or as Parquet",
-                row=None,
+                f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {at} "
+                f"(line {line}); save the file as UTF-8 CSV or as Parquet"
             ) from None
         if not chunk:
             return

@@ -14,7 +14,7 @@ from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile, st
 
 from search import store
 from service.deps import ReadSessionDep, SessionDep, SessionFactoryDep
-from service.errors import BadRequest, Conflict, NotFound, TooLarge, Unsupported
+from service.errors import BadRequest, Conflict, NotFound, Unsupported
 from service.schemas import DatasetColumn, DatasetPublic, DatasetsPublic, ErrorPublic
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -82,8 +82,6 @@ def upload_dataset(
             raise Unsupported(exc.message) from None
         if exc.status == 409:
             raise Conflict(exc.message) from None
-        if exc.status == 413:
-            raise TooLarge(exc.message) from None
         raise BadRequest(exc.field, exc.message, where="body") from None
     if not created:
         response.status_code = status.HTTP_200_OK
