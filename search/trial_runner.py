@@ -109,6 +109,8 @@ class Progress:
         """hps_trials columns for the heartbeat: live curves and the epochs run so far."""
         with self._lock:
             curves = {k: list(v) for k, v in self._curves.items()}
+        if all(v is None for v in curves["dev_rmse"]):
+            del curves["dev_rmse"]  # classification: as the trial's end records it
         return {"curves": curves, "epochs_run": max(len(curves["train_loss"]) - 1, 0)}
 
 

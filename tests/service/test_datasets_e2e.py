@@ -1,7 +1,8 @@
-"""Processes, on both backends: a table uploaded through the CLI to an API process (no
-local workers) trains on a worker process started afterwards in another directory, which
-reads it from the database alone; the CLI shows the held-out result and downloads a model
-that reproduces it."""
+"""Processes on PostgreSQL, the many-machines setting where nothing but the database is
+shared: a table uploaded through the CLI to an API process (no local workers) trains on a
+worker process started afterwards in another directory, which reads it from the database
+alone; the CLI shows the held-out result and downloads a model that reproduces it. (The
+same path on SQLite runs in-process in ``tests/search/test_user_datasets.py``.)"""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def _wait_scored(base: str, study_id: int, timeout: float = 60) -> dict:
 
 
 @pytest.mark.timeout(300)
-def test_uploaded_data_trains_on_a_worker_started_later(db_url: str, tmp_path: Path) -> None:
+def test_uploaded_data_trains_on_a_worker_started_later(postgres_url: str, tmp_path: Path) -> None:
+    db_url = postgres_url
     dirs = {name: tmp_path / name for name in ("api", "client", "worker")}
     for d in dirs.values():
         d.mkdir()
