@@ -1,4 +1,5 @@
-"""Models: built-in datasets, the MLP and its training loop. Pure PyTorch.
+"""Models: datasets (built-in or a user's table), the MLP, its training loop and the model
+file a study hands back (``load_model``). PyTorch, numpy, scikit-learn and pandas only.
 
 Knows nothing of Optuna, SQL or HTTP: ``train`` takes a ``TrainConfig``, a ``Dataset`` and an
 optional per-epoch callback, and returns a ``TrainResult``.
@@ -6,16 +7,46 @@ optional per-epoch callback, and returns a ``TrainResult``.
 
 from __future__ import annotations
 
-from models._datasets import DATASETS, Dataset, load_dataset
+from models._datasets import (
+    DATASETS,
+    Dataset,
+    Table,
+    builtin_table,
+    load_dataset,
+    make_dataset,
+    split_table,
+)
+from models._export import (
+    MODEL_FORMAT,
+    Predictor,
+    load_model,
+    model_config,
+    pack_model,
+    read_model,
+    weights_bytes,
+)
 from models._mlp import ACTIVATIONS, MLP, WEIGHT_INITS
+from models._prepare import Preparation, Target
+from models._tabular import (
+    MAX_CATEGORIES,
+    TASKS,
+    TableError,
+    TableSummary,
+    check_table,
+    detect_format,
+    feature_kinds,
+    read_table,
+)
 from models.train import (
     OPTIMIZERS,
     EpochMetrics,
     OnEpoch,
+    Scores,
     TrainConfig,
     TrainResult,
     evaluate,
     resolve_device,
+    scores,
     train,
     warm_up,
 )
@@ -23,17 +54,40 @@ from models.train import (
 __all__ = [
     "ACTIVATIONS",
     "DATASETS",
+    "MAX_CATEGORIES",
     "MLP",
+    "MODEL_FORMAT",
     "OPTIMIZERS",
+    "TASKS",
     "WEIGHT_INITS",
     "Dataset",
     "EpochMetrics",
     "OnEpoch",
+    "Predictor",
+    "Preparation",
+    "Scores",
+    "Table",
+    "TableError",
+    "TableSummary",
+    "Target",
     "TrainConfig",
     "TrainResult",
+    "builtin_table",
+    "check_table",
+    "detect_format",
     "evaluate",
+    "feature_kinds",
     "load_dataset",
+    "load_model",
+    "make_dataset",
+    "model_config",
+    "pack_model",
+    "read_model",
+    "read_table",
     "resolve_device",
+    "scores",
+    "split_table",
     "train",
     "warm_up",
+    "weights_bytes",
 ]

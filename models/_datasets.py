@@ -1,4 +1,5 @@
-"""Built-in datasets: load, split train/dev/test with a seed, standardise with training stats.
+"""Datasets: built-in or a user's table, split train/dev/test with a seed, prepared with
+statistics of the training split only (``models._prepare``).
 
 Everything here is bundled with scikit-learn or generated; nothing is downloaded. The CPU
 result of each (name, split, seed) is cached and shared: training never mutates its tensors.
@@ -12,9 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn import datasets as sk_datasets
 from sklearn.model_selection import train_test_split
+
+from models._prepare import Preparation, Target
 
 DATASETS: dict[str, str] = {
     "digits": "classification",
@@ -49,6 +53,9 @@ class Dataset:
     test_y: torch.Tensor
     target_mean: float = 0.0
     target_std: float = 1.0
+    preparation: Preparation | None = None  # how raw columns became x (fitted on train)
+    target: Target | None = None  # how the target became y (and back)
+    baseline_error: float = float("nan")  # dev error of the majority class / the mean
 
     def to(self, device: torch.device | str) -> Dataset:
         """A copy with every tensor on ``device`` (tensors already there are shared)."""
@@ -81,33 +88,80 @@ def load_dataset(name: str, *, split: Sequence[float] = (0.6, 0.2, 0.2), seed: i
 
 @functools.lru_cache(maxsize=64)
 def _load_cached(name: str, split: Split, seed: int) -> Dataset:
+    return make_dataset(name, builtin_table(name, seed), split, seed)
+
+
+@dataclass(frozen=True)
+class Table:
+    """Raw rows to learn from: ``frame`` holds the feature columns and the target column;
+    ``kinds`` says which features are numeric and which categorical."""
+
+    frame: pd.DataFrame
+    target: str
+    task: str  # "classification" | "regression"
+    kinds: dict[str, str]
+    impute: bool = False
+
+
+def builtin_table(name: str, seed: int = 0) -> Table:
+    """A built-in dataset as raw rows: numeric features ``x0..x{F-1}``, target ``y``."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; built-in datasets are {sorted(DATASETS)}")
     x, y = _LOADERS[name](seed)  # (N, F), (N,)
-    task = DATASETS[name]
-    classification = task == "classification"
-    (train_x, train_y), (dev_x, dev_y), (test_x, test_y) = _split(
-        x, y, split, seed, stratify=classification
-    )
-    train_xt, dev_xt, test_xt = _standardise_inputs(train_x, dev_x, test_x)  # (N, F) each
-    if classification:
-        mean, std = 0.0, 1.0
-        ys = [torch.from_numpy(a.astype(np.int64)) for a in (train_y, dev_y, test_y)]  # (N,)
-    else:
-        mean, std = float(train_y.mean()), float(train_y.std()) or 1.0
-        ys = [_targets(a, mean, std) for a in (train_y, dev_y, test_y)]  # (N, 1)
+    columns = [f"x{i}" for i in range(x.shape[1])]
+    frame = pd.DataFrame(x, columns=columns)
+    frame["y"] = y
+    return Table(frame, "y", DATASETS[name], dict.fromkeys(columns, "numeric"))
+
+
+def split_table(table: Table, split: Sequence[float], seed: int) -> list[pd.DataFrame]:
+    """The (train, dev, test) rows of ``table`` for these fractions and seed; stratified by
+    class for classification. Depends on the target column only, never on the features."""
+    y = table.frame[table.target].to_numpy()
+    fractions = (float(split[0]), float(split[1]), float(split[2]))
+    classification = table.task == "classification"
+    if classification and y.dtype.kind not in "biuf":
+        y = np.array([str(v) for v in y])
+    parts = _split(np.arange(len(y)), y, fractions, seed, stratify=classification)
+    return [table.frame.iloc[idx] for idx, _ in parts]
+
+
+def make_dataset(name: str, table: Table, split: Sequence[float], seed: int) -> Dataset:
+    """Split ``table``, fit the preparation of inputs and target on the training rows only
+    and apply it to every split."""
+    train, dev, test = split_table(table, split, seed)
+    prep = Preparation.fit(train, table.kinds, impute=table.impute)
+    target = Target.fit(table.frame[table.target], train[table.target], table.task)
+    xs = [torch.from_numpy(prep.transform(part)) for part in (train, dev, test)]  # (N, F)
+    ys = [torch.from_numpy(target.encode(part[table.target])) for part in (train, dev, test)]
     return Dataset(
         name=name,
-        task=task,
-        n_features=x.shape[1],
-        n_classes=len(np.unique(y)) if classification else 0,
-        train_x=train_xt,
+        task=table.task,
+        n_features=prep.n_features,
+        n_classes=len(target.classes),
+        train_x=xs[0],
         train_y=ys[0],
-        dev_x=dev_xt,
+        dev_x=xs[1],
         dev_y=ys[1],
-        test_x=test_xt,
+        test_x=xs[2],
         test_y=ys[2],
-        target_mean=mean,
-        target_std=std,
+        target_mean=target.mean,
+        target_std=target.std,
+        preparation=prep,
+        target=target,
+        baseline_error=_baseline_error(train[table.target], dev[table.target], target),
     )
+
+
+def _baseline_error(train_y: pd.Series, dev_y: pd.Series, target: Target) -> float:
+    """The dev error of a predictor that ignores the inputs: the training set's most
+    frequent class (error rate), or its mean (RMSE in the target's units)."""
+    if target.task == "classification":
+        codes = target.encode(train_y)
+        majority = np.bincount(codes, minlength=len(target.classes)).argmax()
+        return float(np.mean(target.encode(dev_y) != majority))
+    dev = dev_y.to_numpy(dtype=np.float64)
+    return float(np.sqrt(np.mean((dev - target.mean) ** 2)))
 
 
 def _split(
@@ -126,25 +180,6 @@ def _split(
         stratify=y_rest if stratify else None,
     )
     return [(x_train, y_train), (x_dev, y_dev), (x_test, y_test)]
-
-
-def _standardise_inputs(
-    train: np.ndarray, dev: np.ndarray, test: np.ndarray
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Centre and scale every split with the training mean/std (constant columns: std 1)."""
-    train = train.astype(np.float64)
-    mean = train.mean(axis=0)  # (F,)
-    std = train.std(axis=0)  # (F,)
-    std[std == 0] = 1.0
-
-    def scale(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(((a - mean) / std).astype(np.float32))  # (N, F)
-
-    return scale(train), scale(dev), scale(test)
-
-
-def _targets(y: np.ndarray, mean: float, std: float) -> torch.Tensor:
-    return torch.from_numpy(((y - mean) / std).astype(np.float32)).reshape(-1, 1)  # (N, 1)
 
 
 def _bundled(loader: Callable[..., tuple[np.ndarray, np.ndarray]]) -> Callable[[int], _Arrays]:

@@ -12,7 +12,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -94,6 +94,23 @@ class EpochMetrics:
     train_loss: float  # epoch 0: whole training set at init (eval mode); else mean batch loss
     dev_loss: float
     dev_accuracy: float | None  # None for regression
+    dev_rmse: float | None = None  # regression only: in the target's own units
+    dev_r2: float | None = None  # regression only: 1 - MSE / variance of the dev targets
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A model's loss on a split, and its error in the task's terms: the error rate for
+    classification (1 - accuracy), the RMSE in the target's units for regression."""
+
+    loss: float
+    accuracy: float | None
+    rmse: float | None
+    r2: float | None
+
+    @property
+    def error(self) -> float | None:
+        return 1.0 - self.accuracy if self.accuracy is not None else self.rmse
 
 
 @dataclass
@@ -107,6 +124,9 @@ class TrainResult:
     dev_accuracy: list[float | None]
     duration_s: float
     final: EpochMetrics | None  # last EpochMetrics seen (epoch 0 if stopped before epoch 1)
+    train_scores: Scores | None = None  # the whole training set at the end, eval mode
+    model: nn.Module | None = field(default=None, repr=False)  # None when it diverged
+    dev_rmse: list[float | None] = field(default_factory=list)  # regression: per epoch
 
 
 OnEpoch = Callable[[EpochMetrics], bool | None]  # return True to stop training
@@ -169,7 +189,7 @@ def train(config: TrainConfig, data: Dataset, on_epoch: OnEpoch | None = None) -
     limit = config.divergence_factor * initial_loss
     for epoch in range(1, config.epochs + 1):
         if stop:
-            return _finish(result, "stopped", start)
+            return _finish(result, "stopped", start, model, data)
         train_loss = _train_epoch(
             model, optimizer, loss_fn, data, config.batch_size, generator, limit
         )
@@ -177,10 +197,21 @@ def train(config: TrainConfig, data: Dataset, on_epoch: OnEpoch | None = None) -
             return _finish(result, "diverged", start)
         result.epochs_run = epoch
         stop = _record(result, _dev_metrics(epoch, train_loss, model, data), on_epoch)
-    return _finish(result, "stopped" if stop else None, start)
+    return _finish(result, "stopped" if stop else None, start, model, data)
 
 
-def _finish(result: TrainResult, reason: str | None, start: float) -> TrainResult:
+def _finish(
+    result: TrainResult,
+    reason: str | None,
+    start: float,
+    model: nn.Module | None = None,
+    data: Dataset | None = None,
+) -> TrainResult:
+    """The run's end; a run that did not diverge keeps its model and is scored once on
+    the whole training set (for reading bias against variance)."""
+    if model is not None and data is not None:
+        result.model = model
+        result.train_scores = scores(model, data.train_x, data.train_y, data)
     result.status = reason or "completed"
     result.reason = reason
     result.duration_s = time.perf_counter() - start
@@ -244,8 +275,20 @@ def _diverged(running_loss: float, limit: float) -> bool:
 
 
 def _dev_metrics(epoch: int, train_loss: float, model: nn.Module, data: Dataset) -> EpochMetrics:
-    dev_loss, dev_accuracy = evaluate(model, data.dev_x, data.dev_y, data.task)
-    return EpochMetrics(epoch, train_loss, dev_loss, dev_accuracy)
+    s = scores(model, data.dev_x, data.dev_y, data)
+    return EpochMetrics(epoch, train_loss, s.loss, s.accuracy, s.rmse, s.r2)
+
+
+def scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: Dataset) -> Scores:
+    """``model``'s loss on (x, y) and, for regression, its RMSE in the target's units and
+    R^2 (1 - MSE / variance of these targets)."""
+    loss, accuracy = evaluate(model, x, y, data.task)
+    if data.task == "classification":
+        return Scores(loss, accuracy, None, None)
+    variance = float(y.double().var(unbiased=False)) if y.shape[0] > 0 else 0.0  # standardised
+    rmse = math.sqrt(loss) * data.target_std if math.isfinite(loss) else float("nan")
+    r2 = 1.0 - loss / variance if variance > 0 else float("nan")
+    return Scores(loss, None, rmse, r2)
 
 
 def _record(result: TrainResult, metrics: EpochMetrics, on_epoch: OnEpoch | None) -> bool:
@@ -253,6 +296,7 @@ def _record(result: TrainResult, metrics: EpochMetrics, on_epoch: OnEpoch | None
     result.train_loss.append(metrics.train_loss)
     result.dev_loss.append(metrics.dev_loss)
     result.dev_accuracy.append(metrics.dev_accuracy)
+    result.dev_rmse.append(metrics.dev_rmse)
     result.final = metrics
     return bool(on_epoch(metrics)) if on_epoch is not None else False
 

@@ -11,6 +11,8 @@ finishes:
   slot (for a retry when the worker, not the trial, stopped it) and marks the worker idle.
   It does nothing if the trial is no longer RUNNING (the reaper got there first), so
   ending is idempotent and has one owner.
+  A complete trial's weights are kept in the same transaction when they rank among the
+  study's best few (``search.store.keep_model``).
 - ``reap_trial``: a trial whose heartbeat, by the database's clock, is older than the grace
   period is failed on both sides and its slot retried, at most ``max_retries`` times per
   slot; then it fails for good with the reason shown to the user.
@@ -32,6 +34,7 @@ from search.slots import SlotParams, is_adaptive, slot_params
 from search.spec import ExperimentSpec
 from search.store import (
     CANCELLED,
+    T_COMPLETE,
     T_FAIL,
     W_BUSY,
     W_IDLE,
@@ -39,6 +42,7 @@ from search.store import (
     claim_slot,
     finish_trial,
     insert_trial,
+    keep_model,
     lock_running_trial,
     lock_study,
     mark_lost_workers,
@@ -115,10 +119,13 @@ def end_trial(
     new_intermediate_values: dict[int, float],
     duration_s: float,
     worker_id: int | None,
+    direction: str | None = None,
 ) -> bool:
     """Record ``outcome`` on both sides and release the slot; False (nothing recorded)
     if the trial is no longer RUNNING. ``new_intermediate_values``: the per-epoch values
-    Optuna does not have yet (all of them, unless its pruner was given each one)."""
+    Optuna does not have yet (all of them, unless its pruner was given each one). A
+    complete trial's model is kept when it ranks among the study's best few (by
+    ``direction``, the study's)."""
     lock_study(session=session, study_id=started.study_id)
     row = lock_running_trial(session=session, trial_row_id=started.trial_row_id)
     recorded = row is not None
@@ -135,6 +142,18 @@ def end_trial(
         finish_trial(
             session=session, trial=row, state=outcome.state, values=values, retry=outcome.retry
         )
+        if outcome.state == T_COMPLETE and outcome.model is not None and direction is not None:
+            assert outcome.value is not None
+            keep_model(
+                session=session,
+                study_id=started.study_id,
+                direction=direction,
+                trial_row_id=started.trial_row_id,
+                number=started.number,
+                value=outcome.value,
+                config=outcome.model.config,
+                weights=outcome.model.weights,
+            )
     if worker_id is not None:
         set_worker_state(session=session, worker_id=worker_id, status=W_IDLE)
     return recorded

@@ -40,10 +40,10 @@ def mlp_params(n_in: int, hidden: list[int], n_out: int) -> int:
     return sum(a * b + b for a, b in zip(widths, widths[1:], strict=False))
 
 
-def largest_network(spec: ExperimentSpec) -> tuple[str, int]:
+def largest_network(spec: ExperimentSpec, shape: tuple[int, int] | None = None) -> tuple[str, int]:
     """The parameter count of the largest network the spec can choose, and the field
-    its hidden layers come from."""
-    n_in, n_out = DATASET_SHAPES[spec.dataset.name]
+    its hidden layers come from. ``shape``: (inputs, outputs) of an uploaded dataset."""
+    n_in, n_out = shape or DATASET_SHAPES[spec.dataset.name or ""]
     p = spec.search.space.get("hidden")
     if not isinstance(p, LayersParam):
         return "training.hidden", mlp_params(n_in, list(spec.training.hidden), n_out)
@@ -63,10 +63,10 @@ def max_epochs(spec: ExperimentSpec) -> int:
     return max(int(v) for v in param_values(p))
 
 
-def check_size(spec: ExperimentSpec, max_params: int) -> int:
+def check_size(spec: ExperimentSpec, max_params: int, shape: tuple[int, int] | None = None) -> int:
     """The parameter count of the spec's largest network; raises SpecTooLarge over
     ``max_params``."""
-    field, n = largest_network(spec)
+    field, n = largest_network(spec, shape)
     if n > max_params:
         raise SpecTooLarge(field, n, max_params)
     return n

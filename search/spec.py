@@ -43,9 +43,11 @@ DATASET_TASKS: dict[str, Literal["classification", "regression"]] = {
 SamplerName = Literal["random", "grid", "qmc", "tpe", "cmaes", "gp"]
 SAMPLERS: tuple[str, ...] = get_args(SamplerName)
 PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband")
-METRICS = ("dev_loss", "dev_accuracy", "train_loss")
-
-DatasetName = Literal["digits", "iris", "wine", "breast_cancer", "moons", "diabetes"]
+METRICS = ("dev_loss", "dev_accuracy", "dev_rmse", "train_loss")
+# Objectives that only make sense for one task.
+METRIC_TASKS: dict[str, str] = {"dev_accuracy": "classification", "dev_rmse": "regression"}
+TASKS = ("classification", "regression")
+DATASET_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$"
 Activation = Literal["relu", "tanh", "sigmoid", "leaky_relu"]
 OptimizerName = Literal["sgd", "momentum", "adam", "rmsprop"]
 WeightInit = Literal["xavier", "he", "normal"]
@@ -58,9 +60,12 @@ MAX_SEED = 2**32 - 1  # numpy/scikit-learn seeds are 32-bit
 
 
 class DatasetSpec(_Strict):
-    """Built-in dataset and its seeded train/dev/test split (fractions sum to 1)."""
+    """A built-in dataset by name, or an uploaded one by name or ``id``, and its seeded
+    train/dev/test split (fractions sum to 1). When a study is submitted the server checks
+    that an uploaded dataset exists and stores both its id and its name."""
 
-    name: DatasetName
+    name: str | None = Field(None, min_length=1, max_length=200, pattern=DATASET_NAME_PATTERN)
+    id: int | None = Field(None, ge=1, le=2**31 - 1)
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
     seed: int = Field(0, ge=0, le=MAX_SEED)
 
@@ -73,16 +78,40 @@ class DatasetSpec(_Strict):
             raise ValueError(f"split fractions must sum to 1, got {sum(v):g}")
         return v
 
+    @model_validator(mode="after")
+    def _named(self) -> DatasetSpec:
+        if self.name is None and self.id is None:
+            raise ValueError("name a built-in dataset, or an uploaded one by name or id")
+        if self.id is not None and self.name in DATASET_TASKS:
+            raise ValueError(f"{self.name!r} is a built-in dataset; it has no id")
+        return self
+
     @property
-    def task(self) -> str:
-        return DATASET_TASKS[self.name]
+    def builtin(self) -> bool:
+        return self.id is None and self.name in DATASET_TASKS
+
+    @property
+    def task(self) -> str | None:
+        """The built-in dataset's task; None for an uploaded one (the server knows it)."""
+        return DATASET_TASKS[self.name] if self.builtin and self.name is not None else None
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name is not None else f"dataset {self.id}"
+
+
+def check_objective_fits(metric: str, task: str, dataset: str) -> None:
+    """Raise ValueError when the objective ``metric`` needs the other task."""
+    needed = METRIC_TASKS.get(metric)
+    if needed is not None and needed != task:
+        raise ValueError(f"objective.metric {metric} needs a {needed} dataset; {dataset} is {task}")
 
 
 # ---------------------------------------------------------------- the spec
 
 
 class Objective(_Strict):
-    metric: Literal["dev_loss", "dev_accuracy", "train_loss"] = "dev_loss"
+    metric: Literal["dev_loss", "dev_accuracy", "dev_rmse", "train_loss"] = "dev_loss"
     direction: Literal["minimize", "maximize"] | None = None
 
     @model_validator(mode="after")
@@ -170,15 +199,17 @@ class ExperimentSpec(_Strict):
     @field_validator("dataset", mode="before")
     @classmethod
     def _dataset_by_name(cls, v: Any) -> Any:
-        return {"name": v} if isinstance(v, str) else v
+        if isinstance(v, str):
+            return {"name": v}
+        if isinstance(v, int) and not isinstance(v, bool):
+            return {"id": v}
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSpec:
-        if self.objective.metric == "dev_accuracy" and self.dataset.task != "classification":
-            raise ValueError(
-                f"objective.metric dev_accuracy needs a classification dataset; "
-                f"{self.dataset.name} is {self.dataset.task}"
-            )
+        task = self.dataset.task
+        if task is not None:
+            check_objective_fits(self.objective.metric, task, self.dataset.label)
         if self.search.sampler == "grid":
             size = _check_grid(self.search.space)
             if "n_trials" in self.search.model_fields_set and self.search.n_trials < size:
@@ -217,10 +248,13 @@ __all__ = [
     "ACTIVATIONS",
     "DATASET_TASKS",
     "KNOBS",
+    "DATASET_NAME_PATTERN",
     "METRICS",
+    "METRIC_TASKS",
     "OPTIMIZERS",
     "PRUNERS",
     "SAMPLERS",
+    "TASKS",
     "WEIGHT_INITS",
     "CategoricalParam",
     "DatasetSpec",
@@ -233,6 +267,7 @@ __all__ = [
     "PruningSpec",
     "SearchSpec",
     "TrainingSpec",
+    "check_objective_fits",
     "grid_axis_length",
     "grid_axis_values",
 ]

@@ -21,13 +21,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from search import optuna_rows
 from search.size import check_size
-from search.spec import ExperimentSpec
+from search.spec import DATASET_TASKS, ExperimentSpec, check_objective_fits
 from search.store import (
     StudyRow,
     engine_kwargs,
+    get_dataset,
+    get_dataset_by_name,
     get_study,
     harden_sqlite,
     insert_study,
+    lock_dataset,
     normalize_url,
     session_scope,
     with_retry,
@@ -41,6 +44,54 @@ _STORAGES: dict[str, optuna.storages.RDBStorage] = {}
 
 class RequestKeyReused(ValueError):
     """A request key already names a study with a different spec."""
+
+
+class UnknownDataset(ValueError):
+    """The spec names no built-in or uploaded dataset, or its objective needs the other
+    task; ``field`` is where in the spec."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def resolve_dataset(
+    *, session: Session, spec: ExperimentSpec
+) -> tuple[ExperimentSpec, str, tuple[int, int] | None]:
+    """The spec with an uploaded dataset named by both id and name, the study's task and
+    an uploaded dataset's (inputs, outputs) at most. Raises ``UnknownDataset`` when there
+    is no such dataset or the objective does not fit its task."""
+    ds = spec.dataset
+    if ds.builtin:
+        assert ds.task is not None
+        return spec, ds.task, None
+    if ds.id is not None:
+        row = get_dataset(session=session, dataset_id=ds.id)
+    else:
+        row = get_dataset_by_name(session=session, name=ds.name or "")
+    if row is None or (ds.id is not None and ds.name is not None and ds.name != row.name):
+        builtins = ", ".join(sorted(DATASET_TASKS))
+        what = (
+            f"no uploaded dataset with id {ds.id}"
+            if ds.id is not None
+            else (f"no built-in or uploaded dataset named {ds.name!r}")
+        )
+        if ds.id is not None and row is not None:
+            what = f"dataset {ds.id} is named {row.name!r}, not {ds.name!r}"
+        raise UnknownDataset(
+            "dataset",
+            f"{what}; built-in datasets are {builtins}; `hpsearch datasets list` shows "
+            "the uploaded ones",
+        )
+    try:
+        check_objective_fits(spec.objective.metric, row.task, repr(row.name))
+    except ValueError as exc:
+        raise UnknownDataset("objective.metric", str(exc)) from None
+    data = spec.model_dump(mode="json")
+    data["dataset"] |= {"id": row.id, "name": row.name}
+    n_in, n_out = row.summary["shape"]
+    return ExperimentSpec.model_validate(data), row.task, (int(n_in), int(n_out))
 
 
 def get_storage(url: str) -> optuna.storages.RDBStorage:
@@ -66,9 +117,12 @@ def create_study(
     """Create the Optuna study, then the hps row (so workers never see a study whose
     Optuna side is missing); if the hps row cannot be written the Optuna study is deleted
     again. Raises ``search.size.SpecTooLarge`` when a configuration exceeds
-    ``max_params`` and ``RequestKeyReused`` when ``request_key`` names another spec."""
+    ``max_params``, ``UnknownDataset`` when the dataset does not exist or does not fit the
+    objective, and ``RequestKeyReused`` when ``request_key`` names another spec."""
+    with session_scope(session_factory) as session:
+        spec, task, shape = resolve_dataset(session=session, spec=spec)
     if max_params is not None:
-        check_size(spec, max_params)
+        check_size(spec, max_params, shape)
     data = spec.model_dump(mode="json")
     if request_key is not None:
         existing = _by_request_key(session_factory, request_key, data)
@@ -84,7 +138,7 @@ def create_study(
 
     def write() -> StudyRow:
         with session_scope(session_factory) as session:
-            return _insert(session, spec, optuna_name, study._study_id, request_key)
+            return _insert(session, spec, task, optuna_name, study._study_id, request_key)
 
     try:
         return with_retry(write)
@@ -102,11 +156,16 @@ def create_study(
 def _insert(
     session: Session,
     spec: ExperimentSpec,
+    task: str,
     optuna_name: str,
     optuna_study_id: int,
     request_key: str | None,
 ) -> StudyRow:
-    """The hps row, and the Optuna study's user attributes naming it (one transaction)."""
+    """The hps row, and the Optuna study's user attributes naming it (one transaction).
+    An uploaded dataset's row is locked first: it cannot be deleted meanwhile."""
+    dataset_id = spec.dataset.id
+    if dataset_id is not None and lock_dataset(session=session, dataset_id=dataset_id) is None:
+        raise UnknownDataset("dataset", f"dataset {dataset_id} was deleted meanwhile")
     row = insert_study(
         session=session,
         spec=spec.model_dump(mode="json"),
@@ -114,6 +173,8 @@ def _insert(
         n_trials=spec.search.n_trials,
     )
     row.request_key = request_key
+    row.task = task
+    row.dataset_id = dataset_id
     session.flush()
     optuna_rows.set_study_user_attrs(
         session=session,
@@ -147,4 +208,11 @@ def load_study_context(
     return row, ids[row.optuna_study_name]
 
 
-__all__ = ["RequestKeyReused", "create_study", "get_storage", "load_study_context"]
+__all__ = [
+    "RequestKeyReused",
+    "UnknownDataset",
+    "create_study",
+    "get_storage",
+    "load_study_context",
+    "resolve_dataset",
+]

@@ -17,7 +17,16 @@ from typing import Any, Protocol
 
 import optuna
 
-from models import EpochMetrics, TrainConfig, TrainResult, load_dataset
+from models import (
+    MLP,
+    Dataset,
+    EpochMetrics,
+    TrainConfig,
+    TrainResult,
+    load_dataset,
+    model_config,
+    weights_bytes,
+)
 from models import train as train_model
 from search.pruners import is_diverged
 from search.samplers import derive_seed
@@ -37,6 +46,15 @@ KNOB_FIELDS = (
     "weight_init",
 )
 Train = Callable[[TrainConfig, Any, Callable[[EpochMetrics], bool]], TrainResult]
+CURVES = ("train_loss", "dev_loss", "dev_accuracy", "dev_rmse")  # per epoch, in hps_trials
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A complete trial's network as a model file's two halves (``models._export``)."""
+
+    config: dict[str, Any]
+    weights: bytes
 
 
 @dataclass
@@ -70,7 +88,7 @@ class Progress:
         self.metric = metric
         self.reported: dict[int, float] = {}  # the objective per epoch (step 0 = initial)
         self.in_optuna: set[int] = set()  # steps already reported to Optuna as they came
-        self._curves: dict[str, list[Any]] = {"train_loss": [], "dev_loss": [], "dev_accuracy": []}
+        self._curves: dict[str, list[Any]] = {k: [] for k in CURVES}
         self._lock = threading.Lock()
 
     def add(self, m: EpochMetrics) -> float:
@@ -80,6 +98,7 @@ class Progress:
             self._curves["train_loss"].append(_finite_or_none(m.train_loss))
             self._curves["dev_loss"].append(_finite_or_none(m.dev_loss))
             self._curves["dev_accuracy"].append(m.dev_accuracy)
+            self._curves["dev_rmse"].append(_finite_or_none(m.dev_rmse))
         return value
 
     def not_in_optuna(self) -> dict[int, float]:
@@ -90,6 +109,8 @@ class Progress:
         """hps_trials columns for the heartbeat: live curves and the epochs run so far."""
         with self._lock:
             curves = {k: list(v) for k, v in self._curves.items()}
+        if all(v is None for v in curves["dev_rmse"]):
+            del curves["dev_rmse"]  # classification: as the trial's end records it
         return {"curves": curves, "epochs_run": max(len(curves["train_loss"]) - 1, 0)}
 
 
@@ -138,24 +159,22 @@ class Outcome:
     reason: str | None
     result: TrainResult | None
     retry: bool = False  # stopped by the worker, not by the trial: its slot runs again
+    model: TrainedModel | None = None  # complete trials only
+    baseline_error: float | None = None  # the dataset's trivial predictor, on dev
 
     def row_values(self, duration_s: float) -> dict[str, Any]:
         r = self.result
         metrics: dict[str, Any] = {}
         curves: dict[str, Any] = {}
         if r is not None:
-            metrics = {"initial_loss": _finite_or_none(r.initial_loss)}
-            if r.final is not None:
-                metrics |= {
-                    "train_loss": _finite_or_none(r.final.train_loss),
-                    "dev_loss": _finite_or_none(r.final.dev_loss),
-                    "dev_accuracy": r.final.dev_accuracy,
-                }
+            metrics = trial_metrics(r, self.baseline_error)
             curves = {
                 "train_loss": [_finite_or_none(v) for v in r.train_loss],
                 "dev_loss": [_finite_or_none(v) for v in r.dev_loss],
                 "dev_accuracy": list(r.dev_accuracy),
             }
+            if any(v is not None for v in r.dev_rmse):
+                curves["dev_rmse"] = [_finite_or_none(v) for v in r.dev_rmse]
         values: dict[str, Any] = {
             "value": self.value,
             "metrics": metrics,
@@ -166,6 +185,38 @@ class Outcome:
         if r is not None:  # else keep the live curves the heartbeat stored
             values["curves"] = curves
         return values
+
+
+def trial_metrics(r: TrainResult, baseline_error: float | None) -> dict[str, Any]:
+    """What hps_trials.metrics records of a run: the last epoch's dev metrics, the whole
+    training set's scores at the end, and the errors the bias/variance reading compares
+    (``train_error``, ``dev_error``, ``baseline_error``: error rate or RMSE)."""
+    metrics: dict[str, Any] = {"initial_loss": _finite_or_none(r.initial_loss)}
+    final = r.final
+    if final is not None:
+        metrics |= {
+            "train_loss": _finite_or_none(final.train_loss),
+            "dev_loss": _finite_or_none(final.dev_loss),
+            "dev_accuracy": final.dev_accuracy,
+        }
+        if final.dev_rmse is not None:
+            metrics |= {
+                "dev_rmse": _finite_or_none(final.dev_rmse),
+                "dev_r2": _finite_or_none(final.dev_r2),
+            }
+    t = r.train_scores
+    if t is not None and final is not None:
+        dev_error = 1.0 - final.dev_accuracy if final.dev_accuracy is not None else final.dev_rmse
+        metrics |= {
+            "train_error": _finite_or_none(t.error),
+            "dev_error": _finite_or_none(dev_error),
+            "baseline_error": _finite_or_none(baseline_error),
+        }
+        if t.accuracy is not None:
+            metrics["train_accuracy"] = t.accuracy
+        else:
+            metrics["train_rmse"] = _finite_or_none(t.rmse)
+    return {k: v for k, v in metrics.items() if v is not None}
 
 
 def _finite_or_none(v: float | None) -> float | None:
@@ -203,9 +254,12 @@ def run_trial(
     progress: Progress,
     judge: Judge,
     train: Train = train_model,
+    data: Dataset | None = None,
 ) -> Outcome:
-    """Train one configuration, judging the objective per epoch (step 0 = before any
-    update) and stopping at the first epoch boundary where ``judge`` or ``stop`` says so."""
+    """Train one configuration on ``data`` (the spec's built-in dataset when None),
+    judging the objective per epoch (step 0 = before any update) and stopping at the
+    first epoch boundary where ``judge`` or ``stop`` says so. A complete trial carries
+    its trained model."""
     verdict: dict[str, str] = {}
 
     def on_epoch(m: EpochMetrics) -> bool:
@@ -220,10 +274,19 @@ def run_trial(
         return False
 
     config = build_config(spec, knobs, slot=slot, device=device)
-    ds = spec.dataset
-    data = load_dataset(ds.name, split=tuple(ds.split), seed=ds.seed)
+    if data is None:
+        ds = spec.dataset
+        data = load_dataset(ds.name or "", split=tuple(ds.split), seed=ds.seed)
     result = train(config, data, on_epoch)
-    return _outcome(result, verdict, spec.objective.metric, stop)
+    outcome = _outcome(result, verdict, spec.objective.metric, stop)
+    outcome.baseline_error = data.baseline_error
+    if outcome.state == T_COMPLETE and isinstance(result.model, MLP):
+        metrics = trial_metrics(result, data.baseline_error)
+        outcome.model = TrainedModel(
+            model_config(result.model, config.hidden, data, metrics),
+            weights_bytes(result.model),
+        )
+    return outcome
 
 
 def _outcome(
@@ -243,6 +306,9 @@ def _outcome(
 
 
 __all__ = [
+    "CURVES",
+    "TrainedModel",
+    "trial_metrics",
     "Judge",
     "LocalJudge",
     "OptunaJudge",

@@ -34,6 +34,7 @@ from optuna.trial import TrialState
 
 from models import train as train_model
 from models import warm_up
+from search.datasets import load_spec_dataset
 from search.heartbeat import Heartbeat
 from search.lifecycle import (
     DEFAULT_MAX_RETRIES,
@@ -61,6 +62,7 @@ from search.store import (
     session_scope,
     set_trial_params,
     set_worker_state,
+    studies_awaiting_test,
     with_retry,
 )
 from search.studies import get_storage, load_study_context
@@ -74,6 +76,7 @@ from search.trial_runner import (
     Train,
     run_trial,
 )
+from search.winner import evaluate_winners
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +222,7 @@ class Worker:
         self._maybe_reap()
         begun, self._next = self._next or self._begin(), None
         if begun is None:
+            self._evaluate_winners()
             if o.exit_when_idle and self._idle_for_good():
                 return False
             self._wake.wait(o.poll_interval)
@@ -273,6 +277,7 @@ class Worker:
         spec = study.ctx.spec
         try:
             started, judge = self._prepare(study, started, progress)
+            data = load_spec_dataset(session_factory=self.reads, dataset=spec.dataset)
             outcome = run_trial(
                 spec,
                 started.knobs,
@@ -282,6 +287,7 @@ class Worker:
                 progress=progress,
                 judge=judge,
                 train=self.train,
+                data=data,
             )
         except Exception as exc:  # a bug or bad config: the trial fails, the worker lives
             log.exception("trial %s of study %s failed", started.number, started.study_id)
@@ -380,6 +386,7 @@ class Worker:
             new_intermediate_values=progress.not_in_optuna(),
             duration_s=duration_s,
             worker_id=self.worker_id,
+            direction=self._studies[started.study_id].ctx.spec.direction,
         )
 
     # ------------------------------------------------------------ helpers
@@ -433,10 +440,25 @@ class Worker:
             max_retries=o.max_retries,
         )
 
+    def _evaluate_winners(self) -> None:
+        """Score the winner of any ended study on its test split (once per study)."""
+        o = self.options
+        evaluate_winners(
+            session_factory=self.sessions,
+            read_session_factory=self.reads,
+            stale_after_s=o.grace_period,
+            study_id=o.study_id,
+        )
+
     def _idle_for_good(self) -> bool:
-        study_id = self.options.study_id
+        o = self.options
         with session_scope(self.reads) as session:
-            return count_active_studies(session=session, study_id=study_id) == 0
+            if count_active_studies(session=session, study_id=o.study_id):
+                return False
+            waiting = studies_awaiting_test(
+                session=session, stale_after_s=o.grace_period, study_id=o.study_id
+            )
+            return not waiting
 
     def _db(self, fn: Any) -> Any:
         def txn() -> Any:

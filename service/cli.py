@@ -11,31 +11,33 @@ usage and spec-file errors.
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 import yaml
 from rich import box
 from rich.console import Console
-from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from service._cli_boards import (
+    diagnosis_lines,
+    held_out_line,
+    leaderboard_table,
+    write_leaderboard_csv,
+)
+from service._cli_common import DEFAULT_URL, UrlOption, connect, console, fail, fmt, print_table
+from service._cli_datasets import register_dataset_commands
 from service._cli_server import register_server_commands
-from service.client import ClientError, HpsClient
-from service.csv_cells import csv_cell
+from service.client import HpsClient
 
 __all__ = ["DEFAULT_URL", "EXAMPLE_SPEC", "app", "main"]
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 ACTIVE_STATUSES = frozenset({"queued", "running"})
 
 EXAMPLE_SPEC = """\
@@ -64,65 +66,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 register_server_commands(app)
+register_dataset_commands(app)
 
-UrlOption = Annotated[
-    str,
-    typer.Option("--url", envvar="HPS_URL", show_envvar=True, help="hpsearch server base URL."),
-]
 StudyId = Annotated[int, typer.Argument(help="Study id.", min=1)]
 IntervalOption = Annotated[
     float, typer.Option("--interval", min=0.05, help="Seconds between status polls.")
 ]
 TopOption = Annotated[int, typer.Option("--top", min=1, help="How many trials to show.")]
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    """Print one ``error:`` line on stderr and exit with ``code``."""
-    typer.echo(f"error: {' '.join(message.split())}", err=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _connect(url: str) -> Iterator[HpsClient]:
-    """An open client; any :class:`ClientError` becomes one error line and exit 1."""
-    try:
-        with HpsClient(url) as client:
-            yield client
-    except ClientError as exc:
-        _fail(str(exc), 1)
-
-
-def _console() -> Console:
-    # Built per command so it writes to whatever sys.stdout is now (CliRunner swaps it).
-    return Console(highlight=False)
-
-
-def _print_table(console: Console, table: Table) -> None:
-    """Print a table; when stdout is not a terminal (pipes, CI logs) use its natural width
-    instead of cutting cells to rich's 80-column default."""
-    if console.is_terminal:
-        console.print(table)
-        return
-    natural = Measurement.get(console, console.options.update(max_width=1000), table).maximum
-    width = console.width
-    console.width = max(width, natural)
-    try:
-        console.print(table)
-    finally:
-        console.width = width
-
-
-def _fmt(value: Any) -> str:
-    """A compact rendering of a param/metric value for tables and CSV."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, list | tuple):
-        return "-".join(_fmt(item) for item in value)
-    return str(value)
 
 
 # --- spec files ---------------------------------------------------------------------------
@@ -142,17 +92,17 @@ def load_spec(source: str) -> dict[str, Any]:
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except FileNotFoundError:
-        _fail(f"spec file not found: {source}", 2)
+        fail(f"spec file not found: {source}", 2)
     except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"cannot read spec file {label}: {exc}", 2)
+        fail(f"cannot read spec file {label}: {exc}", 2)
     try:
         spec = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
     except json.JSONDecodeError as exc:
-        _fail(f"invalid JSON in {label}: {exc}", 2)
+        fail(f"invalid JSON in {label}: {exc}", 2)
     except yaml.YAMLError as exc:
-        _fail(f"invalid YAML in {label}: {_yaml_error_line(exc)}", 2)
+        fail(f"invalid YAML in {label}: {_yaml_error_line(exc)}", 2)
     if not isinstance(spec, dict):
-        _fail(f"spec in {label} must be a mapping, got {type(spec).__name__}", 2)
+        fail(f"spec in {label} must be a mapping, got {type(spec).__name__}", 2)
     return spec
 
 
@@ -170,46 +120,11 @@ def _counts(study: dict[str, Any]) -> tuple[int, int, int, int]:
 
 def _best_value(study: dict[str, Any]) -> str:
     best = study.get("best")
-    return _fmt(best.get("value")) if isinstance(best, dict) else "-"
+    return fmt(best.get("value")) if isinstance(best, dict) else "-"
 
 
-def leaderboard_table(board: dict[str, Any]) -> Table:
-    """The leaderboard as a table; the objective metric is the value column, so it is not
-    repeated among the metrics, and ``state`` only shows when some row is not COMPLETE."""
-    rows: list[dict[str, Any]] = board.get("data") or []
-    metric = str(board.get("metric") or "value")
-    params = sorted({name for row in rows for name in (row.get("params") or {})})
-    metrics = sorted({name for row in rows for name in (row.get("metrics") or {})} - {metric})
-    show_state = any(row.get("state") != "COMPLETE" for row in rows)
-    table = Table(
-        title=f"study {board.get('study_id')} leaderboard",
-        caption=f"{board.get('direction')} {metric}",
-        box=box.SIMPLE_HEAD,
-    )
-    states = ["state"] if show_state else []
-    for name in ["#", "trial", *states, metric, *params, *metrics, "epochs", "time (s)"]:
-        table.add_column(name, justify="left" if name == "state" else "right", overflow="fold")
-    for row in rows:
-        row_params, row_metrics = row.get("params") or {}, row.get("metrics") or {}
-        cells = [row.get("rank"), row.get("number"), *[row.get(key) for key in states]]
-        cells += [row.get("value"), *(row_params.get(name) for name in params)]
-        cells += [row_metrics.get(name) for name in metrics]
-        cells += [row.get("epochs_run"), row.get("duration_s")]
-        table.add_row(*(Text(_fmt(cell)) for cell in cells))
-    return table
-
-
-def write_leaderboard_csv(board: dict[str, Any]) -> None:
-    rows: list[dict[str, Any]] = board.get("data") or []
-    params = sorted({name for row in rows for name in (row.get("params") or {})})
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(["rank", "number", "value", *params, "epochs_run", "duration_s"])
-    for row in rows:
-        row_params = row.get("params") or {}
-        cells = [row.get("rank"), row.get("number"), row.get("value")]
-        cells += [row_params.get(name) for name in params]
-        cells += [row.get("epochs_run"), row.get("duration_s")]
-        writer.writerow([csv_cell(cell) for cell in cells])
+def _task(study: dict[str, Any]) -> str:
+    return f" ({study['task']})" if study.get("task") else ""
 
 
 def _progress_line(study: dict[str, Any]) -> str:
@@ -248,15 +163,15 @@ def study_page_url(base_url: str, study_id: Any) -> str:
 
 
 def _watch_and_report(client: HpsClient, study_id: int, interval: float, top: int) -> None:
-    console = _console()
+    out = console()
     try:
-        status = watch_study(client, study_id, interval, console)
+        status = watch_study(client, study_id, interval, out)
     except KeyboardInterrupt:
         typer.echo(f"stopped watching study {study_id}; it keeps running on the server", err=True)
         raise typer.Exit(130) from None
-    _print_table(console, leaderboard_table(client.leaderboard(study_id, top=top)))
+    print_table(out, leaderboard_table(client.leaderboard(study_id, top=top)))
     if status != "completed":
-        _fail(f"study {study_id} ended {status}", 1)
+        fail(f"study {study_id} ended {status}", 1)
 
 
 # --- client commands ----------------------------------------------------------------------
@@ -272,7 +187,7 @@ def submit(
 ) -> None:
     """Submit a study spec to the server."""
     body = load_spec(spec)
-    with _connect(url) as client:
+    with connect(url) as client:
         study = client.create_study(body)
         typer.echo(f"created study {study.get('id')} ({study.get('name')})")
         typer.echo(f"page: {study_page_url(url, study.get('id'))}")
@@ -287,7 +202,7 @@ def list_studies(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """List studies."""
-    with _connect(url) as client:
+    with connect(url) as client:
         page = client.list_studies(offset=offset, limit=limit)
     studies: list[dict[str, Any]] = page.get("data") or []
     table = Table(
@@ -297,32 +212,36 @@ def list_studies(
         table.add_column(name, justify="right" if name in ("id", "done/total", "best") else "left")
     for study in studies:
         complete, pruned, failed, _ = _counts(study)
-        done = f"{complete + pruned + failed}/{_fmt(study.get('n_trials'))}"
+        done = f"{complete + pruned + failed}/{fmt(study.get('n_trials'))}"
         cells = [study.get(key) for key in ("id", "name", "status", "dataset", "sampler")]
-        table.add_row(*(Text(_fmt(cell)) for cell in cells), done, _best_value(study))
-    _print_table(_console(), table)
+        table.add_row(*(Text(fmt(cell)) for cell in cells), done, _best_value(study))
+    print_table(console(), table)
 
 
 @app.command()
 def status(study_id: StudyId, url: UrlOption = DEFAULT_URL) -> None:
     """Show one study's status, trial counts and best trial."""
-    with _connect(url) as client:
+    with connect(url) as client:
         study = client.get_study(study_id)
     complete, pruned, failed, running = _counts(study)
     lines = [
         f"study {study.get('id')} ({study.get('name')}): {study.get('status')}",
-        f"dataset {study.get('dataset')} · sampler {study.get('sampler')} · "
+        f"dataset {study.get('dataset')}{_task(study)} · sampler {study.get('sampler')} · "
         f"{study.get('direction')} {study.get('metric')}",
-        f"trials: {complete + pruned + failed}/{_fmt(study.get('n_trials'))} finished "
+        f"trials: {complete + pruned + failed}/{fmt(study.get('n_trials'))} finished "
         f"(complete {complete}, pruned {pruned}, failed {failed}), running {running}, "
-        f"parallelism {_fmt(study.get('parallelism'))}",
+        f"parallelism {fmt(study.get('parallelism'))}",
     ]
     best = study.get("best")
     if isinstance(best, dict):
-        lines.append(f"best: trial {best.get('number')} value {_fmt(best.get('value'))}")
-        lines += [f"  {k} = {_fmt(v)}" for k, v in sorted((best.get("params") or {}).items())]
+        lines.append(f"best: trial {best.get('number')} value {fmt(best.get('value'))}")
+        lines += [f"  {k} = {fmt(v)}" for k, v in sorted((best.get("params") or {}).items())]
+        lines += diagnosis_lines(best.get("diagnosis"))
     else:
         lines.append("best: none yet")
+    test = held_out_line(study.get("test"))
+    if test is not None:
+        lines.append(test)
     typer.echo("\n".join(lines))
 
 
@@ -335,7 +254,7 @@ def watch(
 ) -> None:
     """Follow a study until it completes (exit 0) or is cancelled (exit 1)."""
     typer.echo(f"page: {study_page_url(url, study_id)}")
-    with _connect(url) as client:
+    with connect(url) as client:
         _watch_and_report(client, study_id, interval, top)
 
 
@@ -349,21 +268,24 @@ def leaderboard(
 ) -> None:
     """Show the best trials of a study."""
     if as_json and as_csv:
-        _fail("--json and --csv are mutually exclusive", 2)
-    with _connect(url) as client:
+        fail("--json and --csv are mutually exclusive", 2)
+    with connect(url) as client:
         board = client.leaderboard(study_id, top=top)
     if as_json:
         typer.echo(json.dumps(board, indent=2))
     elif as_csv:
         write_leaderboard_csv(board)
     else:
-        _print_table(_console(), leaderboard_table(board))
+        print_table(console(), leaderboard_table(board))
+        test = held_out_line(board.get("test"))
+        if test is not None:
+            typer.echo(test)
 
 
 @app.command()
 def cancel(study_id: StudyId, url: UrlOption = DEFAULT_URL) -> None:
     """Cancel a queued or running study."""
-    with _connect(url) as client:
+    with connect(url) as client:
         study = client.cancel(study_id)
     typer.echo(f"study {study.get('id')} ({study.get('name')}): {study.get('status')}")
 
@@ -371,7 +293,7 @@ def cancel(study_id: StudyId, url: UrlOption = DEFAULT_URL) -> None:
 @app.command()
 def workers(url: UrlOption = DEFAULT_URL) -> None:
     """List the workers the server knows about."""
-    with _connect(url) as client:
+    with connect(url) as client:
         page = client.list_workers()
     rows: list[dict[str, Any]] = page.get("data") or []
     keys = ("id", "host", "pid", "device", "status", "study_id", "trial_number", "last_seen")
@@ -379,8 +301,8 @@ def workers(url: UrlOption = DEFAULT_URL) -> None:
     for key in keys:
         table.add_column(key.replace("_", " "))
     for row in rows:
-        table.add_row(*(Text(_fmt(row.get(key))) for key in keys))
-    _print_table(_console(), table)
+        table.add_row(*(Text(fmt(row.get(key))) for key in keys))
+    print_table(console(), table)
 
 
 @app.command()

@@ -7,7 +7,9 @@ Every failure (unreachable server, timeout, 4xx/5xx, non-JSON answer) is raised 
 
 from __future__ import annotations
 
+import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -97,18 +99,14 @@ class HpsClient:
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
+        response = self._send(method, path, json=json, params=params, headers=headers)
+        return self._json(response, path)
+
+    def _json(self, response: httpx.Response, path: str) -> dict[str, Any]:
+        """The answer's JSON object ({} for 204 No Content)."""
+        if response.status_code == 204:
+            return {}
         url = f"{API_PREFIX}{path}"
-        try:
-            response = self._http.request(method, url, json=json, params=params, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise ClientError(
-                f"cannot reach hpsearch server at {self.base_url}: timed out ({exc})"
-            ) from exc
-        except (httpx.RequestError, httpx.InvalidURL) as exc:
-            reason = str(exc) or type(exc).__name__
-            raise ClientError(f"cannot reach hpsearch server at {self.base_url}: {reason}") from exc
-        if response.is_error:
-            raise ClientError(error_message(response), status_code=response.status_code)
         try:
             body = response.json()
         except ValueError as exc:
@@ -119,6 +117,22 @@ class HpsClient:
         if not isinstance(body, dict):
             raise ClientError(f"unexpected answer from {self.base_url}{url}: not a JSON object")
         return body
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; transport failures and error answers become ``ClientError``."""
+        url = f"{API_PREFIX}{path}"
+        try:
+            response = self._http.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ClientError(
+                f"cannot reach hpsearch server at {self.base_url}: timed out ({exc})"
+            ) from exc
+        except (httpx.RequestError, httpx.InvalidURL) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise ClientError(f"cannot reach hpsearch server at {self.base_url}: {reason}") from exc
+        if response.is_error:
+            raise ClientError(error_message(response), status_code=response.status_code)
+        return response
 
     def create_study(self, spec: dict[str, Any], *, attempts: int = 2) -> dict[str, Any]:
         """Submit a spec. A submission whose answer is lost (timeout, dropped connection)
@@ -153,3 +167,56 @@ class HpsClient:
 
     def list_workers(self) -> dict[str, Any]:
         return self._request("GET", "/workers")
+
+    # ------------------------------------------------------------ datasets, models
+
+    def upload_dataset(
+        self,
+        path: Path,
+        *,
+        target: str,
+        task: str | None = None,
+        impute: bool = False,
+        name: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Upload a CSV or Parquet file (streamed from disk); (dataset, created): created
+        is False when the same upload was stored before."""
+        form: dict[str, str] = {"target": target, "impute": "true" if impute else "false"}
+        if task is not None:
+            form["task"] = task
+        if name is not None:
+            form["name"] = name
+        try:
+            f = path.open("rb")
+        except OSError as exc:
+            raise ClientError(f"cannot read {path}: {exc.strerror or exc}") from None
+        with f:
+            response = self._send(
+                "POST",
+                "/datasets",
+                files={"file": (path.name, f, "application/octet-stream")},
+                data=form,
+                timeout=max(self.timeout, 300.0),
+            )
+        return self._json(response, "/datasets"), response.status_code == 201
+
+    def list_datasets(self, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+        return self._request("GET", "/datasets", params={"offset": offset, "limit": limit})
+
+    def get_dataset(self, id: int) -> dict[str, Any]:
+        return self._request("GET", f"/datasets/{id}")
+
+    def delete_dataset(self, id: int) -> None:
+        self._request("DELETE", f"/datasets/{id}")
+
+    def download_model(self, id: int, path: Path | None = None) -> Path:
+        """Save study ``id``'s best model file to ``path`` (default: the server's file
+        name, in the current directory); returns where it went."""
+        response = self._send("GET", f"/studies/{id}/model")
+        if path is None:
+            match = re.search(
+                r'filename="([^"/\\]+)"', response.headers.get("content-disposition", "")
+            )
+            path = Path(match.group(1) if match else f"study-{id}-model.zip")
+        path.write_bytes(response.content)
+        return path

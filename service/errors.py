@@ -1,8 +1,10 @@
 """Our exception tree, mapped to HTTP status codes in one place.
 
 HpsError
- ├── NotFound        404  (unknown study, trial)
- ├── Conflict        409  (cancel a finished study)
+ ├── NotFound        404  (unknown study, trial, dataset; no model yet)
+ ├── Conflict        409  (cancel a finished study; delete a dataset in use)
+ ├── TooLarge        413  (an upload over HPS_MAX_UPLOAD_MB)
+ ├── Unsupported     415  (an upload that is not CSV or Parquet)
  └── BadRequest      422  (input pydantic could not catch)
 
 API clients get ``{"detail": ...}``; a browser asking for a page gets the same message as
@@ -20,7 +22,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-TITLES = {400: "Bad request", 404: "Not found", 405: "Method not allowed", 409: "Conflict"}
+TITLES = {
+    400: "Bad request",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Too large",
+    415: "Unsupported file",
+}
 
 
 class HpsError(Exception):
@@ -37,6 +46,14 @@ class NotFound(HpsError):
 
 class Conflict(HpsError):
     status_code = 409
+
+
+class TooLarge(HpsError):
+    status_code = 413
+
+
+class Unsupported(HpsError):
+    status_code = 415
 
 
 class BadRequest(HpsError):
@@ -114,4 +131,12 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-__all__ = ["BadRequest", "Conflict", "HpsError", "NotFound", "install_error_handlers"]
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "HpsError",
+    "NotFound",
+    "TooLarge",
+    "Unsupported",
+    "install_error_handlers",
+]

@@ -26,10 +26,35 @@ class TrialCounts(BaseModel):
     fail: int = 0
 
 
+class DiagnosisPublic(BaseModel):
+    """Bias/variance reading of a finished trial: errors are error rates (classification)
+    or RMSE in the target's units (regression); ``baseline_error`` is the majority class's
+    or the mean's on the dev split."""
+
+    label: str
+    train_error: float
+    dev_error: float
+    baseline_error: float
+    gap: float
+    remedies: list[str]
+
+
 class BestTrial(BaseModel):
     number: int
     value: float
     params: dict[str, Any]
+    diagnosis: DiagnosisPublic | None = None
+
+
+class HeldOutPublic(BaseModel):
+    """The winner's one evaluation on the held-out test split, after the search ended:
+    never used to choose. ``state``: pending (not yet), done, none (no complete trial) or
+    failed (``metrics.error`` says why)."""
+
+    state: str
+    trial: int | None
+    metrics: dict[str, Any] | None
+    label: str = "held-out test set (scored once on the winner; never used to choose)"
 
 
 class StudyPublic(_Out):
@@ -38,6 +63,8 @@ class StudyPublic(_Out):
     status: str
     spec: dict[str, Any]
     dataset: str
+    dataset_id: int | None
+    task: str
     sampler: str
     metric: str
     direction: str
@@ -48,6 +75,7 @@ class StudyPublic(_Out):
     finished_at: datetime | None
     counts: TrialCounts
     best: BestTrial | None
+    test: HeldOutPublic
 
 
 class StudiesPublic(BaseModel):
@@ -64,13 +92,16 @@ class LeaderboardRow(BaseModel):
     metrics: dict[str, Any]
     epochs_run: int
     duration_s: float | None
+    diagnosis: DiagnosisPublic | None = None
 
 
 class LeaderboardPublic(BaseModel):
     study_id: int
     metric: str
     direction: str
+    task: str
     data: list[LeaderboardRow]
+    test: HeldOutPublic
 
 
 class TrialPublic(_Out):
@@ -86,6 +117,7 @@ class TrialPublic(_Out):
     prune_reason: str | None
     started_at: datetime
     finished_at: datetime | None
+    diagnosis: DiagnosisPublic | None = None
 
 
 class WorkerPublic(_Out):
@@ -217,3 +249,37 @@ class CompareSeries(BaseModel):
 
 class ComparePublic(BaseModel):
     data: list[CompareSeries]
+
+
+class DatasetColumn(BaseModel):
+    name: str
+    kind: str  # numeric | categorical
+    dtype: str
+    missing: int
+    distinct: int | None = None  # categorical columns
+
+
+class DatasetPublic(_Out):
+    """An uploaded table. ``target_summary``: the class balance (classification) or the
+    target's range, mean and standard deviation (regression)."""
+
+    id: int
+    name: str
+    filename: str
+    format: str
+    size_bytes: int
+    sha256: str
+    target: str
+    task: str
+    task_inferred: bool
+    impute: bool
+    n_rows: int
+    n_columns: int
+    columns: list[DatasetColumn]
+    target_summary: dict[str, Any]
+    created_at: datetime
+
+
+class DatasetsPublic(BaseModel):
+    data: list[DatasetPublic]
+    count: int

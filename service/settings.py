@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     max_params: int = Field(
         50_000_000, ge=1, description="largest network (parameters) a spec may ask for"
     )
+    max_upload_mb: float = Field(
+        200.0, gt=0, description="largest dataset upload in MB (1e6 bytes); larger: 413"
+    )
 
     @model_validator(mode="after")
     def _grace_outlasts_heartbeat(self) -> Settings:

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from search import store
-from search.spec import DATASET_TASKS
+from search.diagnosis import diagnose
 from service.errors import BadRequest, NotFound
-from service.schemas import BestTrial, StudyPublic, TrialCounts
+from service.schemas import BestTrial, DiagnosisPublic, HeldOutPublic, StudyPublic, TrialCounts
 
 
 def get_study_or_404(session: Session, study_id: int) -> store.StudyRow:
@@ -43,13 +43,36 @@ def study_public(
     if top:
         t = top[0].trial
         assert t.number is not None and t.value is not None
-        best = BestTrial(number=t.number, value=t.value, params=t.params)
+        best = BestTrial(
+            number=t.number, value=t.value, params=t.params, diagnosis=diagnosis_public(t.metrics)
+        )
     return StudyPublic.model_validate(
         {
             **{c: getattr(row, c) for c in StudyPublic.model_fields if hasattr(row, c)},
             "counts": trial_counts(raw_counts),
             "best": best,
+            "test": held_out(row),
         }
+    )
+
+
+def held_out(row: store.StudyRow) -> HeldOutPublic:
+    """The study's test-set result (``pending`` until a worker has scored the winner)."""
+    state = row.test_state if row.test_state not in (None, store.TEST_CLAIMED) else "pending"
+    return HeldOutPublic(state=state, trial=row.test_trial, metrics=row.test_metrics)
+
+
+def diagnosis_public(metrics: dict[str, Any] | None) -> DiagnosisPublic | None:
+    d = diagnose(metrics)
+    if d is None:
+        return None
+    return DiagnosisPublic(
+        label=d.label,
+        train_error=d.train_error,
+        dev_error=d.dev_error,
+        baseline_error=d.baseline_error,
+        gap=d.gap,
+        remedies=list(d.remedies),
     )
 
 
@@ -109,9 +132,8 @@ def table_columns(study: store.StudyRow) -> list[Column]:
     ]
     for knob in study.spec["search"]["space"]:
         cols.append(Column(f"param:{knob}", knob, True, _param(knob), "param"))
-    regression = DATASET_TASKS.get(study.dataset) == "regression"
     for metric in store.RECORDED_METRICS:
-        if metric != study.metric and not (regression and metric == "dev_accuracy"):
+        if metric != study.metric and metric not in store.OTHER_TASK_METRICS[study.task]:
             cols.append(Column(f"metric:{metric}", metric, True, _metric(metric), "metric"))
     cols += [
         Column("epochs_run", "epochs", True, lambda t: t.epochs_run),
@@ -123,6 +145,8 @@ def table_columns(study: store.StudyRow) -> list[Column]:
 
 
 __all__ = [
+    "diagnosis_public",
+    "held_out",
     "Column",
     "get_study_or_404",
     "make_view",

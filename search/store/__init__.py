@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 from search.store._changes import Changes, changes_since
+from search.store._datasets import (
+    dataset_bytes,
+    delete_dataset,
+    find_dataset,
+    get_dataset,
+    get_dataset_by_name,
+    has_blob,
+    insert_dataset,
+    list_datasets,
+    lock_dataset,
+    studies_using,
+)
 from search.store._engine import (
     db_now,
     engine_kwargs,
@@ -14,6 +26,15 @@ from search.store._engine import (
     session_scope,
     utcnow,
     with_retry,
+)
+from search.store._models import (
+    DEFAULT_KEEP,
+    best_model,
+    claim_test,
+    keep_model,
+    kept_numbers,
+    record_test,
+    studies_awaiting_test,
 )
 from search.store._plot_reads import (
     PlotPoint,
@@ -45,11 +66,18 @@ from search.store._tables import (
     T_LOST,
     T_PRUNED,
     T_RUNNING,
+    TEST_CLAIMED,
+    TEST_DONE,
+    TEST_FAILED,
+    TEST_NONE,
     W_BUSY,
     W_IDLE,
     W_LOST,
     W_STOPPED,
     Base,
+    BlobRow,
+    DatasetRow,
+    ModelRow,
     StudyRow,
     TrialRow,
     WorkerRow,
@@ -57,6 +85,7 @@ from search.store._tables import (
 from search.store._trial_views import (
     COLUMN_SORTS,
     MAX_PAGE,
+    OTHER_TASK_METRICS,
     RECORDED_METRICS,
     STATE_FILTERS,
     TrialPage,
@@ -94,8 +123,33 @@ from search.store._workers import (
 )
 
 __all__ = [
+    "DEFAULT_KEEP",
+    "TEST_CLAIMED",
+    "TEST_DONE",
+    "TEST_FAILED",
+    "TEST_NONE",
+    "BlobRow",
+    "DatasetRow",
+    "ModelRow",
+    "best_model",
+    "claim_test",
+    "dataset_bytes",
+    "delete_dataset",
+    "find_dataset",
+    "get_dataset",
+    "get_dataset_by_name",
+    "has_blob",
+    "insert_dataset",
+    "keep_model",
+    "kept_numbers",
+    "list_datasets",
+    "lock_dataset",
+    "record_test",
+    "studies_awaiting_test",
+    "studies_using",
     "COLUMN_SORTS",
     "MAX_PAGE",
+    "OTHER_TASK_METRICS",
     "RECORDED_METRICS",
     "STATE_FILTERS",
     "Changes",

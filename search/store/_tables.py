@@ -10,6 +10,13 @@
   ``seq`` is the study's ``change_seq`` taken when the trial ended (the cursor of live
   pages).
 - hps_workers: one row per worker process (registration and heartbeats, idle or busy).
+- hps_blobs: uploaded files, content-addressed by their sha256 (workers on any machine read
+  a dataset from here and cache it by hash).
+- hps_datasets: an uploaded table with its target and task, naming its bytes by sha256;
+  ``summary`` describes its columns. A study names its dataset by ``hps_studies.dataset_id``.
+- hps_models: the weights (and JSON config) of the best few complete trials of each study,
+  kept while it runs so the winner never needs retraining; the others are dropped.
+  ``hps_studies.test_*`` record the winner's one evaluation on the held-out test split.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     false,
@@ -53,6 +61,9 @@ FINISHED_STUDY_STATES = (COMPLETED, CANCELLED)
 # Trial states (Optuna's names).
 T_RUNNING, T_COMPLETE, T_PRUNED, T_FAIL = "RUNNING", "COMPLETE", "PRUNED", "FAIL"
 T_LOST = "LOST"  # written by hpsearch before 0.2 only (a reaper now finishes in one step)
+# Test-set evaluation of a finished study's winner (hps_studies.test_state; NULL: not yet).
+TEST_CLAIMED, TEST_DONE, TEST_NONE = "claimed", "done", "none"
+TEST_FAILED = "failed"
 # Worker states.
 W_IDLE, W_BUSY, W_STOPPED, W_LOST = "idle", "busy", "stopped", "lost"
 
@@ -79,6 +90,12 @@ class StudyRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     request_key: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    task: Mapped[str] = mapped_column(String(16), server_default="classification")
+    dataset_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    test_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    test_claimed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    test_trial: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    test_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class TrialRow(Base):
@@ -128,3 +145,53 @@ class WorkerRow(Base):
     last_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     study_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     trial_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class BlobRow(Base):
+    __tablename__ = "hps_blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DatasetRow(Base):
+    __tablename__ = "hps_datasets"
+    __table_args__ = (
+        Index("ix_hps_datasets_content", "sha256", "target", "task", "impute", unique=True),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("hps_blobs.sha256"))
+    filename: Mapped[str] = mapped_column(String(255))
+    format: Mapped[str] = mapped_column(String(16))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    target: Mapped[str] = mapped_column(String(200))
+    task: Mapped[str] = mapped_column(String(16))
+    task_inferred: Mapped[bool] = mapped_column(Boolean)
+    impute: Mapped[bool] = mapped_column(Boolean)
+    n_rows: Mapped[int] = mapped_column(Integer)
+    n_columns: Mapped[int] = mapped_column(Integer)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ModelRow(Base):
+    __tablename__ = "hps_models"
+    __table_args__ = (
+        Index("ix_hps_models_study", "study_id", "value"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("hps_studies.id", ondelete="CASCADE"))
+    trial_id: Mapped[int] = mapped_column(
+        ForeignKey("hps_trials.id", ondelete="CASCADE"), unique=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    value: Mapped[float] = mapped_column(Float)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    weights: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

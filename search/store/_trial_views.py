@@ -48,7 +48,20 @@ COLUMN_SORTS = (
     "finished_at",
 )
 # Metrics a trial records (hps_trials.metrics keys), in display order.
-RECORDED_METRICS = ("train_loss", "dev_loss", "dev_accuracy", "initial_loss")
+RECORDED_METRICS = (
+    "train_loss",
+    "dev_loss",
+    "dev_accuracy",
+    "dev_rmse",
+    "dev_r2",
+    "train_error",
+    "initial_loss",
+)
+# Recorded metrics a study of each task has no values for.
+OTHER_TASK_METRICS = {
+    "classification": ("dev_rmse", "dev_r2"),
+    "regression": ("dev_accuracy",),
+}
 MAX_PAGE = 10000
 _NAME = re.compile(r"[A-Za-z0-9_.]{1,64}")
 
@@ -349,6 +362,7 @@ def trial_summaries(
 
 
 __all__ = [
+    "OTHER_TASK_METRICS",
     "LIVE_STATES",
     "COLUMN_SORTS",
     "MAX_PAGE",

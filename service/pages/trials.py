@@ -14,7 +14,7 @@ from service.errors import NotFound
 from service.pages._render import render
 from service.plots import curves_payload
 from service.routes.studies import StudyId, TrialNumber
-from service.views import get_study_or_404
+from service.views import diagnosis_public, get_study_or_404
 
 router = APIRouter()
 
@@ -55,6 +55,7 @@ def trial_page(
         epochs=_epochs(row.spec, trial.params),
         factor=factor,
         threshold=payload["threshold"],
+        reading=diagnosis_public(trial.metrics),
         curves_json=script_json(
             {"metric": row.metric, "direction": row.direction, "curves": [payload]}
         ),

@@ -1,5 +1,5 @@
 """/api/v1/studies: submit, list, read, leaderboard, trials (JSON and CSV), changes since a
-cursor, one trial, cancel."""
+cursor, one trial, the best trial's model file, cancel."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from search import store
 from search.spec import ExperimentSpec
@@ -25,7 +25,14 @@ from service.schemas import (
     TrialsPublic,
     TrialSummaryPublic,
 )
-from service.views import get_study_or_404, make_view, study_public, table_columns
+from service.views import (
+    diagnosis_public,
+    get_study_or_404,
+    held_out,
+    make_view,
+    study_public,
+    table_columns,
+)
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 Responses = dict[int | str, dict[str, Any]]
@@ -78,7 +85,7 @@ def create_study(
     ] = None,
 ) -> StudyPublic:
     from search.size import SpecTooLarge
-    from search.studies import RequestKeyReused
+    from search.studies import RequestKeyReused, UnknownDataset
     from search.studies import create_study as create  # imports optuna
 
     try:
@@ -93,6 +100,11 @@ def create_study(
         loc = ("body", *exc.field.split("."))
         raise RequestValidationError(
             [{"loc": loc, "msg": str(exc), "type": "value_error"}]
+        ) from None
+    except UnknownDataset as exc:
+        loc = ("body", *exc.field.split("."))
+        raise RequestValidationError(
+            [{"loc": loc, "msg": exc.message, "type": "value_error"}]
         ) from None
     except RequestKeyReused as exc:
         raise Conflict(str(exc)) from None
@@ -133,10 +145,18 @@ def read_leaderboard(
             metrics=e.trial.metrics,
             epochs_run=e.trial.epochs_run,
             duration_s=e.trial.duration_s,
+            diagnosis=diagnosis_public(e.trial.metrics),
         )
         for e in entries
     ]
-    return LeaderboardPublic(study_id=row.id, metric=row.metric, direction=row.direction, data=data)
+    return LeaderboardPublic(
+        study_id=row.id,
+        metric=row.metric,
+        direction=row.direction,
+        task=row.task,
+        data=data,
+        test=held_out(row),
+    )
 
 
 @router.get("/{study_id}/trials", response_model=TrialsPublic, responses=NOT_FOUND)
@@ -218,7 +238,41 @@ def read_trial(study_id: StudyId, number: TrialNumber, session: ReadSessionDep) 
         {
             **{c: getattr(trial, c) for c in TrialPublic.model_fields if hasattr(trial, c)},
             "prune_reason": trial.reason,
+            "diagnosis": diagnosis_public(trial.metrics),
         }
+    )
+
+
+@router.get(
+    "/{study_id}/model",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/zip": {}}, "description": "The model file"},
+        **NOT_FOUND,
+    },
+)
+def download_model(study_id: StudyId, session: ReadSessionDep) -> Response:
+    """The best trial's trained model as one file: a zip of ``config.json`` (architecture,
+    input preparation fitted on the training split, class labels or target scale, dev and
+    train metrics, and the held-out test metrics once the study has scored its winner)
+    and ``state_dict.pt``. Load it with ``models.load_model(path)``."""
+    row = get_study_or_404(session, study_id)
+    model = store.best_model(session=session, study=row)
+    if model is None:
+        raise NotFound(f"study {study_id} has no complete trial yet: no model to download")
+    from models import pack_model  # torch: paid on the first download only
+
+    test = held_out(row)
+    config = model.config | {
+        "study": {"id": row.id, "name": row.name, "metric": row.metric, "value": model.value},
+        "trial": model.number,
+        "test": test.model_dump() if test.trial == model.number else None,
+    }
+    filename = f"study-{row.id}-trial-{model.number}.hpsmodel.zip"
+    return Response(
+        pack_model(config, model.weights),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
 

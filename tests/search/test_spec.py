@@ -19,6 +19,29 @@ def test_names_match_models() -> None:
     assert tuple(models.ACTIVATIONS) == S.ACTIVATIONS
     assert tuple(models.OPTIMIZERS) == S.OPTIMIZERS
     assert tuple(models.WEIGHT_INITS) == S.WEIGHT_INITS
+    assert tuple(models.TASKS) == S.TASKS
+    # Every objective is a field of the trainer's per-epoch metrics.
+    assert set(S.METRICS) <= set(models.EpochMetrics.__dataclass_fields__)
+
+
+def test_datasets_by_name_or_id() -> None:
+    by_id = S.ExperimentSpec.model_validate({"name": "a", "dataset": 7})
+    assert (by_id.dataset.id, by_id.dataset.name, by_id.dataset.task) == (7, None, None)
+    uploaded = S.ExperimentSpec.model_validate({"name": "a", "dataset": "houses"})
+    assert not uploaded.dataset.builtin and uploaded.dataset.task is None
+    rmse = S.ExperimentSpec.model_validate(
+        {"name": "a", "dataset": "diabetes", "objective": {"metric": "dev_rmse"}}
+    )
+    assert rmse.direction == "minimize"
+    for bad, words in [
+        ({"dataset": "iris", "objective": {"metric": "dev_rmse"}}, "needs a regression"),
+        ({"dataset": "diabetes", "objective": {"metric": "dev_accuracy"}}, "needs a classif"),
+        ({"dataset": {"split": [0.6, 0.2, 0.2]}}, "uploaded one by name or id"),
+        ({"dataset": {"name": "iris", "id": 3}}, "built-in dataset"),
+        ({"dataset": True}, "dataset"),
+    ]:
+        with pytest.raises(ValidationError, match=words):
+            S.ExperimentSpec.model_validate({"name": "a", **bad})
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")))

@@ -1,0 +1,71 @@
+"""How the CLI renders a leaderboard by task, the held-out test line and the bias/variance
+reading."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from service._cli_boards import diagnosis_lines, held_out_line, leaderboard_table
+
+
+def _text(board: dict) -> str:
+    out = io.StringIO()
+    Console(file=out, width=200).print(leaderboard_table(board))
+    return out.getvalue()
+
+
+ROW = {
+    "rank": 1,
+    "number": 2,
+    "state": "COMPLETE",
+    "value": 3.5,
+    "params": {"lr": 0.01},
+    "epochs_run": 8,
+    "duration_s": 0.5,
+}
+
+
+def test_regression_boards_show_rmse_and_r2_and_the_reading() -> None:
+    metrics = {"dev_rmse": 3.5, "dev_r2": 0.91, "dev_loss": 0.2, "train_error": 1.0}
+    diagnosis = {"label": "high variance", "remedies": ["more training data"]}
+    board = {
+        "study_id": 4,
+        "metric": "dev_rmse",
+        "direction": "minimize",
+        "task": "regression",
+        "data": [ROW | {"metrics": metrics, "diagnosis": diagnosis}],
+    }
+    text = _text(board)
+    assert "dev_r2" in text and "0.91" in text and "high variance" in text
+    assert "dev_accuracy" not in text and "train_error" not in text
+    assert text.count("dev_rmse") == 2  # the objective column and the caption only
+
+
+def test_classification_boards_show_accuracy() -> None:
+    metrics = {"dev_accuracy": 0.97, "dev_loss": 0.1, "dev_rmse": None}
+    board = {"study_id": 4, "metric": "dev_loss", "task": "classification", "data": []}
+    board["data"] = [ROW | {"metrics": metrics}]
+    text = _text(board)
+    assert "dev_accuracy" in text and "0.97" in text and "dev_rmse" not in text
+
+
+def test_held_out_line_is_labelled_and_absent_until_scored() -> None:
+    assert held_out_line({"state": "pending", "trial": None, "metrics": None}) is None
+    assert held_out_line(None) is None
+    line = held_out_line(
+        {"state": "done", "trial": 3, "metrics": {"rmse": 2.5, "r2": 0.9, "n_rows": 40}}
+    )
+    assert line is not None and line.startswith("held-out test set (trial 3")
+    assert "never used to choose" in line and "rmse 2.5, r2 0.9 on 40 rows" in line
+    failed = held_out_line({"state": "failed", "metrics": {"error": "LookupError: gone"}})
+    assert failed == "held-out test set: failed (LookupError: gone)"
+
+
+def test_diagnosis_lines() -> None:
+    d = {"label": "high bias", "train_error": 0.4, "dev_error": 0.41, "baseline_error": 0.5}
+    lines = diagnosis_lines(d | {"remedies": ["a bigger network", "train longer"]})
+    assert lines[0].startswith("  bias/variance: high bias (train error 0.4")
+    assert lines[1:] == ["    try: a bigger network", "    try: train longer"]
+    assert diagnosis_lines(None) == []
