@@ -1,9 +1,10 @@
 """The ``hpsearch`` command line.
 
-Client commands (submit, list, status, watch, leaderboard, cancel, workers, example) talk to a
-running server over HTTP through :class:`service.client.HpsClient` and import nothing heavy, so
-they start fast. Server-side commands (serve, worker, db upgrade) live in
-``service/_cli_server.py`` and import the heavy machinery inside the command.
+Client commands (submit, list, status, watch, leaderboard, cancel, publish, workers, example)
+talk to a running server over HTTP through :class:`service.client.HpsClient` (sending the key in
+``HPS_API_KEY``) and import nothing heavy, so they start fast. Server-side commands (serve,
+worker, db upgrade, keys) live in ``service/_cli_server.py`` and import the heavy machinery
+inside the command.
 
 Errors are one line on stderr prefixed ``error:``; exit 1 for server/HTTP errors, 2 for
 usage and spec-file errors.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -84,9 +86,10 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 @contextmanager
 def _connect(url: str) -> Iterator[HpsClient]:
-    """An open client; any :class:`ClientError` becomes one error line and exit 1."""
+    """An open client sending the key in ``HPS_API_KEY`` (if set); any
+    :class:`ClientError` becomes one error line and exit 1."""
     try:
-        with HpsClient(url) as client:
+        with HpsClient(url, api_key=os.environ.get("HPS_API_KEY") or None) as client:
             yield client
     except ClientError as exc:
         _fail(str(exc), 1)
@@ -366,6 +369,19 @@ def cancel(study_id: StudyId, url: UrlOption = DEFAULT_URL) -> None:
     with _connect(url) as client:
         study = client.cancel(study_id)
     typer.echo(f"study {study.get('id')} ({study.get('name')}): {study.get('status')}")
+
+
+@app.command()
+def publish(
+    study_id: StudyId,
+    private: Annotated[bool, typer.Option("--private", help="Make it private again.")] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Make a study public: its pages and reads then work without a key."""
+    with _connect(url) as client:
+        study = client.set_public(study_id, not private)
+    shown = "public" if study.get("public") else "private"
+    typer.echo(f"study {study.get('id')} ({study.get('name')}): {shown}")
 
 
 @app.command()

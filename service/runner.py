@@ -15,10 +15,9 @@ log = logging.getLogger("hpsearch")
 
 
 def _logging() -> None:
-    logging.basicConfig(
-        level=Settings().log_level.upper(),
-        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
-    )
+    from service.logs import configure
+
+    configure(Settings())
 
 
 def upgrade_db(db_url: str | None = None) -> str:
@@ -115,9 +114,46 @@ def _default_threads(url: str, grace_s: float) -> int:
     return max(1, (os.cpu_count() or 1) // (others + 1))
 
 
-def serve(*, host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) can be reached from this machine only."""
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def check_exposure(host: str, auth: str, insecure: bool) -> str | None:
+    """Why serving ``host`` with this auth is refused (None: go ahead)."""
+    if auth == "on" or is_loopback(host):
+        return None
+    if insecure:
+        log.warning(
+            "INSECURE: serving %s with HPS_AUTH=off (--insecure): anyone who can reach this "
+            "port can read, submit and cancel every study",
+            host,
+        )
+        return None
+    return (
+        f"refusing to serve {host} with HPS_AUTH=off: anyone who can reach it could read and "
+        "change every study. Set HPS_AUTH=on and make a key with `hpsearch keys create NAME "
+        "--admin`, or pass --insecure to serve it open anyway"
+    )
+
+
+def serve(
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    insecure: bool = False,
+) -> None:
     """Migrate, start ``workers`` local worker processes, run the API until Ctrl-C/SIGTERM,
-    then stop the workers (each ends its trial as interrupted, so none stays RUNNING)."""
+    then stop the workers (each ends its trial as interrupted, so none stays RUNNING).
+    A non-loopback host needs HPS_AUTH=on, or ``insecure``."""
     _logging()
     import uvicorn
 
@@ -126,13 +162,24 @@ def serve(*, host: str | None = None, port: int | None = None, workers: int | No
     settings = Settings()
     host = host or settings.host
     port = port or settings.port
+    refusal = check_exposure(host, settings.auth, insecure)
+    if refusal is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        sys.exit(2)
     n_workers = settings.workers if workers is None else workers
     url = upgrade_db(settings.database_url)
     threads = settings.threads or max(1, (os.cpu_count() or 1) // max(n_workers, 1))
     procs = [_spawn_worker(url, threads, i) for i in range(n_workers)]
     signal.signal(signal.SIGTERM, _raise_interrupt)  # until uvicorn installs its own
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            log_config=None,  # service.logs configured every logger (request ids, JSON)
+            access_log=False,  # service.middleware logs each request with its request id
+        )
     except KeyboardInterrupt:
         pass
     finally:

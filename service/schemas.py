@@ -35,6 +35,8 @@ class BestTrial(BaseModel):
 class StudyPublic(_Out):
     id: int
     name: str
+    owner: str | None
+    public: bool
     status: str
     spec: dict[str, Any]
     dataset: str
@@ -48,6 +50,12 @@ class StudyPublic(_Out):
     finished_at: datetime | None
     counts: TrialCounts
     best: BestTrial | None
+
+
+class StudyUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    public: bool
 
 
 class StudiesPublic(BaseModel):

@@ -15,6 +15,17 @@ from search.store._engine import (
     utcnow,
     with_retry,
 )
+from search.store._keys import (
+    delete_key,
+    delete_web_session,
+    get_key_by_hash,
+    get_key_by_name,
+    get_web_session_key,
+    insert_key,
+    insert_web_session,
+    list_keys,
+    touch_key,
+)
 from search.store._plot_reads import (
     PlotPoint,
     TrialCurves,
@@ -23,6 +34,7 @@ from search.store._plot_reads import (
     trial_curves,
 )
 from search.store._studies import (
+    ALL_OWNERS,
     LeaderboardEntry,
     cancel_study,
     count_active_studies,
@@ -31,6 +43,7 @@ from search.store._studies import (
     insert_study,
     leaderboard,
     list_studies,
+    set_public,
     trial_counts,
 )
 from search.store._tables import (
@@ -49,9 +62,11 @@ from search.store._tables import (
     W_IDLE,
     W_LOST,
     W_STOPPED,
+    ApiKeyRow,
     Base,
     StudyRow,
     TrialRow,
+    WebSessionRow,
     WorkerRow,
 )
 from search.store._trial_views import (
@@ -94,6 +109,19 @@ from search.store._workers import (
 )
 
 __all__ = [
+    "ALL_OWNERS",
+    "ApiKeyRow",
+    "WebSessionRow",
+    "delete_key",
+    "delete_web_session",
+    "get_key_by_hash",
+    "get_key_by_name",
+    "get_web_session_key",
+    "insert_key",
+    "insert_web_session",
+    "list_keys",
+    "touch_key",
+    "set_public",
     "COLUMN_SORTS",
     "MAX_PAGE",
     "RECORDED_METRICS",

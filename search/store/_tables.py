@@ -10,6 +10,10 @@
   ``seq`` is the study's ``change_seq`` taken when the trial ended (the cursor of live
   pages).
 - hps_workers: one row per worker process (registration and heartbeats, idle or busy).
+- hps_api_keys: API keys; only a SHA-256 of each token is stored. ``user`` is whose key it
+  is (studies are owned by users, so a user's keys can be rotated without losing them).
+- hps_web_sessions: browser sign-ins made with a key (the cookie's hash); revoking the key
+  deletes its sessions.
 """
 
 from __future__ import annotations
@@ -59,7 +63,10 @@ W_IDLE, W_BUSY, W_STOPPED, W_LOST = "idle", "busy", "stopped", "lost"
 
 class StudyRow(Base):
     __tablename__ = "hps_studies"
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (
+        Index("ix_hps_studies_owner", "owner", "id"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -79,6 +86,9 @@ class StudyRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     request_key: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    # The user who submitted it (NULL: submitted with auth off; only admins see those).
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    public: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class TrialRow(Base):
@@ -128,3 +138,29 @@ class WorkerRow(Base):
     last_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     study_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     trial_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "hps_api_keys"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    user: Mapped[str] = mapped_column(String(64), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class WebSessionRow(Base):
+    __tablename__ = "hps_web_sessions"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[int] = mapped_column(
+        ForeignKey("hps_api_keys.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
