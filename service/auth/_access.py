@@ -17,7 +17,7 @@ from typing import Annotated, Protocol, TypeVar
 from fastapi import Depends
 
 from search import store
-from service.auth._principal import Principal, PrincipalDep
+from service.auth._principal import NO_KEY, Principal, PrincipalDep
 from service.deps import ReadSessionDep, SessionDep, StudyId
 from service.errors import HpsError, NotFound, Unauthorized
 
@@ -32,7 +32,7 @@ OwnedT = TypeVar("OwnedT", bound=Owned)
 
 def _refuse(principal: Principal, what: str) -> HpsError:
     if not principal.signed_in:
-        return Unauthorized(f"an API key is required to see {what}: send 'Authorization: Bearer'")
+        return Unauthorized(NO_KEY)
     return NotFound(f"{what} not found")
 
 

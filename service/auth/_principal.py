@@ -26,6 +26,7 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TOUCH_EVERY = timedelta(minutes=1)
+NO_KEY = "an API key is required: send 'Authorization: Bearer <key>' (pages: sign in)"
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ PrincipalDep = Annotated[Principal, Depends(current_principal)]
 def signed_in(principal: PrincipalDep) -> Principal:
     """The caller, who must hold a key (any user's)."""
     if not principal.signed_in:
-        raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
+        raise Unauthorized(NO_KEY)
     return principal
 
 
