@@ -13,12 +13,20 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s [%(request_id)s]
 JSON_FIELDS = ["asctime", "levelname", "name", "process", "request_id", "message"]
 
 
+class RequestIdFilter(logging.Filter):
+    """Stamps ``record.request_id`` with the id of the request being served (``-``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from asgi_correlation_id import correlation_id
+
+        record.request_id = correlation_id.get() or "-"
+        return True
+
+
 def handler(log_format: str) -> logging.Handler:
     """A stderr handler in ``log_format`` (``text`` or ``json``) that stamps request ids."""
-    from asgi_correlation_id import CorrelationIdFilter
-
     out = logging.StreamHandler(sys.stderr)
-    out.addFilter(CorrelationIdFilter(default_value="-"))
+    out.addFilter(RequestIdFilter())
     if log_format == "json":
         from pythonjsonlogger.json import JsonFormatter
 
@@ -46,4 +54,4 @@ def configure(settings: Settings | None = None) -> None:
         logging.getLogger(name).propagate = True
 
 
-__all__ = ["configure", "handler"]
+__all__ = ["RequestIdFilter", "configure", "handler"]

@@ -46,6 +46,9 @@ router = APIRouter(prefix="/studies", tags=["studies"], responses=AUTH)
 NOT_FOUND: Responses = {
     404: {"model": ErrorPublic, "description": "No such study or trial (or not yours)"}
 }
+UNDECODABLE: Responses = {
+    400: {"model": ErrorPublic, "description": "The body could not be decoded"}
+}
 CONFLICT: Responses = {409: {"model": ErrorPublic, "description": "Conflicts with its state"}}
 CSV_OK: Responses = {200: {"content": {"text/csv": {}}, "description": "The trials as CSV"}}
 MAX_OFFSET = 2**31 - 1  # larger offsets overflow the databases' integers
@@ -73,7 +76,7 @@ OffsetQuery = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
     response_model=StudyPublic,
     status_code=status.HTTP_201_CREATED,
     responses={
-        400: {"model": ErrorPublic, "description": "The body could not be decoded"},
+        **UNDECODABLE,
         409: {"model": ErrorPublic, "description": "Idempotency-Key used for another spec"},
     },
 )
@@ -139,7 +142,7 @@ def read_study(row: ReadableStudyDep, session: ReadSessionDep) -> StudyPublic:
     return study_public(session, row)
 
 
-@router.patch("/{study_id}", response_model=StudyPublic, responses=NOT_FOUND)
+@router.patch("/{study_id}", response_model=StudyPublic, responses=NOT_FOUND | UNDECODABLE)
 def update_study(update: StudyUpdate, row: OwnedStudyDep, session: SessionDep) -> StudyPublic:
     """Make a study public (its reads and pages then work without a key) or private."""
     store.set_public(session=session, study_id=row.id, public=update.public)
