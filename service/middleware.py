@@ -15,6 +15,7 @@ or size limits would each bring a framework of options for one dictionary or one
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -34,19 +35,35 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 UPLOAD_PREFIXES: tuple[str, ...] = ("/api/v1/datasets",)  # issue 8's uploads
 SPEC_ROUTES = frozenset({("POST", "/api/v1/studies")})
 
-CSP = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
+
+@functools.cache
+def page_csp() -> str:
+    """The content security policy: the app's own scripts, stylesheets and requests only
+    (plus the two constant inline stylesheets of the app's own plotly.js, by hash). Style
+    *attributes* are allowed: plotly.js draws SVG through them (parallel coordinates do
+    not render without), and under this policy they cannot load anything (no url() to
+    another site: img-src, font-src and connect-src are 'self'). Scripts may call eval:
+    plotly.js compiles its WebGL shaders (regl, used by parallel coordinates) from strings;
+    no script from elsewhere, and no inline script, can run."""
+    from service.pages.assets import plotly_style_hashes
+
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self' 'unsafe-eval'",
+            "style-src 'self' " + " ".join(plotly_style_hashes()),
+            "style-src-elem 'self' " + " ".join(plotly_style_hashes()),
+            "style-src-attr 'unsafe-inline'",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
 # FastAPI's /docs and /redoc load their viewers from a CDN with an inline bootstrap script.
 DOCS_CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
@@ -57,7 +74,7 @@ DOCS_CSP = (
 DOCS_PATHS = ("/docs", "/redoc")
 HEADERS = [
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),  # no-referrer would make form posts Origin: null
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
@@ -88,7 +105,7 @@ class SecurityHeaders:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        csp = DOCS_CSP if scope["path"].startswith(DOCS_PATHS) else CSP
+        csp = DOCS_CSP if scope["path"].startswith(DOCS_PATHS) else page_csp()
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -102,6 +119,17 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def _cross_site(headers: dict[str, str]) -> bool:
+    """Whether a browser sent this from another site (or another port of this host).
+    Browsers say so in ``Sec-Fetch-Site``; older ones only in ``Origin``. Clients that are
+    not browsers send neither, and are judged by their key alone."""
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    origin = headers.get("origin")
+    return origin is not None and urlsplit(origin).netloc != headers.get("host", "")
+
+
 class SameOriginWrites:
     """Refuse a state-changing request that a browser sends from another site."""
 
@@ -111,11 +139,7 @@ class SameOriginWrites:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in UNSAFE_METHODS:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            origin, host = headers.get("origin"), headers.get("host", "")
-            cross = headers.get("sec-fetch-site") == "cross-site" or (
-                origin is not None and (origin == "null" or urlsplit(origin).netloc != host)
-            )
-            if cross:
+            if _cross_site(headers):
                 return await _refuse(send, 403, "cross-site request refused")
         await self.app(scope, receive, send)
 
@@ -197,4 +221,4 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
     )
 
 
-__all__ = ["CSP", "UPLOAD_PREFIXES", "correlation_id", "install_middleware"]
+__all__ = ["UPLOAD_PREFIXES", "correlation_id", "install_middleware", "page_csp"]

@@ -178,8 +178,32 @@ def test_pages_send_security_headers(client: TestClient) -> None:
     r = client.get("/", headers={"Accept": "text/html"})
     assert r.status_code == 200
     csp = r.headers["Content-Security-Policy"]
-    assert "script-src 'self';" in csp and "style-src 'self';" in csp
-    assert "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    assert directives["script-src"] == "'self' 'unsafe-eval'"  # plotly's WebGL codegen
+    style = directives["style-src"].split()
+    assert style[0] == "'self'" and all(s.startswith("'sha256-") for s in style[1:])
+    assert directives["style-src-attr"] == "'unsafe-inline'"  # plotly's SVG, nothing else
+    assert directives["frame-ancestors"] == "'none'" and csp.count("unsafe-inline") == 1
     assert r.headers["X-Content-Type-Options"] == "nosniff"
-    assert r.headers["Referrer-Policy"] == "no-referrer"
+    assert r.headers["Referrer-Policy"] == "same-origin"  # never to another site
     assert "<script>" not in r.text and " style=" not in r.text  # nothing inline to allow
+
+
+@pytest.mark.parametrize(
+    ("headers", "refused"),
+    [
+        ({"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, True),
+        ({"Sec-Fetch-Site": "same-site", "Origin": "http://testserver:3000"}, True),
+        ({"Origin": "https://evil.example"}, True),
+        ({"Origin": "null"}, True),
+        ({"Sec-Fetch-Site": "same-origin", "Origin": "http://testserver"}, False),
+        ({"Origin": "http://testserver"}, False),
+        ({}, False),  # not a browser: its key decides
+    ],
+)
+def test_cross_site_writes_are_refused(
+    client: TestClient, headers: dict[str, str], refused: bool
+) -> None:
+    r = client.post("/api/v1/studies/999999/cancel", headers=headers)
+    assert r.status_code == (403 if refused else 404)
+    assert detail(r) == ("cross-site request refused" if refused else "study 999999 not found")
