@@ -19,11 +19,9 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-import yaml
 from rich import box
 from rich.console import Console
 from rich.measure import Measurement
@@ -34,6 +32,7 @@ from rich.text import Text
 from service._cli_server import register_server_commands
 from service.client import ClientError, HpsClient
 from service.csv_cells import csv_cell
+from service.spec_files import load_spec
 
 __all__ = ["DEFAULT_URL", "EXAMPLE_SPEC", "app", "main"]
 
@@ -126,37 +125,6 @@ def _fmt(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "-".join(_fmt(item) for item in value)
     return str(value)
-
-
-# --- spec files ---------------------------------------------------------------------------
-
-
-def _yaml_error_line(exc: yaml.YAMLError) -> str:
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        problem = exc.problem or exc.context or "parse error"
-        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
-    return str(exc)
-
-
-def load_spec(source: str) -> dict[str, Any]:
-    """Read a YAML or JSON spec from a path (``-`` = stdin); exit 2 with one line on error."""
-    label = "<stdin>" if source == "-" else source
-    try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        _fail(f"spec file not found: {source}", 2)
-    except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"cannot read spec file {label}: {exc}", 2)
-    try:
-        spec = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        _fail(f"invalid JSON in {label}: {exc}", 2)
-    except yaml.YAMLError as exc:
-        _fail(f"invalid YAML in {label}: {_yaml_error_line(exc)}", 2)
-    if not isinstance(spec, dict):
-        _fail(f"spec in {label} must be a mapping, got {type(spec).__name__}", 2)
-    return spec
 
 
 # --- rendering ----------------------------------------------------------------------------
