@@ -168,6 +168,8 @@ def serve(
         sys.exit(2)
     n_workers = settings.workers if workers is None else workers
     url = upgrade_db(settings.database_url)
+    if settings.auth == "on":
+        _warn_if_no_keys(url)
     threads = settings.threads or max(1, (os.cpu_count() or 1) // max(n_workers, 1))
     procs = [_spawn_worker(url, threads, i) for i in range(n_workers)]
     signal.signal(signal.SIGTERM, _raise_interrupt)  # until uvicorn installs its own
@@ -184,6 +186,17 @@ def serve(
         pass
     finally:
         _stop_workers(procs)
+
+
+def _warn_if_no_keys(url: str) -> None:
+    from search.store import list_keys, make_session_factory, session_scope
+
+    with session_scope(make_session_factory(url, read_only=True)) as session:
+        if not list_keys(session=session):
+            log.warning(
+                "HPS_AUTH=on and no API keys yet: every request will be refused until you "
+                "make one with `hpsearch keys create NAME --admin`"
+            )
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
