@@ -183,7 +183,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
                 spans.append(span)
             quiet.append(throughput(api, study_id, args.duration))
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)  # serve stops its workers itself
             proc.wait(timeout=60)
     latencies = sorted(ms for t in tallies for ms in t.latencies)
     errors = [e for t in tallies for e in t.errors]
