@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from search import store
 from service.auth._tokens import csrf_token, same_csrf, same_hash, token_hash
-from service.deps import ReadSessionDep, SettingsDep
+from service.deps import SettingsDep
 from service.errors import Forbidden, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -59,35 +59,43 @@ def _key_for_bearer(session: Session, header: str) -> store.ApiKeyRow:
     return row
 
 
-def _touch(request: Request, key: store.ApiKeyRow) -> None:
-    """Record that ``key`` was used (at most once a minute; never fails the request)."""
+def _touch(request: Request, key_id: int, name: str, last_used: datetime | None) -> None:
+    """Record that the key was used (at most once a minute; never fails the request)."""
     now = store.utcnow()
-    if key.last_used_at is not None and now - key.last_used_at < TOUCH_EVERY:
+    if last_used is not None and now - last_used < TOUCH_EVERY:
         return
     try:
         with store.session_scope(request.app.state.session_factory) as session:
-            store.touch_key(session=session, key_id=key.id, older_than=now - TOUCH_EVERY)
+            store.touch_key(session=session, key_id=key_id, older_than=now - TOUCH_EVERY)
     except Exception:
-        log.warning("could not record the use of key %s", key.name, exc_info=True)
+        log.warning("could not record the use of key %s", name, exc_info=True)
 
 
-def _resolve(request: Request, settings: SettingsDep, session: ReadSessionDep) -> Principal:
+def _resolve(request: Request, settings: SettingsDep) -> Principal:
+    """The caller, looked up in a short session of its own: the request's sessions take
+    their connections later, so a request never holds two pooled connections at once (on
+    PostgreSQL, 40 request threads each holding one and waiting for a second would starve
+    the pool)."""
     if settings.auth == "off":
         return AUTH_OFF
     header = request.headers.get("authorization")
-    if header is not None:
-        key = _key_for_bearer(session, header)
-        _touch(request, key)
-        return Principal(user=key.user, admin=key.admin, key_name=key.name)
     cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie:
-        signed = store.get_web_session_key(session=session, token_hash=token_hash(cookie))
-        if signed is not None:  # an expired or signed-out session is nobody
-            _touch(request, signed)
-            return Principal(
-                user=signed.user, admin=signed.admin, key_name=signed.name, csrf=csrf_token(cookie)
-            )
-    return ANONYMOUS
+    if header is None and not cookie:
+        return ANONYMOUS
+    with request.app.state.read_session_factory() as session:
+        if header is not None:
+            key = _key_for_bearer(session, header)
+            csrf = None
+        else:
+            assert cookie is not None
+            found = store.get_web_session_key(session=session, token_hash=token_hash(cookie))
+            if found is None:  # an expired or signed-out session is nobody
+                return ANONYMOUS
+            key, csrf = found, csrf_token(cookie)
+        principal = Principal(user=key.user, admin=key.admin, key_name=key.name, csrf=csrf)
+        key_id, key_name, last_used = key.id, key.name, key.last_used_at
+    _touch(request, key_id, key_name, last_used)
+    return principal
 
 
 async def current_principal(

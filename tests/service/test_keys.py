@@ -184,3 +184,25 @@ def test_cli_sends_hps_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         server.shutdown()
     assert _Recorder.seen == ["Bearer hps_example", None]
+
+
+def test_recording_a_key_use_holds_no_other_connection(
+    app_on: tuple[TestClient, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request recording its key's use must not already hold a pooled connection: on
+    PostgreSQL reads and writes share one pool (10), and 40 request threads each holding
+    one while waiting for a second starve each other until the pool times out (seen under
+    bench/load.py)."""
+    client, url = app_on
+    keys = make_keys(url)
+    held: list[int] = []
+    touch = store.touch_key
+
+    def watched_touch(**kwargs: Any) -> None:
+        engines = {store.get_engine(url), store.get_engine(url, read_only=True)}
+        held.append(sum(e.pool.checkedout() for e in engines))  # type: ignore[attr-defined]
+        touch(**kwargs)
+
+    monkeypatch.setattr(store, "touch_key", watched_touch)
+    assert client.get("/api/v1/studies", headers=bearer(keys.alice)).status_code == 200
+    assert held == [0]
