@@ -52,7 +52,6 @@ UNDECODABLE: Responses = {
 CONFLICT: Responses = {409: {"model": ErrorPublic, "description": "Conflicts with its state"}}
 CSV_OK: Responses = {200: {"content": {"text/csv": {}}, "description": "The trials as CSV"}}
 MAX_OFFSET = 2**31 - 1  # larger offsets overflow the databases' integers
-__all__ = ["AUTH", "NOT_FOUND", "StudyId", "TrialNumber", "router"]
 StateQuery = Annotated[
     str, Query(description="all | complete | pruned | failed | running", max_length=16)
 ]
@@ -260,3 +259,6 @@ def cancel_study(row: OwnedStudyDep, session: SessionDep) -> StudyPublic:
     session.commit()
     session.refresh(row)
     return study_public(session, row)
+
+
+__all__ = ["AUTH", "NOT_FOUND", "StudyId", "TrialNumber", "router"]
