@@ -1,6 +1,7 @@
 # hpsearch: API server and workers in one CPU image.
 #   docker build -t hpsearch .
 #   docker run -p 8000:8000 -v hps-data:/data hpsearch          # API on SQLite, no local workers
+#   docker exec CONTAINER hpsearch keys create admin --admin     # an API key (HPS_AUTH=on here)
 #   docker run hpsearch hpsearch worker --device cpu             # a worker (set HPS_DATABASE_URL)
 # docker-compose.yml runs PostgreSQL + api + a scalable worker service from this image.
 FROM python:3.11-slim
@@ -34,6 +35,7 @@ RUN pip install --no-cache-dir . \
 USER hps
 
 ENV HPS_HOST=0.0.0.0 \
+    HPS_AUTH=on \
     HPS_PORT=8000 \
     HPS_DATABASE_URL=sqlite:////data/hpsearch.db
 

@@ -63,6 +63,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_vs_optuna.py
 	$(BIN)/python bench/bench_end_to_end.py
 	$(BIN)/python bench/reads.py
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

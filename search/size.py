@@ -24,14 +24,19 @@ DATASET_SHAPES: dict[str, tuple[int, int]] = {
 
 
 class SpecTooLarge(ValueError):
-    """The spec's largest configuration has more parameters than allowed."""
+    """The spec asks for more than this service allows (parameters, trials or epochs)."""
 
-    def __init__(self, field: str, n_params: int, max_params: int) -> None:
-        super().__init__(
-            f"{field}: the largest network has {n_params:,} parameters, more than the "
-            f"{max_params:,} this service allows (HPS_MAX_PARAMS)"
-        )
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
         self.field = field
+
+
+def _too_many_params(field: str, n_params: int, max_params: int) -> SpecTooLarge:
+    return SpecTooLarge(
+        field,
+        f"the largest network has {n_params:,} parameters, more than the "
+        f"{max_params:,} this service allows (HPS_MAX_PARAMS)",
+    )
 
 
 def mlp_params(n_in: int, hidden: list[int], n_out: int) -> int:
@@ -68,13 +73,34 @@ def check_size(spec: ExperimentSpec, max_params: int, shape: tuple[int, int] | N
     ``max_params``."""
     field, n = largest_network(spec, shape)
     if n > max_params:
-        raise SpecTooLarge(field, n, max_params)
+        raise _too_many_params(field, n, max_params)
     return n
+
+
+def check_budget(spec: ExperimentSpec, *, trials_cap: int | None, epochs_cap: int | None) -> None:
+    """Raise SpecTooLarge naming the field when the spec asks for more trials than
+    ``max_trials`` (HPS_MAX_TRIALS) or a trial for more epochs than ``max_epochs``
+    (HPS_MAX_EPOCHS)."""
+    if trials_cap is not None and spec.search.n_trials > trials_cap:
+        raise SpecTooLarge(
+            "search.n_trials",
+            f"{spec.search.n_trials} trials asked for; this service allows at most "
+            f"{trials_cap} per study (HPS_MAX_TRIALS)",
+        )
+    epochs = max_epochs(spec)
+    if epochs_cap is not None and epochs > epochs_cap:
+        field = "search.space.epochs" if "epochs" in spec.search.space else "training.epochs"
+        raise SpecTooLarge(
+            field,
+            f"up to {epochs} epochs asked for; this service allows at most "
+            f"{epochs_cap} per trial (HPS_MAX_EPOCHS)",
+        )
 
 
 __all__ = [
     "DATASET_SHAPES",
     "SpecTooLarge",
+    "check_budget",
     "check_size",
     "largest_network",
     "max_epochs",

@@ -11,6 +11,7 @@ retries after a timeout never gets a duplicate.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 
@@ -20,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from search import optuna_rows
-from search.size import check_size
+from search.size import check_budget, check_size
 from search.spec import DATASET_TASKS, ExperimentSpec, check_objective_fits
 from search.store import (
     StudyRow,
@@ -113,19 +114,28 @@ def create_study(
     spec: ExperimentSpec,
     request_key: str | None = None,
     max_params: int | None = None,
+    max_trials: int | None = None,
+    max_epochs: int | None = None,
+    owner: str | None = None,
 ) -> StudyRow:
     """Create the Optuna study, then the hps row (so workers never see a study whose
     Optuna side is missing); if the hps row cannot be written the Optuna study is deleted
     again. Raises ``search.size.SpecTooLarge`` when a configuration exceeds
-    ``max_params``, ``UnknownDataset`` when the dataset does not exist or does not fit the
-    objective, and ``RequestKeyReused`` when ``request_key`` names another spec."""
+    ``max_params``, ``max_trials`` or ``max_epochs``, ``UnknownDataset`` when the dataset
+    does not exist or does not fit the objective, and ``RequestKeyReused`` when
+    ``request_key`` names another spec of the same ``owner`` (request keys of different
+    owners never meet)."""
     with session_scope(session_factory) as session:
         spec, task, shape = resolve_dataset(session=session, spec=spec)
     if max_params is not None:
         check_size(spec, max_params, shape)
+    check_budget(spec, trials_cap=max_trials, epochs_cap=max_epochs)
     data = spec.model_dump(mode="json")
+    shown_key = request_key
+    if request_key is not None and owner is not None:
+        request_key = hashlib.sha256(f"{owner}\0{request_key}".encode()).hexdigest()
     if request_key is not None:
-        existing = _by_request_key(session_factory, request_key, data)
+        existing = _by_request_key(session_factory, request_key, data, shown_key)
         if existing is not None:
             return existing
     storage = get_storage(storage_url)
@@ -138,13 +148,13 @@ def create_study(
 
     def write() -> StudyRow:
         with session_scope(session_factory) as session:
-            return _insert(session, spec, task, optuna_name, study._study_id, request_key)
+            return _insert(session, spec, task, optuna_name, study._study_id, request_key, owner)
 
     try:
         return with_retry(write)
     except IntegrityError:
         optuna.delete_study(study_name=optuna_name, storage=storage)
-        existing = _by_request_key(session_factory, request_key or "", data)
+        existing = _by_request_key(session_factory, request_key or "", data, shown_key)
         if existing is None:
             raise
         return existing  # a concurrent retry of the same request won
@@ -160,6 +170,7 @@ def _insert(
     optuna_name: str,
     optuna_study_id: int,
     request_key: str | None,
+    owner: str | None,
 ) -> StudyRow:
     """The hps row, and the Optuna study's user attributes naming it (one transaction).
     An uploaded dataset's row is locked first: it cannot be deleted meanwhile."""
@@ -171,6 +182,7 @@ def _insert(
         spec=spec.model_dump(mode="json"),
         optuna_study_name=optuna_name,
         n_trials=spec.search.n_trials,
+        owner=owner,
     )
     row.request_key = request_key
     row.task = task
@@ -185,12 +197,15 @@ def _insert(
 
 
 def _by_request_key(
-    session_factory: sessionmaker[Session], key: str, data: dict[str, object]
+    session_factory: sessionmaker[Session],
+    key: str,
+    data: dict[str, object],
+    shown_key: str | None,
 ) -> StudyRow | None:
     with session_scope(session_factory) as session:
         row = session.scalars(select(StudyRow).where(StudyRow.request_key == key)).one_or_none()
     if row is not None and row.spec != data:
-        raise RequestKeyReused(f"request key {key!r} was already used for another spec")
+        raise RequestKeyReused(f"request key {shown_key!r} was already used for another spec")
     return row
 
 

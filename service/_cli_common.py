@@ -3,6 +3,7 @@ tables that keep their natural width off a terminal, compact cell formatting."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
@@ -29,9 +30,10 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 @contextmanager
 def connect(url: str) -> Iterator[HpsClient]:
-    """An open client; any :class:`ClientError` becomes one error line and exit 1."""
+    """An open client sending the key in ``HPS_API_KEY`` (if set); any
+    :class:`ClientError` becomes one error line and exit 1."""
     try:
-        with HpsClient(url) as client:
+        with HpsClient(url, api_key=os.environ.get("HPS_API_KEY") or None) as client:
             yield client
     except ClientError as exc:
         fail(str(exc), 1)

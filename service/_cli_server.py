@@ -40,9 +40,17 @@ def serve(
         int | None,
         typer.Option(min=0, help="Local worker processes to start (default: HPS_WORKERS, 2)."),
     ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Serve a non-loopback host with HPS_AUTH=off (anyone who can reach it can "
+            "read and change everything; warned at every start).",
+        ),
+    ] = False,
 ) -> None:
     """Run the API server with local worker processes."""
-    _runner_function("serve")(host=host, port=port, workers=workers)
+    _runner_function("serve")(host=host, port=port, workers=workers, insecure=insecure)
 
 
 def worker(
@@ -79,6 +87,60 @@ def check(db: DbOption = None) -> None:
         raise typer.Exit(1)
 
 
+def _keys_call(name: str, *args: Any, **kwargs: Any) -> Any:
+    """``service.keys.<name>(...)``; a refused command is one ``error:`` line, exit 1."""
+    keys = importlib.import_module("service.keys")
+    try:
+        return getattr(keys, name)(*args, **kwargs)
+    except keys.KeyCommandError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _db_url(db: str | None) -> str:
+    from service.settings import Settings
+
+    return db or Settings().database_url
+
+
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Key name: letters, digits, _ . - (1-64).")],
+    user: Annotated[
+        str | None,
+        typer.Option(help="Whose key (default: NAME); a user's studies outlive their keys."),
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Sees and changes everything.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Make an API key and print its token (once: only its hash is stored)."""
+    token = _keys_call("create_key", _db_url(db), name, user=user, admin=admin)
+    typer.echo(token)
+    typer.echo(
+        f"key {name!r} for user {user or name!r}{' (admin)' if admin else ''}: the token above "
+        "is shown only now; send it as 'Authorization: Bearer <token>' or set HPS_API_KEY",
+        err=True,
+    )
+
+
+def keys_list(db: DbOption = None) -> None:
+    """List keys: name, user, admin, created, last used (never the tokens)."""
+    rows = _keys_call("list_keys", _db_url(db))
+    typer.echo(f"{'name':<24} {'user':<24} {'admin':<5} {'created (UTC)':<19}  last used (UTC)")
+    for k in rows:
+        used = k.last_used_at.strftime("%Y-%m-%d %H:%M:%S") if k.last_used_at else "never"
+        created = k.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        admin = "yes" if k.admin else "no"
+        typer.echo(f"{k.name:<24} {k.user:<24} {admin:<5} {created:<19}  {used}")
+
+
+def keys_revoke(
+    name: Annotated[str, typer.Argument(help="The key's name.")], db: DbOption = None
+) -> None:
+    """Revoke a key: refused from the next request on; its browser sessions end."""
+    _keys_call("revoke_key", _db_url(db), name)
+    typer.echo(f"key {name!r} revoked")
+
+
 def register_server_commands(app: typer.Typer) -> None:
     """Add ``serve``, ``worker`` and the ``db`` group to the ``hpsearch`` app."""
     app.command(rich_help_panel="Server")(serve)
@@ -87,3 +149,8 @@ def register_server_commands(app: typer.Typer) -> None:
     db_app.command()(upgrade)
     db_app.command()(check)
     app.add_typer(db_app, name="db", rich_help_panel="Server")
+    keys_app = typer.Typer(help="API keys (made on the server, with the database URL).")
+    keys_app.command("create")(keys_create)
+    keys_app.command("list")(keys_list)
+    keys_app.command("revoke")(keys_revoke)
+    app.add_typer(keys_app, name="keys", rich_help_panel="Server", no_args_is_help=True)

@@ -14,6 +14,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from search.store import make_session_factory
 from service import pages
 from service.errors import install_error_handlers
+from service.middleware import install_middleware
 from service.routes import datasets, health, plots, studies, workers
 from service.settings import Settings
 from service.upload_limit import UploadLimit
@@ -86,6 +87,7 @@ def create_app(
         paths=("/api/v1/datasets",),
         max_bytes=int(settings.max_upload_mb * 1_000_000),
     )
+    install_middleware(app, settings)
     return app
 
 

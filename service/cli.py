@@ -1,9 +1,10 @@
 """The ``hpsearch`` command line.
 
-Client commands (submit, list, status, watch, leaderboard, cancel, workers, example) talk to a
-running server over HTTP through :class:`service.client.HpsClient` and import nothing heavy, so
-they start fast. Server-side commands (serve, worker, db upgrade) live in
-``service/_cli_server.py`` and import the heavy machinery inside the command.
+Client commands (submit, list, status, watch, leaderboard, cancel, publish, workers, example)
+talk to a running server over HTTP through :class:`service.client.HpsClient` (sending the key in
+``HPS_API_KEY``) and import nothing heavy, so they start fast. Server-side commands (serve,
+worker, db upgrade, keys) live in ``service/_cli_server.py`` and import the heavy machinery
+inside the command.
 
 Errors are one line on stderr prefixed ``error:``; exit 1 for server/HTTP errors, 2 for
 usage and spec-file errors.
@@ -12,13 +13,12 @@ usage and spec-file errors.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -35,6 +35,8 @@ from service._cli_common import DEFAULT_URL, UrlOption, connect, console, fail, 
 from service._cli_datasets import register_dataset_commands
 from service._cli_server import register_server_commands
 from service.client import HpsClient
+from service.csv_cells import csv_cell
+from service.spec_files import load_spec
 
 __all__ = ["DEFAULT_URL", "EXAMPLE_SPEC", "app", "main"]
 
@@ -75,35 +77,6 @@ IntervalOption = Annotated[
 TopOption = Annotated[int, typer.Option("--top", min=1, help="How many trials to show.")]
 
 
-# --- spec files ---------------------------------------------------------------------------
-
-
-def _yaml_error_line(exc: yaml.YAMLError) -> str:
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        problem = exc.problem or exc.context or "parse error"
-        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
-    return str(exc)
-
-
-def load_spec(source: str) -> dict[str, Any]:
-    """Read a YAML or JSON spec from a path (``-`` = stdin); exit 2 with one line on error."""
-    label = "<stdin>" if source == "-" else source
-    try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        fail(f"spec file not found: {source}", 2)
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"cannot read spec file {label}: {exc}", 2)
-    try:
-        spec = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        fail(f"invalid JSON in {label}: {exc}", 2)
-    except yaml.YAMLError as exc:
-        fail(f"invalid YAML in {label}: {_yaml_error_line(exc)}", 2)
-    if not isinstance(spec, dict):
-        fail(f"spec in {label} must be a mapping, got {type(spec).__name__}", 2)
-    return spec
 
 
 # --- rendering ----------------------------------------------------------------------------
@@ -288,6 +261,19 @@ def cancel(study_id: StudyId, url: UrlOption = DEFAULT_URL) -> None:
     with connect(url) as client:
         study = client.cancel(study_id)
     typer.echo(f"study {study.get('id')} ({study.get('name')}): {study.get('status')}")
+
+
+@app.command()
+def publish(
+    study_id: StudyId,
+    private: Annotated[bool, typer.Option("--private", help="Make it private again.")] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Make a study public: its pages and reads then work without a key."""
+    with connect(url) as client:
+        study = client.set_public(study_id, not private)
+    shown = "public" if study.get("public") else "private"
+    typer.echo(f"study {study.get('id')} ({study.get('name')}): {shown}")
 
 
 @app.command()

@@ -71,13 +71,14 @@ class HpsClient:
     'running'
     """
 
-    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 10.0, api_key: str | None = None) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        headers = {"Authorization": f"Bearer {api_key.strip()}"} if api_key else {}
         try:
-            self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+            self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
         except httpx.InvalidURL as exc:
             raise ClientError(f"invalid hpsearch server URL {base_url!r}: {exc}") from exc
 
@@ -161,6 +162,9 @@ class HpsClient:
 
     def cancel(self, id: int) -> dict[str, Any]:
         return self._request("POST", f"/studies/{id}/cancel")
+
+    def set_public(self, id: int, public: bool) -> dict[str, Any]:
+        return self._request("PATCH", f"/studies/{id}", json={"public": public})
 
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/health")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.settings import Settings
@@ -38,3 +38,6 @@ SessionDep = Annotated[Session, Depends(get_db)]
 ReadSessionDep = Annotated[Session, Depends(get_read_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+
+StudyId = Annotated[int, Path(ge=0, le=2**31 - 1, description="study id")]
+TrialNumber = Annotated[int, Path(ge=0, le=2**31 - 1, description="trial number in the study")]

@@ -1,35 +1,43 @@
 """Our exception tree, mapped to HTTP status codes in one place.
 
 HpsError
- ├── NotFound        404  (unknown study, trial, dataset; no model yet)
+ ├── Unauthorized    401  (no key, a wrong or revoked key; a page redirects to /signin)
+ ├── Forbidden       403  (a cross-site or CSRF-less state change)
+ ├── NotFound        404  (unknown study, trial or dataset, or another user's; no model yet)
  ├── Conflict        409  (cancel a finished study; delete a dataset in use)
  ├── TooLarge        413  (an upload over HPS_MAX_UPLOAD_MB)
  ├── Unsupported     415  (an upload that is not CSV or Parquet)
  └── BadRequest      422  (input pydantic could not catch)
 
 API clients get ``{"detail": ...}``; a browser asking for a page gets the same message as
-an HTML page with a link home.
+an HTML page with a link home. Anything unexpected is a 500 whose body names only the
+request id (the traceback goes to the log under that id, never to the client).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 TITLES = {
     400: "Bad request",
+    401: "Sign in",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
     413: "Too large",
     415: "Unsupported file",
 }
+log = logging.getLogger("hpsearch.errors")
 
 
 class HpsError(Exception):
@@ -38,6 +46,14 @@ class HpsError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class Unauthorized(HpsError):
+    status_code = 401
+
+
+class Forbidden(HpsError):
+    status_code = 403
 
 
 class NotFound(HpsError):
@@ -97,11 +113,29 @@ def _validation_text(errors: list[Any]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HpsError)
     async def _hps_error(request: Request, exc: HpsError) -> Response:
+        if isinstance(exc, Unauthorized) and _wants_page(request):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse("/signin?" + urlencode({"next": target}), status_code=303)
         if _wants_page(request):
             return _page(request, exc.status_code, exc.detail)
         if isinstance(exc, BadRequest):
             return JSONResponse(status_code=422, content={"detail": exc.errors()})
-        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail})
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        return JSONResponse(
+            status_code=exc.status_code, content={"detail": exc.detail}, headers=headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # Never the traceback or SQL text: the log has them under the request id.
+        from asgi_correlation_id import correlation_id
+
+        request_id = correlation_id.get() or "-"
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        detail = f"internal server error (request id {request_id}); the server log has the cause"
+        return JSONResponse(
+            status_code=500, content={"detail": detail}, headers={"X-Request-ID": request_id}
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -134,9 +168,11 @@ def _json_safe(value: Any) -> Any:
 __all__ = [
     "BadRequest",
     "Conflict",
+    "Forbidden",
     "HpsError",
     "NotFound",
     "TooLarge",
+    "Unauthorized",
     "Unsupported",
     "install_error_handlers",
 ]

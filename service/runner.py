@@ -16,10 +16,9 @@ log = logging.getLogger("hpsearch")
 
 
 def _logging() -> None:
-    logging.basicConfig(
-        level=Settings().log_level.upper(),
-        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
-    )
+    from service.logs import configure
+
+    configure(Settings())
 
 
 def upgrade_db(db_url: str | None = None) -> str:
@@ -116,9 +115,46 @@ def _default_threads(url: str, grace_s: float) -> int:
     return max(1, (os.cpu_count() or 1) // (others + 1))
 
 
-def serve(*, host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) can be reached from this machine only."""
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def check_exposure(host: str, auth: str, insecure: bool) -> str | None:
+    """Why serving ``host`` with this auth is refused (None: go ahead)."""
+    if auth == "on" or is_loopback(host):
+        return None
+    if insecure:
+        log.warning(
+            "INSECURE: serving %s with HPS_AUTH=off (--insecure): anyone who can reach this "
+            "port can read, submit and cancel every study",
+            host,
+        )
+        return None
+    return (
+        f"refusing to serve {host} with HPS_AUTH=off: anyone who can reach it could read and "
+        "change every study. Set HPS_AUTH=on and make a key with `hpsearch keys create NAME "
+        "--admin`, or pass --insecure to serve it open anyway"
+    )
+
+
+def serve(
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    insecure: bool = False,
+) -> None:
     """Migrate, start ``workers`` local worker processes, run the API until Ctrl-C/SIGTERM,
-    then stop the workers (each ends its trial as interrupted, so none stays RUNNING)."""
+    then stop the workers (each ends its trial as interrupted, so none stays RUNNING).
+    A non-loopback host needs HPS_AUTH=on, or ``insecure``."""
     _logging()
     import uvicorn
 
@@ -127,8 +163,14 @@ def serve(*, host: str | None = None, port: int | None = None, workers: int | No
     settings = Settings()
     host = host or settings.host
     port = port or settings.port
+    refusal = check_exposure(host, settings.auth, insecure)
+    if refusal is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        sys.exit(2)
     n_workers = settings.workers if workers is None else workers
     url = upgrade_db(settings.database_url)
+    if settings.auth == "on":
+        _warn_if_no_keys(url)
     threads = settings.threads or max(1, (os.cpu_count() or 1) // max(n_workers, 1))
     # Workers inherit "ignore SIGUSR1" until they install their wake-up handler, so a study
     # submitted while they start cannot kill them (its default action).
@@ -136,12 +178,29 @@ def serve(*, host: str | None = None, port: int | None = None, workers: int | No
     procs = [_spawn_worker(url, threads, i) for i in range(n_workers)]
     signal.signal(signal.SIGTERM, _raise_interrupt)  # until uvicorn installs its own
     try:
-        app = create_app(settings, on_submit=lambda: _wake_workers(procs))
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(
+            create_app(settings, on_submit=lambda: _wake_workers(procs)),
+            host=host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            log_config=None,  # service.logs configured every logger (request ids, JSON)
+            access_log=False,  # service.middleware logs each request with its request id
+        )
     except KeyboardInterrupt:
         pass
     finally:
         _stop_workers(procs)
+
+
+def _warn_if_no_keys(url: str) -> None:
+    from search.store import list_keys, make_session_factory, session_scope
+
+    with session_scope(make_session_factory(url, read_only=True)) as session:
+        if not list_keys(session=session):
+            log.warning(
+                "HPS_AUTH=on and no API keys yet: every request will be refused until you "
+                "make one with `hpsearch keys create NAME --admin`"
+            )
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

@@ -60,6 +60,8 @@ class HeldOutPublic(BaseModel):
 class StudyPublic(_Out):
     id: int
     name: str
+    owner: str | None
+    public: bool
     status: str
     spec: dict[str, Any]
     dataset: str
@@ -76,6 +78,12 @@ class StudyPublic(_Out):
     counts: TrialCounts
     best: BestTrial | None
     test: HeldOutPublic
+
+
+class StudyUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    public: bool
 
 
 class StudiesPublic(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -33,6 +35,23 @@ class Settings(BaseSettings):
     )
     max_upload_mb: float = Field(
         200.0, gt=0, description="largest dataset upload in MB (1e6 bytes); larger: 413"
+    )
+    max_trials: int = Field(10_000, ge=1, le=10_000, description="most trials one study may ask")
+    max_epochs: int = Field(1_000, ge=1, le=1_000, description="most epochs one trial may run")
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="largest request body (uploads: HPS_MAX_UPLOAD_MB)"
+    )
+    max_spec_bytes: int = Field(65_536, ge=1024, description="largest submitted spec (JSON)")
+    auth: Literal["on", "off"] = Field(
+        "off",
+        description="on: every request needs an API key (or a signed-in browser), users see "
+        "their own studies; off: no keys, allowed only on a loopback host",
+    )
+    session_hours: float = Field(
+        168.0, gt=0, le=24 * 365, description="how long a browser sign-in lasts"
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text, or json: one JSON object per log line"
     )
 
     @model_validator(mode="after")

@@ -12,15 +12,36 @@ from sqlalchemy.orm import Session
 
 from search import store
 from search.diagnosis import diagnose
+from search.spec import DATASET_TASKS
+from service.auth import Principal, can_read
 from service.errors import BadRequest, NotFound
-from service.schemas import BestTrial, DiagnosisPublic, HeldOutPublic, StudyPublic, TrialCounts
+from service.schemas import (
+    BestTrial,
+    DiagnosisPublic,
+    HeldOutPublic,
+    StudyPublic,
+    TrialCounts,
+    WorkerPublic,
+)
 
 
-def get_study_or_404(session: Session, study_id: int) -> store.StudyRow:
-    row = store.get_study(session=session, study_id=study_id)
-    if row is None:
-        raise NotFound(f"study {study_id} not found")
-    return row
+def visible_workers(
+    session: Session, principal: Principal, rows: list[store.WorkerRow]
+) -> list[WorkerPublic]:
+    """The workers, with the study and trial each is busy with blanked out unless the
+    caller may read that study (another user's study ids are not shown)."""
+    shown = []
+    for row in rows:
+        worker = WorkerPublic.model_validate(row)
+        study = (
+            store.get_study(session=session, study_id=row.study_id)
+            if row.study_id is not None
+            else None
+        )
+        if study is None or not can_read(principal, study):
+            worker = worker.model_copy(update={"study_id": None, "trial_number": None})
+        shown.append(worker)
+    return shown
 
 
 def trial_counts(raw: dict[str, int]) -> TrialCounts:
@@ -148,7 +169,7 @@ __all__ = [
     "diagnosis_public",
     "held_out",
     "Column",
-    "get_study_or_404",
+    "visible_workers",
     "make_view",
     "study_public",
     "table_columns",

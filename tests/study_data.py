@@ -3,6 +3,7 @@ attach, finish), for tests of reads, pages and exports that need no training."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +55,7 @@ def make_study(
         row = store.insert_study(
             session=s,
             spec=data,
-            optuna_study_name=f"made-{id(trials)}-{len(trials)}",
+            optuna_study_name=f"made-{uuid.uuid4().hex}",
             n_trials=data["search"]["n_trials"],
         )
         study_id = row.id

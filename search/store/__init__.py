@@ -36,6 +36,17 @@ from search.store._models import (
     record_test,
     studies_awaiting_test,
 )
+from search.store._keys import (
+    delete_key,
+    delete_web_session,
+    get_key_by_hash,
+    get_key_by_name,
+    get_web_session_key,
+    insert_key,
+    insert_web_session,
+    list_keys,
+    touch_key,
+)
 from search.store._plot_reads import (
     PlotPoint,
     TrialCurves,
@@ -44,6 +55,7 @@ from search.store._plot_reads import (
     trial_curves,
 )
 from search.store._studies import (
+    ALL_OWNERS,
     LeaderboardEntry,
     cancel_study,
     count_active_studies,
@@ -52,6 +64,7 @@ from search.store._studies import (
     insert_study,
     leaderboard,
     list_studies,
+    set_public,
     trial_counts,
 )
 from search.store._tables import (
@@ -74,12 +87,14 @@ from search.store._tables import (
     W_IDLE,
     W_LOST,
     W_STOPPED,
+    ApiKeyRow,
     Base,
     BlobRow,
     DatasetRow,
     ModelRow,
     StudyRow,
     TrialRow,
+    WebSessionRow,
     WorkerRow,
 )
 from search.store._trial_views import (
@@ -147,6 +162,19 @@ __all__ = [
     "record_test",
     "studies_awaiting_test",
     "studies_using",
+    "ALL_OWNERS",
+    "ApiKeyRow",
+    "WebSessionRow",
+    "delete_key",
+    "delete_web_session",
+    "get_key_by_hash",
+    "get_key_by_name",
+    "get_web_session_key",
+    "insert_key",
+    "insert_web_session",
+    "list_keys",
+    "touch_key",
+    "set_public",
     "COLUMN_SORTS",
     "MAX_PAGE",
     "OTHER_TASK_METRICS",

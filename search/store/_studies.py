@@ -23,9 +23,15 @@ from search.store._tables import (
 
 
 def insert_study(
-    *, session: Session, spec: dict[str, Any], optuna_study_name: str, n_trials: int
+    *,
+    session: Session,
+    spec: dict[str, Any],
+    optuna_study_name: str,
+    n_trials: int,
+    owner: str | None = None,
 ) -> StudyRow:
     row = StudyRow(
+        owner=owner,
         name=spec["name"],
         optuna_study_name=optuna_study_name,
         spec=spec,
@@ -45,12 +51,23 @@ def get_study(*, session: Session, study_id: int) -> StudyRow | None:
     return session.get(StudyRow, study_id)
 
 
-def list_studies(*, session: Session, offset: int, limit: int) -> tuple[list[StudyRow], int]:
-    count = session.scalar(select(func.count()).select_from(StudyRow)) or 0
+ALL_OWNERS = object()  # list_studies(owner=ALL_OWNERS): every study (an admin's view)
+
+
+def list_studies(
+    *, session: Session, offset: int, limit: int, owner: str | None | object = ALL_OWNERS
+) -> tuple[list[StudyRow], int]:
+    """Newest first; only ``owner``'s studies unless ``owner`` is ``ALL_OWNERS``."""
+    where = [] if owner is ALL_OWNERS else [StudyRow.owner == owner]
+    count = session.scalar(select(func.count()).select_from(StudyRow).where(*where)) or 0
     rows = session.scalars(
-        select(StudyRow).order_by(StudyRow.id.desc()).offset(offset).limit(limit)
+        select(StudyRow).where(*where).order_by(StudyRow.id.desc()).offset(offset).limit(limit)
     ).all()
     return list(rows), count
+
+
+def set_public(*, session: Session, study_id: int, public: bool) -> None:
+    session.execute(update(StudyRow).where(StudyRow.id == study_id).values(public=public))
 
 
 def trial_counts(*, session: Session, study_ids: list[int]) -> dict[int, dict[str, int]]:

@@ -17,6 +17,10 @@
 - hps_models: the weights (and JSON config) of the best few complete trials of each study,
   kept while it runs so the winner never needs retraining; the others are dropped.
   ``hps_studies.test_*`` record the winner's one evaluation on the held-out test split.
+- hps_api_keys: API keys; only a SHA-256 of each token is stored. ``user`` is whose key it
+  is (studies are owned by users, so a user's keys can be rotated without losing them).
+- hps_web_sessions: browser sign-ins made with a key (the cookie's hash); revoking the key
+  deletes its sessions.
 """
 
 from __future__ import annotations
@@ -70,7 +74,10 @@ W_IDLE, W_BUSY, W_STOPPED, W_LOST = "idle", "busy", "stopped", "lost"
 
 class StudyRow(Base):
     __tablename__ = "hps_studies"
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (
+        Index("ix_hps_studies_owner", "owner", "id"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -96,6 +103,9 @@ class StudyRow(Base):
     test_claimed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     test_trial: Mapped[int | None] = mapped_column(Integer, nullable=True)
     test_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The user who submitted it (NULL: submitted with auth off; only admins see those).
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    public: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class TrialRow(Base):
@@ -195,3 +205,27 @@ class ModelRow(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     weights: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+class ApiKeyRow(Base):
+    __tablename__ = "hps_api_keys"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    user: Mapped[str] = mapped_column(String(64), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class WebSessionRow(Base):
+    __tablename__ = "hps_web_sessions"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[int] = mapped_column(
+        ForeignKey("hps_api_keys.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)

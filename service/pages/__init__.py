@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.pages import assets, compare, studies, trials, workers
+from service.pages import assets, compare, signin, studies, trials, workers
 
 router = APIRouter(include_in_schema=False)
-for _module in (assets, studies, trials, compare, workers):
+for _module in (assets, signin, studies, trials, compare, workers):
     router.include_router(_module.router)
 
 __all__ = ["router"]

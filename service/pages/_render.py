@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 
 from search.axes import layers_label
 from search.store import utcnow
@@ -87,14 +88,25 @@ def ago(value: datetime | None) -> str:
     return "–" if seconds is None else f"{duration(seconds)} ago"
 
 
+def csrf_input(principal: Any) -> Markup:
+    """The hidden CSRF field of a state-changing form (only a cookie sign-in needs one)."""
+    token = getattr(principal, "csrf", None)
+    if not token:
+        return Markup("")
+    return Markup('<input type="hidden" name="csrf_token" value="{}">').format(escape(token))
+
+
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.filters.update(
     num=num, full=full, utc=utc, short_time=short_time, iso=iso, duration=duration, ago=ago
 )
-templates.env.globals.update(elapsed=elapsed, version=VERSION)
+templates.env.globals.update(elapsed=elapsed, version=VERSION, csrf_input=csrf_input)
 
 
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """Render a page; the base layout shows who is signed in (``request.state.principal``,
+    set by the auth dependency) and puts the CSRF token in state-changing forms."""
+    context.setdefault("principal", getattr(request.state, "principal", None))
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from search import store
+from service.auth import PrincipalDep, owner_filter, signed_in
 from service.deps import ReadSessionDep
 from service.pages._render import render
-from service.routes.plots import parse_ids
-from service.views import get_study_or_404, study_public
+from service.routes.plots import parse_ids, readable_studies
+from service.views import study_public
 
 router = APIRouter()
 
@@ -21,13 +22,17 @@ router = APIRouter()
 def compare_page(
     request: Request,
     session: ReadSessionDep,
+    principal: PrincipalDep,
     ids: Annotated[list[str] | None, Query(max_length=64)] = None,
 ) -> HTMLResponse:
     if not ids or not any(part.strip(" ,") for part in ids):
-        recent, _ = store.list_studies(session=session, offset=0, limit=50)
+        signed_in(principal)  # the picker lists the caller's studies
+        recent, _ = store.list_studies(
+            session=session, offset=0, limit=50, owner=owner_filter(principal)
+        )
         return render(request, "compare.html", studies=[], recent=recent, ids_text="")
     study_ids = parse_ids(ids)
-    studies = [study_public(session, get_study_or_404(session, i)) for i in study_ids]
+    studies = [study_public(session, r) for r in readable_studies(session, principal, study_ids)]
     names = [n for s in studies for n in (s.best.params if s.best else {})]
     return render(
         request,

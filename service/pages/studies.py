@@ -15,13 +15,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy.orm import Session
 
 from search import store
+from service.auth import OwnedStudyDep, ReadableStudyDep, SignedInDep, owner_filter
 from service.deps import ReadSessionDep, SessionDep
 from service.errors import BadRequest, Conflict
 from service.pages._render import render, templates
 from service.plots import CURVE_TOP, curves_payload, points_payload, study_axes
-from service.routes.studies import StudyId
 from service.schemas import StudyPublic
-from service.views import get_study_or_404, make_view, study_public, table_columns
+from service.views import make_view, study_public, table_columns
 
 router = APIRouter()
 POLL_MS = 1500  # live pages poll at most every 2 s
@@ -117,12 +117,15 @@ def _row_key(view: store.TrialView) -> Any:
 @router.get("/", response_class=HTMLResponse)
 def studies_page(
     request: Request,
+    principal: SignedInDep,
     session: ReadSessionDep,
     page: Annotated[int, Query(ge=1, le=10**6)] = 1,
     per_page: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> HTMLResponse:
     offset = (page - 1) * per_page
-    rows, total = store.list_studies(session=session, offset=offset, limit=per_page)
+    rows, total = store.list_studies(
+        session=session, offset=offset, limit=per_page, owner=owner_filter(principal)
+    )
     counts = store.trial_counts(session=session, study_ids=[r.id for r in rows])
     studies = [study_public(session, r, counts[r.id]) for r in rows]
     pages = max(1, math.ceil(total / per_page))
@@ -157,9 +160,8 @@ def _state_options(session: Session, study_id: int) -> list[tuple[str, str]]:
 
 @router.get("/studies/{study_id}", response_class=HTMLResponse)
 def study_page(
-    study_id: StudyId, request: Request, session: ReadSessionDep, q: PageQueryDep
+    row: ReadableStudyDep, request: Request, session: ReadSessionDep, q: PageQueryDep
 ) -> HTMLResponse:
-    row = get_study_or_404(session, study_id)
     page, per_page = q.page, q.per_page
     offset = (page - 1) * per_page
     view = make_view(
@@ -200,7 +202,7 @@ def study_page(
 
 @router.get("/studies/{study_id}/live", response_class=JSONResponse)
 def study_live(
-    study_id: StudyId,
+    row: ReadableStudyDep,
     session: ReadSessionDep,
     q: PageQueryDep,
     cursor: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
@@ -209,7 +211,6 @@ def study_live(
     counts, rows of trials that ended or are running (marked ``show`` when they belong in
     the page's view), their plot points, and curves for running trials and for new ones
     the curve plot shows."""
-    row = get_study_or_404(session, study_id)
     view = make_view(row, state=q.state, sort=q.sort, desc=q.desc, top=q.top, limit=None)
     changes = store.changes_since(session=session, study=row, cursor=cursor)
     payload = _live_payload(session, row, study_public(session, row), view, changes)
@@ -272,19 +273,17 @@ def _factor(row: store.StudyRow) -> float:
 
 
 @router.get("/studies/{study_id}/cancel", response_class=HTMLResponse)
-def cancel_confirm(study_id: StudyId, request: Request, session: ReadSessionDep) -> Response:
+def cancel_confirm(row: OwnedStudyDep, request: Request) -> Response:
     """The confirmation step (the study page's script asks in a dialog instead)."""
-    row = get_study_or_404(session, study_id)
     if row.status not in store.ACTIVE_STUDY_STATES:
         return RedirectResponse(f"/studies/{row.id}", status_code=303)
     return render(request, "cancel.html", study=row)
 
 
 @router.post("/studies/{study_id}/cancel")
-def cancel_submit(study_id: StudyId, session: SessionDep) -> RedirectResponse:
-    row = get_study_or_404(session, study_id)
-    if not store.cancel_study(session=session, study_id=study_id):
-        raise Conflict(f"study {study_id} is already {row.status}")
+def cancel_submit(row: OwnedStudyDep, session: SessionDep) -> RedirectResponse:
+    if not store.cancel_study(session=session, study_id=row.id):
+        raise Conflict(f"study {row.id} is already {row.status}")
     session.commit()
     return RedirectResponse(f"/studies/{row.id}", status_code=303)
 

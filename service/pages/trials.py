@@ -9,12 +9,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from search import store
-from service.deps import ReadSessionDep
+from service.auth import ReadableStudyDep
+from service.deps import ReadSessionDep, TrialNumber
 from service.errors import NotFound
 from service.pages._render import render
 from service.plots import curves_payload
-from service.routes.studies import StudyId, TrialNumber
-from service.views import diagnosis_public, get_study_or_404
+from service.views import diagnosis_public
 
 router = APIRouter()
 
@@ -26,12 +26,11 @@ def script_json(data: object) -> str:
 
 @router.get("/studies/{study_id}/trials/{number}", response_class=HTMLResponse)
 def trial_page(
-    study_id: StudyId, number: TrialNumber, request: Request, session: ReadSessionDep
+    row: ReadableStudyDep, number: TrialNumber, request: Request, session: ReadSessionDep
 ) -> HTMLResponse:
-    row = get_study_or_404(session, study_id)
-    trial = store.get_trial(session=session, study_id=study_id, number=number)
+    trial = store.get_trial(session=session, study_id=row.id, number=number)
     if trial is None:
-        raise NotFound(f"trial {number} of study {study_id} not found")
+        raise NotFound(f"trial {number} of study {row.id} not found")
     summary = store.trial_summaries(session=session, study=row, numbers=[number])[0]
     complete = store.trial_counts(session=session, study_ids=[row.id])[row.id].get(
         store.T_COMPLETE, 0

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from search import store
+from service.auth import Principal, PrincipalDep, ReadableStudyDep, readable
 from service.deps import ReadSessionDep
 from service.errors import BadRequest
 from service.plots import (
@@ -21,7 +22,7 @@ from service.plots import (
     study_plot_json,
     to_json,
 )
-from service.routes.studies import NOT_FOUND, StudyId
+from service.routes.studies import AUTH, NOT_FOUND
 from service.schemas import (
     ComparePublic,
     CompareSeries,
@@ -29,18 +30,16 @@ from service.schemas import (
     StudyImportance,
     StudyPlots,
 )
-from service.views import get_study_or_404
 
-router = APIRouter(tags=["plots"])
+router = APIRouter(tags=["plots"], responses=AUTH)
 MAX_COMPARE = 8
 
 
 @router.get("/studies/{study_id}/plots", response_model=StudyPlots, responses=NOT_FOUND)
-def read_plots(study_id: StudyId, session: ReadSessionDep, request: Request) -> Response:
+def read_plots(row: ReadableStudyDep, session: ReadSessionDep, request: Request) -> Response:
     """Everything the study page draws: per ended trial its number, state, value and one
     value per search axis; the curves of the best, the latest pruned and the running
     trials; and the change cursor to poll ``/changes`` from."""
-    row = get_study_or_404(session, study_id)
     cursor = row.change_seq
 
     def points_json() -> str:  # every ended trial: cached until the next one ends
@@ -64,13 +63,12 @@ def _cache(request: Request, name: str) -> ComputeCache[Any]:
 
 @router.get("/studies/{study_id}/importance", response_model=StudyImportance, responses=NOT_FOUND)
 def read_importance(
-    study_id: StudyId, session: ReadSessionDep, request: Request
+    row: ReadableStudyDep, session: ReadSessionDep, request: Request
 ) -> StudyImportance:
     """Parameter importance (Optuna's PED-ANOVA evaluator) over the complete trials, once at
     least ``min_trials`` have completed; cached per study and number of complete trials."""
     from search.importance import MIN_TRIALS, param_importances  # imports optuna
 
-    row = get_study_or_404(session, study_id)
     complete = store.trial_counts(session=session, study_ids=[row.id])[row.id].get(
         store.T_COMPLETE, 0
     )
@@ -111,10 +109,18 @@ def parse_ids(raw: list[str]) -> list[int]:
     return ids
 
 
-def compare_series(session: ReadSessionDep, ids: list[int]) -> list[CompareSeries]:
+def readable_studies(
+    session: ReadSessionDep, principal: Principal, ids: list[int]
+) -> list[store.StudyRow]:
+    """The studies ``ids`` names, each one the caller may read (else 404 or 401)."""
+    return [
+        readable(principal, store.get_study(session=session, study_id=i), f"study {i}") for i in ids
+    ]
+
+
+def compare_series(session: ReadSessionDep, rows: list[store.StudyRow]) -> list[CompareSeries]:
     series = []
-    for study_id in ids:
-        row = get_study_or_404(session, study_id)
+    for row in rows:
         points = [
             p
             for p in store.plot_points(session=session, study_id=row.id)
@@ -137,7 +143,9 @@ def compare_series(session: ReadSessionDep, ids: list[int]) -> list[CompareSerie
 @router.get("/compare", response_model=ComparePublic, responses=NOT_FOUND)
 def read_compare(
     session: ReadSessionDep,
+    principal: PrincipalDep,
     ids: Annotated[list[str], Query(description="study ids: ids=1,2 or ids=1&ids=2")],
 ) -> ComparePublic:
     """Best-so-far curves of several studies (x: trial number, y: best complete value)."""
-    return ComparePublic(data=compare_series(session, parse_ids(ids)))
+    rows = readable_studies(session, principal, parse_ids(ids))
+    return ComparePublic(data=compare_series(session, rows))

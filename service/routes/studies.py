@@ -5,13 +5,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request, status
+from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 
 from search import store
 from search.spec import ExperimentSpec
-from service.deps import ReadSessionDep, SessionDep, SessionFactoryDep, SettingsDep
+from service.auth import OwnedStudyDep, ReadableStudyDep, SignedInDep, owner_filter
+from service.deps import (
+    ReadSessionDep,
+    SessionDep,
+    SessionFactoryDep,
+    SettingsDep,
+    StudyId,
+    TrialNumber,
+)
 from service.errors import Conflict, NotFound
 from service.export import trials_csv
 from service.schemas import (
@@ -21,27 +29,35 @@ from service.schemas import (
     StudiesPublic,
     StudyChanges,
     StudyPublic,
+    StudyUpdate,
     TrialPublic,
     TrialsPublic,
     TrialSummaryPublic,
 )
 from service.views import (
     diagnosis_public,
-    get_study_or_404,
     held_out,
     make_view,
     study_public,
     table_columns,
 )
 
-router = APIRouter(prefix="/studies", tags=["studies"])
 Responses = dict[int | str, dict[str, Any]]
-NOT_FOUND: Responses = {404: {"model": ErrorPublic, "description": "No such study or trial"}}
+AUTH: Responses = {
+    401: {"model": ErrorPublic, "description": "No API key, or a wrong or revoked one"},
+    403: {"model": ErrorPublic, "description": "A cross-site request or a missing CSRF token"},
+    413: {"model": ErrorPublic, "description": "The request body is too large"},
+}
+router = APIRouter(prefix="/studies", tags=["studies"], responses=AUTH)
+NOT_FOUND: Responses = {
+    404: {"model": ErrorPublic, "description": "No such study or trial (or not yours)"}
+}
+UNDECODABLE: Responses = {
+    400: {"model": ErrorPublic, "description": "The body could not be decoded"}
+}
 CONFLICT: Responses = {409: {"model": ErrorPublic, "description": "Conflicts with its state"}}
 CSV_OK: Responses = {200: {"content": {"text/csv": {}}, "description": "The trials as CSV"}}
 MAX_OFFSET = 2**31 - 1  # larger offsets overflow the databases' integers
-StudyId = Annotated[int, Path(ge=0, le=2**31 - 1, description="study id")]
-TrialNumber = Annotated[int, Path(ge=0, le=2**31 - 1, description="trial number in the study")]
 StateQuery = Annotated[
     str, Query(description="all | complete | pruned | failed | running", max_length=16)
 ]
@@ -65,13 +81,14 @@ OffsetQuery = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
     response_model=StudyPublic,
     status_code=status.HTTP_201_CREATED,
     responses={
-        400: {"model": ErrorPublic, "description": "The body could not be decoded"},
+        **UNDECODABLE,
         409: {"model": ErrorPublic, "description": "Idempotency-Key used for another spec"},
     },
 )
 def create_study(
     request: Request,
     spec: ExperimentSpec,
+    principal: SignedInDep,
     session: SessionDep,
     factory: SessionFactoryDep,
     settings: SettingsDep,
@@ -95,6 +112,9 @@ def create_study(
             spec=spec,
             request_key=idempotency_key,
             max_params=settings.max_params,
+            max_trials=settings.max_trials,
+            max_epochs=settings.max_epochs,
+            owner=principal.user,
         )
     except SpecTooLarge as exc:
         loc = ("body", *exc.field.split("."))
@@ -110,30 +130,46 @@ def create_study(
         raise Conflict(str(exc)) from None
     if request.app.state.on_submit is not None:
         request.app.state.on_submit()
-    return study_public(session, get_study_or_404(session, row.id))
+    created = store.get_study(session=session, study_id=row.id)
+    assert created is not None
+    return study_public(session, created)
 
 
 @router.get("", response_model=StudiesPublic)
 def list_studies(
+    principal: SignedInDep,
     session: ReadSessionDep,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> StudiesPublic:
-    rows, count = store.list_studies(session=session, offset=offset, limit=limit)
+    """The caller's studies, newest first (an admin's: everyone's)."""
+    rows, count = store.list_studies(
+        session=session, offset=offset, limit=limit, owner=owner_filter(principal)
+    )
     counts = store.trial_counts(session=session, study_ids=[r.id for r in rows])
     return StudiesPublic(data=[study_public(session, r, counts[r.id]) for r in rows], count=count)
 
 
 @router.get("/{study_id}", response_model=StudyPublic, responses=NOT_FOUND)
-def read_study(study_id: StudyId, session: ReadSessionDep) -> StudyPublic:
-    return study_public(session, get_study_or_404(session, study_id))
+def read_study(row: ReadableStudyDep, session: ReadSessionDep) -> StudyPublic:
+    return study_public(session, row)
+
+
+@router.patch("/{study_id}", response_model=StudyPublic, responses=NOT_FOUND | UNDECODABLE)
+def update_study(update: StudyUpdate, row: OwnedStudyDep, session: SessionDep) -> StudyPublic:
+    """Make a study public (its reads and pages then work without a key) or private."""
+    store.set_public(session=session, study_id=row.id, public=update.public)
+    session.commit()
+    session.refresh(row)
+    return study_public(session, row)
 
 
 @router.get("/{study_id}/leaderboard", response_model=LeaderboardPublic, responses=NOT_FOUND)
 def read_leaderboard(
-    study_id: StudyId, session: ReadSessionDep, top: Annotated[int, Query(ge=1, le=1000)] = 10
+    row: ReadableStudyDep,
+    session: ReadSessionDep,
+    top: Annotated[int, Query(ge=1, le=1000)] = 10,
 ) -> LeaderboardPublic:
-    row = get_study_or_404(session, study_id)
     entries = store.leaderboard(session=session, study=row, top=top)
     data = [
         LeaderboardRow(
@@ -161,7 +197,7 @@ def read_leaderboard(
 
 @router.get("/{study_id}/trials", response_model=TrialsPublic, responses=NOT_FOUND)
 def list_trials(
-    study_id: StudyId,
+    row: ReadableStudyDep,
     session: ReadSessionDep,
     state: StateQuery = "all",
     sort: SortQuery = "rank",
@@ -172,7 +208,6 @@ def list_trials(
 ) -> TrialsPublic:
     """Every trial, any state, sorted by any column, a parameter or a metric: the JSON twin
     of the study page's table (``limit=10000`` gives all of a study's trials)."""
-    row = get_study_or_404(session, study_id)
     view = make_view(row, state=state, sort=sort, desc=desc, top=top, offset=offset, limit=limit)
     page = store.list_trials(session=session, study=row, view=view)
     return TrialsPublic(
@@ -190,7 +225,7 @@ def list_trials(
     responses={**CSV_OK, **NOT_FOUND},
 )
 def export_trials(
-    study_id: StudyId,
+    row: ReadableStudyDep,
     session: ReadSessionDep,
     state: StateQuery = "all",
     sort: SortQuery = "rank",
@@ -199,7 +234,6 @@ def export_trials(
 ) -> StreamingResponse:
     """The trials a view selects (all of them by default) as CSV: one column per parameter
     and metric, full precision; text that a spreadsheet would run as a formula is escaped."""
-    row = get_study_or_404(session, study_id)
     view = make_view(row, state=state, sort=sort, desc=desc, top=top, limit=None)
     page = store.list_trials(session=session, study=row, view=view)
     filename = f"study-{row.id}-trials.csv"
@@ -212,13 +246,12 @@ def export_trials(
 
 @router.get("/{study_id}/changes", response_model=StudyChanges, responses=NOT_FOUND)
 def read_changes(
-    study_id: StudyId,
+    row: ReadableStudyDep,
     session: ReadSessionDep,
     cursor: Annotated[int, Query(ge=0, le=2**31 - 1, description="from the last answer")] = 0,
 ) -> StudyChanges:
     """Trials that ended since ``cursor`` (in the order they ended) and every running
     trial; poll with the returned cursor to get only what is new."""
-    row = get_study_or_404(session, study_id)
     changes = store.changes_since(session=session, study=row, cursor=cursor)
     return StudyChanges(
         study=study_public(session, row),
@@ -229,11 +262,10 @@ def read_changes(
 
 
 @router.get("/{study_id}/trials/{number}", response_model=TrialPublic, responses=NOT_FOUND)
-def read_trial(study_id: StudyId, number: TrialNumber, session: ReadSessionDep) -> TrialPublic:
-    get_study_or_404(session, study_id)
-    trial = store.get_trial(session=session, study_id=study_id, number=number)
+def read_trial(row: ReadableStudyDep, number: TrialNumber, session: ReadSessionDep) -> TrialPublic:
+    trial = store.get_trial(session=session, study_id=row.id, number=number)
     if trial is None:
-        raise NotFound(f"trial {number} of study {study_id} not found")
+        raise NotFound(f"trial {number} of study {row.id} not found")
     return TrialPublic.model_validate(
         {
             **{c: getattr(trial, c) for c in TrialPublic.model_fields if hasattr(trial, c)},
@@ -251,15 +283,14 @@ def read_trial(study_id: StudyId, number: TrialNumber, session: ReadSessionDep) 
         **NOT_FOUND,
     },
 )
-def download_model(study_id: StudyId, session: ReadSessionDep) -> Response:
+def download_model(row: ReadableStudyDep, session: ReadSessionDep) -> Response:
     """The best trial's trained model as one file: a zip of ``config.json`` (architecture,
     input preparation fitted on the training split, class labels or target scale, dev and
     train metrics, and the held-out test metrics once the study has scored its winner)
     and ``state_dict.pt``. Load it with ``models.load_model(path)``."""
-    row = get_study_or_404(session, study_id)
     model = store.best_model(session=session, study=row)
     if model is None:
-        raise NotFound(f"study {study_id} has no complete trial yet: no model to download")
+        raise NotFound(f"study {row.id} has no complete trial yet: no model to download")
     from models import pack_model  # torch: paid on the first download only
 
     test = held_out(row)
@@ -277,10 +308,12 @@ def download_model(study_id: StudyId, session: ReadSessionDep) -> Response:
 
 
 @router.post("/{study_id}/cancel", response_model=StudyPublic, responses=NOT_FOUND | CONFLICT)
-def cancel_study(study_id: StudyId, session: SessionDep) -> StudyPublic:
-    row = get_study_or_404(session, study_id)
-    if not store.cancel_study(session=session, study_id=study_id):
-        raise Conflict(f"study {study_id} is already {row.status}")
+def cancel_study(row: OwnedStudyDep, session: SessionDep) -> StudyPublic:
+    if not store.cancel_study(session=session, study_id=row.id):
+        raise Conflict(f"study {row.id} is already {row.status}")
     session.commit()
     session.refresh(row)
-    return read_study(study_id, session)
+    return study_public(session, row)
+
+
+__all__ = ["AUTH", "NOT_FOUND", "StudyId", "TrialNumber", "router"]

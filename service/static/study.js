@@ -24,6 +24,11 @@
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
       if (window.confirm(form.dataset.confirm)) {
+        if (form.dataset.csrf) {  // signed in with the session cookie: the form carries its token
+          const token = document.createElement("input");
+          token.type = "hidden"; token.name = "csrf_token"; token.value = form.dataset.csrf;
+          form.appendChild(token);
+        }
         form.method = "post";
         form.submit();
       }

@@ -1,0 +1,242 @@
+"""Load: N concurrent HTTP clients polling a real `hpsearch serve` while its workers train.
+
+Each backend (SQLite file, PostgreSQL throwaway database) gets a fresh database, an API
+key, `hpsearch serve --workers W` with HPS_AUTH=on and one long study of identical-cost
+digits trials. Then, alternating, phases of ``--duration`` seconds without and with load:
+``--clients`` threads, each with its own key-carrying connection, polling the study's
+status, its leaderboard (top 10), its page (HTML) and its live changes in turn, one request
+every ``--interval`` seconds (a watching browser polls every 1.5 s). Printed per backend:
+requests/s, p50/p99 latency, errors (any non-200 or transport error), and the workers'
+training throughput (trials completed per second) without and with the load.
+
+    .venv/bin/python bench/load.py [--clients 50] [--duration 30] [--interval 1.0]
+        [--backends sqlite,postgresql] [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]
+
+Clients, API and workers share the machine, as they would on a one-box install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from service.keys import create_key  # noqa: E402
+
+STUDY = {
+    "name": "load-bench",
+    "dataset": "digits",
+    "search": {
+        "sampler": "random",
+        "n_trials": 10000,
+        "parallelism": 2,
+        "space": {"keep_prob": {"type": "float", "low": 0.8, "high": 1.0}},
+    },
+    "training": {"epochs": 20, "batch_size": 64, "hidden": [64], "lr": 1e-3},
+}
+
+
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def database(backend: str, pg_url: str) -> Iterator[str]:
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="h10_load_") as tmp:
+            yield f"sqlite:///{tmp}/load.db"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin_url = make_url(pg_url).set(drivername="postgresql+psycopg")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"hps_load_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def completed(client: httpx.Client, study_id: int) -> int:
+    counts = client.get(f"/api/v1/studies/{study_id}").json()["counts"]
+    return int(counts["complete"] + counts["pruned"] + counts["fail"])
+
+
+def throughput(client: httpx.Client, study_id: int, seconds: float) -> float:
+    """Trials finished per second over the next ``seconds``."""
+    before, t0 = completed(client, study_id), time.monotonic()
+    time.sleep(seconds)
+    return (completed(client, study_id) - before) / (time.monotonic() - t0)
+
+
+def poller(
+    base: str, key: str, study_id: int, interval: float, stop: threading.Event, tally: Tally
+) -> None:
+    urls = [
+        f"/api/v1/studies/{study_id}",
+        f"/api/v1/studies/{study_id}/leaderboard?top=10",
+        f"/studies/{study_id}",
+        f"/api/v1/studies/{study_id}/changes",
+    ]
+    headers = {"Authorization": f"Bearer {key}", "Accept": "text/html"}
+    i = int.from_bytes(os.urandom(1), "big")  # clients start at different urls
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        while not stop.is_set():
+            url = urls[i % len(urls)]
+            i += 1
+            t0 = time.perf_counter()
+            try:
+                r = client.get(url)
+                bad = None if r.status_code == 200 else f"{url}: HTTP {r.status_code}"
+            except httpx.HTTPError as exc:
+                bad = f"{url}: {type(exc).__name__}"
+            ms = (time.perf_counter() - t0) * 1000
+            with tally.lock:
+                tally.latencies.append(ms)
+                if bad:
+                    tally.errors.append(bad)
+            stop.wait(max(0.0, interval - ms / 1000))
+
+
+def loaded_phase(
+    base: str, key: str, study_id: int, args: argparse.Namespace, api: httpx.Client
+) -> tuple[float, Tally, float]:
+    tally, stop = Tally(), threading.Event()
+    threads = [
+        threading.Thread(target=poller, args=(base, key, study_id, args.interval, stop, tally))
+        for _ in range(args.clients)
+    ]
+    for t in threads:
+        t.start()
+    t0 = time.monotonic()
+    rate = throughput(api, study_id, args.duration)
+    stop.set()
+    for t in threads:
+        t.join()
+    return rate, tally, time.monotonic() - t0
+
+
+def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
+    with database(backend, args.pg_url) as url:
+        key = create_key(url, "bench")
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = os.environ | {
+            "HPS_DATABASE_URL": url,
+            "HPS_AUTH": "on",
+            "HPS_LOG_LEVEL": "WARNING",
+        }
+        cmd = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
+        cmd += ["--workers", str(args.workers)]
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True)
+        try:
+            api = httpx.Client(
+                base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30
+            )
+            deadline = time.monotonic() + 120
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if api.get("/health").status_code == 200:
+                        break
+                assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
+                time.sleep(0.3)
+            study_id = api.post("/api/v1/studies", json=STUDY).json()["id"]
+            while completed(api, study_id) < 2 * args.workers:  # warmed up
+                time.sleep(0.5)
+            quiet, loaded, tallies, spans = [], [], [], []
+            for _ in range(args.rounds):
+                quiet.append(throughput(api, study_id, args.duration))
+                rate, tally, span = loaded_phase(base, key, study_id, args, api)
+                loaded.append(rate)
+                tallies.append(tally)
+                spans.append(span)
+            quiet.append(throughput(api, study_id, args.duration))
+        finally:
+            proc.send_signal(signal.SIGTERM)  # serve stops its workers itself
+            proc.wait(timeout=60)
+    latencies = sorted(ms for t in tallies for ms in t.latencies)
+    errors = [e for t in tallies for e in t.errors]
+    q = statistics.mean(quiet)
+    w = statistics.mean(loaded)
+    return {
+        "backend": backend,
+        "requests": len(latencies),
+        "req_s": len(latencies) / sum(spans),
+        "p50": latencies[len(latencies) // 2],
+        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors))[:5],
+        "quiet": q,
+        "loaded": w,
+        "drop": 100 * (q - w) / q if q else float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per phase")
+    parser.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between a client's requests"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="quiet/loaded pairs (ends quiet)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get(
+            "HPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    args = parser.parse_args()
+    print(
+        f"{args.clients} clients, one request each per {args.interval:g} s, {args.duration:g} s "
+        f"phases, {args.workers} workers, {os.cpu_count()} cores"
+    )
+    header = "backend     requests  req/s   p50 ms  p99 ms  errors  trials/s quiet  loaded  drop"
+    print(header)
+    for backend in args.backends.split(","):
+        r = run_backend(backend.strip(), args)
+        print(
+            f"{r['backend']:<11} {r['requests']:>8}  {r['req_s']:>5.1f}  {r['p50']:>6.1f}  "
+            f"{r['p99']:>6.1f}  {r['errors']:>6}  {r['quiet']:>14.3f}  {r['loaded']:>6.3f}  "
+            f"{r['drop']:>4.1f}%",
+            flush=True,
+        )
+        if r["errors"]:
+            print("  errors:", r["error_kinds"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""API keys and browser sessions: rows keyed by a token's hash (the token itself is never
+stored). All functions take the session keyword-only and never commit."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from search.store._engine import utcnow
+from search.store._tables import ApiKeyRow, WebSessionRow
+
+
+def insert_key(
+    *, session: Session, name: str, user: str, token_hash: str, admin: bool
+) -> ApiKeyRow:
+    row = ApiKeyRow(name=name, user=user, token_hash=token_hash, admin=admin)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def list_keys(*, session: Session) -> list[ApiKeyRow]:
+    return list(session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.name)))
+
+
+def get_key_by_name(*, session: Session, name: str) -> ApiKeyRow | None:
+    return session.scalars(select(ApiKeyRow).where(ApiKeyRow.name == name)).first()
+
+
+def get_key_by_hash(*, session: Session, token_hash: str) -> ApiKeyRow | None:
+    return session.scalars(select(ApiKeyRow).where(ApiKeyRow.token_hash == token_hash)).first()
+
+
+def delete_key(*, session: Session, name: str) -> bool:
+    """Revoke: the key and every browser session signed in with it; False if unknown."""
+    row = get_key_by_name(session=session, name=name)
+    if row is None:
+        return False
+    session.execute(delete(WebSessionRow).where(WebSessionRow.key_id == row.id))
+    session.delete(row)
+    session.flush()
+    return True
+
+
+def touch_key(*, session: Session, key_id: int, older_than: datetime) -> None:
+    """Record a use of the key, unless one was recorded after ``older_than`` (so a busy
+    key costs a write a minute, not one per request)."""
+    session.execute(
+        update(ApiKeyRow)
+        .where(
+            ApiKeyRow.id == key_id,
+            (ApiKeyRow.last_used_at.is_(None)) | (ApiKeyRow.last_used_at < older_than),
+        )
+        .values(last_used_at=utcnow())
+    )
+
+
+def insert_web_session(
+    *, session: Session, key_id: int, token_hash: str, lifetime: timedelta
+) -> WebSessionRow:
+    row = WebSessionRow(token_hash=token_hash, key_id=key_id, expires_at=utcnow() + lifetime)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_web_session_key(*, session: Session, token_hash: str) -> ApiKeyRow | None:
+    """The key a live (unexpired) browser session was signed in with."""
+    stmt = (
+        select(ApiKeyRow)
+        .join(WebSessionRow, WebSessionRow.key_id == ApiKeyRow.id)
+        .where(WebSessionRow.token_hash == token_hash, WebSessionRow.expires_at > utcnow())
+    )
+    return session.scalars(stmt).first()
+
+
+def delete_web_session(*, session: Session, token_hash: str) -> None:
+    session.execute(delete(WebSessionRow).where(WebSessionRow.token_hash == token_hash))
+    session.execute(delete(WebSessionRow).where(WebSessionRow.expires_at <= utcnow()))
+
+
+__all__ = [
+    "delete_key",
+    "delete_web_session",
+    "get_key_by_hash",
+    "get_key_by_name",
+    "get_web_session_key",
+    "insert_key",
+    "insert_web_session",
+    "list_keys",
+    "touch_key",
+]

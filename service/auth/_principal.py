@@ -1,0 +1,140 @@
+"""Who is asking: an API key (``Authorization: Bearer``), a browser signed in with one (the
+session cookie), nobody, or everybody when ``HPS_AUTH=off``.
+
+Keys are checked against the database on every request (an indexed lookup), so a revoked
+key is refused at once. A key's ``last_used_at`` is written at most once a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from search import store
+from service.auth._tokens import csrf_token, same_csrf, same_hash, token_hash
+from service.deps import SettingsDep
+from service.errors import Forbidden, Unauthorized
+
+log = logging.getLogger(__name__)
+SESSION_COOKIE = "hps_session"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+TOUCH_EVERY = timedelta(minutes=1)
+NO_KEY = "an API key is required: send 'Authorization: Bearer <key>' (pages: sign in)"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """``user`` owns what it submits; ``admin`` sees and changes everything. With auth off
+    the principal is an admin with no user; nobody signed in is neither."""
+
+    user: str | None
+    admin: bool
+    key_name: str | None = None
+    csrf: str | None = None  # set when signed in through the browser's session cookie
+
+    @property
+    def signed_in(self) -> bool:
+        return self.admin or self.user is not None
+
+
+AUTH_OFF = Principal(user=None, admin=True)
+ANONYMOUS = Principal(user=None, admin=False)
+
+
+def _key_for_bearer(session: Session, header: str) -> store.ApiKeyRow:
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("the Authorization header must be 'Bearer <API key>'")
+    row = store.get_key_by_hash(session=session, token_hash=token_hash(token))
+    if row is None or not same_hash(row.token_hash, token):
+        raise Unauthorized("invalid or revoked API key")
+    return row
+
+
+def _touch(request: Request, key_id: int, name: str, last_used: datetime | None) -> None:
+    """Record that the key was used (at most once a minute; never fails the request)."""
+    now = store.utcnow()
+    if last_used is not None and now - last_used < TOUCH_EVERY:
+        return
+    try:
+        with store.session_scope(request.app.state.session_factory) as session:
+            store.touch_key(session=session, key_id=key_id, older_than=now - TOUCH_EVERY)
+    except Exception:
+        log.warning("could not record the use of key %s", name, exc_info=True)
+
+
+def _resolve(request: Request, settings: SettingsDep) -> Principal:
+    """The caller, looked up in a short session of its own: the request's sessions take
+    their connections later, so a request never holds two pooled connections at once (on
+    PostgreSQL, 40 request threads each holding one and waiting for a second would starve
+    the pool)."""
+    if settings.auth == "off":
+        return AUTH_OFF
+    header = request.headers.get("authorization")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if header is None and not cookie:
+        return ANONYMOUS
+    with request.app.state.read_session_factory() as session:
+        if header is not None:
+            key = _key_for_bearer(session, header)
+            csrf = None
+        else:
+            assert cookie is not None
+            found = store.get_web_session_key(session=session, token_hash=token_hash(cookie))
+            if found is None:  # an expired or signed-out session is nobody
+                return ANONYMOUS
+            key, csrf = found, csrf_token(cookie)
+        principal = Principal(user=key.user, admin=key.admin, key_name=key.name, csrf=csrf)
+        key_id, key_name, last_used = key.id, key.name, key.last_used_at
+    _touch(request, key_id, key_name, last_used)
+    return principal
+
+
+async def current_principal(
+    request: Request, principal: Annotated[Principal, Depends(_resolve)]
+) -> Principal:
+    """The caller; a state change made with the browser's cookie must carry its CSRF token
+    (a form field or the ``X-CSRF-Token`` header)."""
+    request.state.principal = principal
+    if principal.csrf is not None and request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER)
+        if sent is None and "form" in request.headers.get("content-type", ""):
+            value = (await request.form()).get(CSRF_FIELD)
+            sent = value if isinstance(value, str) else None
+        if sent is None or not same_csrf(principal.csrf, sent):
+            raise Forbidden("missing or wrong CSRF token: reload the page and try again")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def signed_in(principal: PrincipalDep) -> Principal:
+    """The caller, who must hold a key (any user's)."""
+    if not principal.signed_in:
+        raise Unauthorized(NO_KEY)
+    return principal
+
+
+SignedInDep = Annotated[Principal, Depends(signed_in)]
+
+__all__ = [
+    "ANONYMOUS",
+    "AUTH_OFF",
+    "CSRF_FIELD",
+    "CSRF_HEADER",
+    "SESSION_COOKIE",
+    "Principal",
+    "PrincipalDep",
+    "SignedInDep",
+    "current_principal",
+    "signed_in",
+]
