@@ -71,10 +71,11 @@ class Upload:
 
 
 def ingest_dataset(
-    *, session_factory: sessionmaker[Session], upload: Upload
+    *, session_factory: sessionmaker[Session], upload: Upload, owner: str | None = None
 ) -> tuple[DatasetRow, bool]:
-    """Store an upload as a dataset, or return the dataset already made of the same bytes
-    with the same target, task and imputation; (row, created). Raises ``DatasetError``."""
+    """Store an upload as ``owner``'s dataset, or return their dataset already made of the
+    same bytes with the same target, task and imputation; (row, created). The bytes are
+    stored once whoever uploads them. Raises ``DatasetError``."""
     sha256, size, head = _digest(upload.file)
     try:
         fmt = detect_format(head, upload.filename)
@@ -88,6 +89,7 @@ def ingest_dataset(
     name = dataset_name(upload.name, upload.filename)
     values: dict[str, Any] = {
         "name": name,
+        "owner": owner,
         "sha256": sha256,
         "filename": (upload.filename or "upload")[:255],
         "format": fmt,
@@ -108,10 +110,10 @@ def ingest_dataset(
     def store() -> tuple[DatasetRow, bool]:
         with session_scope(session_factory) as session:
             key = {"sha256": sha256, "target": upload.target, "task": summary.task}
-            existing = find_dataset(session=session, impute=upload.impute, **key)
+            existing = find_dataset(session=session, owner=owner, impute=upload.impute, **key)
             if existing is not None:
                 return existing, False
-            if get_dataset_by_name(session=session, name=name) is not None:
+            if get_dataset_by_name(session=session, name=name, owner=owner) is not None:
                 raise DatasetError(
                     f"a dataset named {name!r} already exists; upload with another name",
                     field="name",

@@ -24,6 +24,7 @@ from search import optuna_rows
 from search.size import check_budget, check_size
 from search.spec import DATASET_TASKS, ExperimentSpec, check_objective_fits
 from search.store import (
+    ALL_OWNERS,
     StudyRow,
     engine_kwargs,
     get_dataset,
@@ -58,19 +59,22 @@ class UnknownDataset(ValueError):
 
 
 def resolve_dataset(
-    *, session: Session, spec: ExperimentSpec
+    *, session: Session, spec: ExperimentSpec, owner: str | None | object = ALL_OWNERS
 ) -> tuple[ExperimentSpec, str, tuple[int, int] | None]:
     """The spec with an uploaded dataset named by both id and name, the study's task and
     an uploaded dataset's (inputs, outputs) at most. Raises ``UnknownDataset`` when there
-    is no such dataset or the objective does not fit its task."""
+    is no such dataset among ``owner``'s (``ALL_OWNERS``: anyone's; another user's is
+    answered like a missing one) or the objective does not fit its task."""
     ds = spec.dataset
     if ds.builtin:
         assert ds.task is not None
         return spec, ds.task, None
     if ds.id is not None:
         row = get_dataset(session=session, dataset_id=ds.id)
+        if row is not None and owner is not ALL_OWNERS and row.owner != owner:
+            row = None
     else:
-        row = get_dataset_by_name(session=session, name=ds.name or "")
+        row = get_dataset_by_name(session=session, name=ds.name or "", owner=owner)
     if row is None or (ds.id is not None and ds.name is not None and ds.name != row.name):
         builtins = ", ".join(sorted(DATASET_TASKS))
         what = (
@@ -117,6 +121,7 @@ def create_study(
     max_trials: int | None = None,
     max_epochs: int | None = None,
     owner: str | None = None,
+    datasets_of: str | None | object = ALL_OWNERS,
 ) -> StudyRow:
     """Create the Optuna study, then the hps row (so workers never see a study whose
     Optuna side is missing); if the hps row cannot be written the Optuna study is deleted
@@ -126,7 +131,7 @@ def create_study(
     ``request_key`` names another spec of the same ``owner`` (request keys of different
     owners never meet)."""
     with session_scope(session_factory) as session:
-        spec, task, shape = resolve_dataset(session=session, spec=spec)
+        spec, task, shape = resolve_dataset(session=session, spec=spec, owner=datasets_of)
     if max_params is not None:
         check_size(spec, max_params, shape)
     check_budget(spec, trials_cap=max_trials, epochs_cap=max_epochs)

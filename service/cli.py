@@ -13,8 +13,6 @@ usage and spec-file errors.
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from typing import Annotated, Any
 
@@ -35,7 +33,6 @@ from service._cli_common import DEFAULT_URL, UrlOption, connect, console, fail, 
 from service._cli_datasets import register_dataset_commands
 from service._cli_server import register_server_commands
 from service.client import HpsClient
-from service.csv_cells import csv_cell
 from service.spec_files import load_spec
 
 __all__ = ["DEFAULT_URL", "EXAMPLE_SPEC", "app", "main"]
@@ -75,8 +72,6 @@ IntervalOption = Annotated[
     float, typer.Option("--interval", min=0.05, help="Seconds between status polls.")
 ]
 TopOption = Annotated[int, typer.Option("--top", min=1, help="How many trials to show.")]
-
-
 
 
 # --- rendering ----------------------------------------------------------------------------

@@ -12,9 +12,8 @@ from sqlalchemy.orm import Session
 
 from search import store
 from search.diagnosis import diagnose
-from search.spec import DATASET_TASKS
 from service.auth import Principal, can_read
-from service.errors import BadRequest, NotFound
+from service.errors import BadRequest
 from service.schemas import (
     BestTrial,
     DiagnosisPublic,

@@ -39,6 +39,7 @@ def upgrade() -> None:
         "hps_datasets",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("owner", sa.String(64), nullable=True),
         sa.Column("sha256", sa.String(64), nullable=False),
         sa.Column("filename", sa.String(255), nullable=False),
         sa.Column("format", sa.String(16), nullable=False),
@@ -55,15 +56,15 @@ def upgrade() -> None:
             ["sha256"], ["hps_blobs.sha256"], name="fk_hps_datasets_sha256_hps_blobs"
         ),
         sa.PrimaryKeyConstraint("id", name="pk_hps_datasets"),
-        sa.UniqueConstraint("name", name="uq_hps_datasets_name"),
         sqlite_autoincrement=True,
     )
     op.create_index(
         "ix_hps_datasets_content",
         "hps_datasets",
-        ["sha256", "target", "task", "impute"],
+        ["owner", "sha256", "target", "task", "impute"],
         unique=True,
     )
+    op.create_index("ix_hps_datasets_name", "hps_datasets", ["owner", "name"], unique=True)
     op.create_table(
         "hps_models",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -116,6 +117,7 @@ def downgrade() -> None:
         batch.drop_column("task")
     op.drop_index("ix_hps_models_study", table_name="hps_models")
     op.drop_table("hps_models")
+    op.drop_index("ix_hps_datasets_name", table_name="hps_datasets")
     op.drop_index("ix_hps_datasets_content", table_name="hps_datasets")
     op.drop_table("hps_datasets")
     op.drop_table("hps_blobs")

@@ -27,15 +27,6 @@ from search.store._engine import (
     utcnow,
     with_retry,
 )
-from search.store._models import (
-    DEFAULT_KEEP,
-    best_model,
-    claim_test,
-    keep_model,
-    kept_numbers,
-    record_test,
-    studies_awaiting_test,
-)
 from search.store._keys import (
     delete_key,
     delete_web_session,
@@ -46,6 +37,15 @@ from search.store._keys import (
     insert_web_session,
     list_keys,
     touch_key,
+)
+from search.store._models import (
+    DEFAULT_KEEP,
+    best_model,
+    claim_test,
+    keep_model,
+    kept_numbers,
+    record_test,
+    studies_awaiting_test,
 )
 from search.store._plot_reads import (
     PlotPoint,

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from search.store._studies import ALL_OWNERS
 from search.store._tables import (
     ACTIVE_STUDY_STATES,
     TEST_CLAIMED,
@@ -22,12 +23,19 @@ from search.store._tables import (
 )
 
 
+def _owned_by(owner: str | None | object) -> list[Any]:
+    """WHERE clauses for ``owner``'s datasets (``ALL_OWNERS``: everyone's)."""
+    return [] if owner is ALL_OWNERS else [DatasetRow.owner == owner]
+
+
 def find_dataset(
-    *, session: Session, sha256: str, target: str, task: str, impute: bool
+    *, session: Session, owner: str | None, sha256: str, target: str, task: str, impute: bool
 ) -> DatasetRow | None:
-    """The dataset already made of these bytes with this target, task and imputation."""
+    """``owner``'s dataset already made of these bytes with this target, task and
+    imputation."""
     return session.scalars(
         select(DatasetRow).where(
+            DatasetRow.owner == owner,
             DatasetRow.sha256 == sha256,
             DatasetRow.target == target,
             DatasetRow.task == task,
@@ -56,8 +64,12 @@ def get_dataset(*, session: Session, dataset_id: int) -> DatasetRow | None:
     return session.get(DatasetRow, dataset_id)
 
 
-def get_dataset_by_name(*, session: Session, name: str) -> DatasetRow | None:
-    return session.scalars(select(DatasetRow).where(DatasetRow.name == name)).first()
+def get_dataset_by_name(
+    *, session: Session, name: str, owner: str | None | object = ALL_OWNERS
+) -> DatasetRow | None:
+    """``owner``'s dataset called ``name`` (``ALL_OWNERS``: anyone's, the oldest first)."""
+    where = [DatasetRow.name == name, *_owned_by(owner)]
+    return session.scalars(select(DatasetRow).where(*where).order_by(DatasetRow.id)).first()
 
 
 def lock_dataset(*, session: Session, dataset_id: int) -> DatasetRow | None:
@@ -66,10 +78,14 @@ def lock_dataset(*, session: Session, dataset_id: int) -> DatasetRow | None:
     ).first()
 
 
-def list_datasets(*, session: Session, offset: int, limit: int) -> tuple[list[DatasetRow], int]:
-    count = session.scalar(select(func.count()).select_from(DatasetRow)) or 0
+def list_datasets(
+    *, session: Session, offset: int, limit: int, owner: str | None | object = ALL_OWNERS
+) -> tuple[list[DatasetRow], int]:
+    """Newest first; only ``owner``'s unless ``owner`` is ``ALL_OWNERS``."""
+    where = _owned_by(owner)
+    count = session.scalar(select(func.count()).select_from(DatasetRow).where(*where)) or 0
     rows = session.scalars(
-        select(DatasetRow).order_by(DatasetRow.id.desc()).offset(offset).limit(limit)
+        select(DatasetRow).where(*where).order_by(DatasetRow.id.desc()).offset(offset).limit(limit)
     ).all()
     return list(rows), count
 

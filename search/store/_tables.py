@@ -168,12 +168,17 @@ class BlobRow(Base):
 class DatasetRow(Base):
     __tablename__ = "hps_datasets"
     __table_args__ = (
-        Index("ix_hps_datasets_content", "sha256", "target", "task", "impute", unique=True),
+        Index(
+            "ix_hps_datasets_content", "owner", "sha256", "target", "task", "impute", unique=True
+        ),
+        Index("ix_hps_datasets_name", "owner", "name", unique=True),
         {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # Who uploaded it (NULL: uploaded with auth off). Only its owner and admins see it.
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     sha256: Mapped[str] = mapped_column(ForeignKey("hps_blobs.sha256"))
     filename: Mapped[str] = mapped_column(String(255))
     format: Mapped[str] = mapped_column(String(16))
@@ -186,6 +191,11 @@ class DatasetRow(Base):
     n_columns: Mapped[int] = mapped_column(Integer)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    @property
+    def public(self) -> bool:
+        """Datasets are never public (service.auth reads studies and datasets alike)."""
+        return False
 
 
 class ModelRow(Base):
@@ -205,6 +215,8 @@ class ModelRow(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     weights: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class ApiKeyRow(Base):
     __tablename__ = "hps_api_keys"
     __table_args__ = {"sqlite_autoincrement": True}

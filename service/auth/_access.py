@@ -23,8 +23,11 @@ from service.errors import HpsError, NotFound, Unauthorized
 
 
 class Owned(Protocol):
-    owner: str | None
-    public: bool
+    @property
+    def owner(self) -> str | None: ...
+
+    @property
+    def public(self) -> bool: ...
 
 
 OwnedT = TypeVar("OwnedT", bound=Owned)

@@ -13,8 +13,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile, status
 
 from search import store
+from service.auth import PrincipalDep, SignedInDep, changeable, owner_filter
 from service.deps import ReadSessionDep, SessionDep, SessionFactoryDep
-from service.errors import BadRequest, Conflict, NotFound, Unsupported
+from service.errors import BadRequest, Conflict, Unsupported
 from service.schemas import DatasetColumn, DatasetPublic, DatasetsPublic, ErrorPublic
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -50,6 +51,7 @@ def dataset_public(row: store.DatasetRow) -> DatasetPublic:
 def upload_dataset(
     response: Response,
     factory: SessionFactoryDep,
+    principal: SignedInDep,
     file: Annotated[UploadFile, File(description="A CSV (UTF-8, with a header) or Parquet file")],
     target: Annotated[str, Form(min_length=1, max_length=200, description="Target column")],
     task: Annotated[
@@ -76,7 +78,7 @@ def upload_dataset(
 
     upload = Upload(file.file, file.filename or "", target, task, impute, name)
     try:
-        row, created = ingest_dataset(session_factory=factory, upload=upload)
+        row, created = ingest_dataset(session_factory=factory, upload=upload, owner=principal.user)
     except DatasetError as exc:
         if exc.status == 415:
             raise Unsupported(exc.message) from None
@@ -91,19 +93,23 @@ def upload_dataset(
 @router.get("", response_model=DatasetsPublic)
 def list_datasets(
     session: ReadSessionDep,
+    principal: SignedInDep,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> DatasetsPublic:
-    rows, count = store.list_datasets(session=session, offset=offset, limit=limit)
+    """The caller's datasets, newest first (an admin's: everyone's)."""
+    rows, count = store.list_datasets(
+        session=session, offset=offset, limit=limit, owner=owner_filter(principal)
+    )
     return DatasetsPublic(data=[dataset_public(r) for r in rows], count=count)
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic, responses=NOT_FOUND)
-def read_dataset(dataset_id: DatasetId, session: ReadSessionDep) -> DatasetPublic:
+def read_dataset(
+    dataset_id: DatasetId, session: ReadSessionDep, principal: PrincipalDep
+) -> DatasetPublic:
     row = store.get_dataset(session=session, dataset_id=dataset_id)
-    if row is None:
-        raise NotFound(f"dataset {dataset_id} not found")
-    return dataset_public(row)
+    return dataset_public(changeable(principal, row, f"dataset {dataset_id}"))
 
 
 @router.delete(
@@ -115,12 +121,11 @@ def read_dataset(dataset_id: DatasetId, session: ReadSessionDep) -> DatasetPubli
         409: {"model": ErrorPublic, "description": "A study still needs the dataset"},
     },
 )
-def delete_dataset(dataset_id: DatasetId, session: SessionDep) -> Response:
+def delete_dataset(dataset_id: DatasetId, session: SessionDep, principal: PrincipalDep) -> Response:
     """Delete a dataset no study needs any more (none queued or running, none waiting for
     its winner's test-set evaluation); its bytes go too unless another dataset shares them."""
     row = store.lock_dataset(session=session, dataset_id=dataset_id)
-    if row is None:
-        raise NotFound(f"dataset {dataset_id} not found")
+    row = changeable(principal, row, f"dataset {dataset_id}")
     using = store.studies_using(session=session, dataset_id=dataset_id)
     if using:
         studies = ", ".join(str(i) for i in using[:10])

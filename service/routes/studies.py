@@ -115,6 +115,7 @@ def create_study(
             max_trials=settings.max_trials,
             max_epochs=settings.max_epochs,
             owner=principal.user,
+            datasets_of=owner_filter(principal),
         )
     except SpecTooLarge as exc:
         loc = ("body", *exc.field.split("."))

@@ -1,5 +1,5 @@
-"""Migration 0004 on both backends: from 0003 with a study already stored, up to the ORM's
-tables exactly (no drift), and back down."""
+"""Migrations 0004 and 0005 on both backends: from 0003 with a study already stored, up to
+the ORM's tables exactly (no drift), and back down."""
 
 from __future__ import annotations
 
@@ -16,7 +16,16 @@ def _drift(url: str) -> list[object]:
     with get_engine(url).connect() as conn:
         context = MigrationContext.configure(conn, opts={"version_table": migrations.VERSION_TABLE})
         diff = compare_metadata(context, Base.metadata)
-    ours = ("hps_studies", "hps_trials", "hps_workers", "hps_blobs", "hps_datasets", "hps_models")
+    ours = (
+        "hps_studies",
+        "hps_trials",
+        "hps_workers",
+        "hps_blobs",
+        "hps_datasets",
+        "hps_models",
+        "hps_api_keys",
+        "hps_web_sessions",
+    )
     return [d for d in diff if any(t in repr(d) for t in ours)]
 
 
@@ -32,7 +41,7 @@ def test_0004_upgrades_old_studies_matches_the_tables_and_downgrades(db_url: str
         conn.execute(insert, {"name": "old", "optuna": "o1", "dataset": "diabetes"})
         conn.execute(insert, {"name": "old", "optuna": "o2", "dataset": "iris"})
     migrations.upgrade(db_url)
-    assert migrations.current_revision(db_url) == "0004"
+    assert migrations.current_revision(db_url) == "0005"
     with get_engine(db_url).connect() as conn:
         tasks = conn.execute(text("SELECT dataset, task, test_state FROM hps_studies")).all()
     assert sorted(tasks) == [("diabetes", "regression", None), ("iris", "classification", None)]
@@ -41,4 +50,4 @@ def test_0004_upgrades_old_studies_matches_the_tables_and_downgrades(db_url: str
     assert migrations.current_revision(db_url) == "0003"
     get_engine(db_url).dispose()
     migrations.upgrade(db_url)
-    assert migrations.current_revision(db_url) == "0004"
+    assert migrations.current_revision(db_url) == "0005"

@@ -5,6 +5,8 @@ deciding who may use it."""
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +23,11 @@ from tests.service.auth_helpers import Keys, bearer, make_keys, owned_study
 from tests.study_data import SPEC
 
 OPEN, READ, WRITE, SIGNED_IN = "open", "read", "write", "signed in"
+OWNED, OWNED_WRITE = "owned", "owned, changed"  # a dataset: never public
 
 # (method, path) -> (access, status on success). READ: owner, admin, and anyone for a
-# public study; WRITE: owner and admin only; SIGNED_IN: any key; OPEN: everybody.
+# public study; WRITE: owner and admin only; OWNED(_WRITE): a dataset's owner and admins
+# only, public study or not; SIGNED_IN: any key; OPEN: everybody.
 ROUTES: dict[tuple[str, str], tuple[str, int]] = {
     ("GET", "/api/v1/studies"): (SIGNED_IN, 200),
     ("POST", "/api/v1/studies"): (SIGNED_IN, 201),
@@ -38,6 +42,11 @@ ROUTES: dict[tuple[str, str], tuple[str, int]] = {
     ("GET", "/api/v1/studies/{study_id}/plots"): (READ, 200),
     ("GET", "/api/v1/studies/{study_id}/importance"): (READ, 200),
     ("GET", "/api/v1/compare"): (READ, 200),
+    ("GET", "/api/v1/studies/{study_id}/model"): (READ, 200),
+    ("POST", "/api/v1/datasets"): (SIGNED_IN, 201),
+    ("GET", "/api/v1/datasets"): (SIGNED_IN, 200),
+    ("GET", "/api/v1/datasets/{dataset_id}"): (OWNED, 200),
+    ("DELETE", "/api/v1/datasets/{dataset_id}"): (OWNED_WRITE, 204),
     ("GET", "/api/v1/workers"): (SIGNED_IN, 200),
     ("GET", "/api/v1/health"): (OPEN, 200),
     ("GET", "/health"): (OPEN, 200),
@@ -105,14 +114,15 @@ def expected(access: str, ok: int, caller: str, path: str) -> int:
         return refused
     if caller == "public, no key":
         return ok if access == READ else refused
-    if caller == "other user" and access in (READ, WRITE):
+    if caller == "other user" and access in (READ, WRITE, OWNED, OWNED_WRITE):
         return 404
     return ok
 
 
-def request_for(w: World, method: str, path: str, study_id: int) -> dict[str, Any]:
+def request_for(w: World, method: str, path: str, study_id: int, dataset_id: int) -> dict[str, Any]:
     url = (
         path.replace("{study_id}", str(study_id))
+        .replace("{dataset_id}", str(dataset_id))
         .replace("{number}", "0")
         .replace("{name}", "style.css")
         .replace("{version}", plotly_asset().version)
@@ -126,6 +136,10 @@ def request_for(w: World, method: str, path: str, study_id: int) -> dict[str, An
         kwargs["json"] = SPEC | {"search": SPEC["search"] | {"n_trials": 1}}
     elif method == "PATCH":
         kwargs["json"] = {"public": True}
+    elif (method, path) == ("POST", "/api/v1/datasets"):
+        table = "x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(40))
+        kwargs["files"] = {"file": (f"t{uuid.uuid4().hex}.csv", table.encode(), "text/csv")}
+        kwargs["data"] = {"target": "y", "name": f"t{uuid.uuid4().hex}"}
     elif path == "/signin" and method == "POST":
         kwargs["data"] = {"key": w.keys.alice, "next": "/"}
     return kwargs
@@ -138,10 +152,14 @@ def test_route_matrix(world: World, caller: str) -> None:
     failures = []
     public = caller == "public, no key"
     shared = owned_study(world.factory, "alice", public=public)  # for the reads
+    keep_a_model(world.factory, shared)
+    dataset = owned_dataset(world.factory, "alice")
     for (method, path), (access, ok) in sorted(ROUTES.items()):
         fresh = access == WRITE  # a change (cancel) must find its study as new
         study_id = owned_study(world.factory, "alice", public=public) if fresh else shared
-        kwargs = request_for(world, method, path, study_id)
+        # A deletion must find its dataset.
+        dataset_id = owned_dataset(world.factory, "alice") if access == OWNED_WRITE else dataset
+        kwargs = request_for(world, method, path, study_id, dataset_id)
         kwargs["headers"] |= bearer(token)
         response = world.client.request(**kwargs)
         world.client.cookies.clear()  # POST /signin set one: each cell is its own caller
@@ -151,6 +169,64 @@ def test_route_matrix(world: World, caller: str) -> None:
         elif want == 303 and want != ok:
             assert response.headers["location"].startswith("/signin?next=")
     assert not failures, f"{caller}:\n" + "\n".join(failures)
+
+
+def keep_a_model(factory: Any, study_id: int) -> None:
+    """Keep trial 0's (made-up) weights, as a worker does, so the study has a model."""
+    with store.session_scope(factory) as s:
+        trial = store.get_trial(session=s, study_id=study_id, number=0)
+        assert trial is not None and trial.value is not None
+        store.lock_study(session=s, study_id=study_id)
+        store.keep_model(
+            session=s,
+            study_id=study_id,
+            direction="minimize",
+            trial_row_id=trial.id,
+            number=0,
+            value=trial.value,
+            config={"format": "test"},
+            weights=b"weights",
+        )
+
+
+def owned_dataset(factory: Any, owner: str | None) -> int:
+    """A stored dataset of ``owner`` (its own bytes)."""
+    data = uuid.uuid4().bytes
+    values = {
+        "name": f"d{uuid.uuid4().hex}",
+        "owner": owner,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "filename": "d.csv",
+        "format": "csv",
+        "size_bytes": len(data),
+        "target": "y",
+        "task": "classification",
+        "task_inferred": True,
+        "impute": False,
+        "n_rows": 40,
+        "n_columns": 2,
+        "summary": {"columns": [], "target": {}, "shape": [1, 2]},
+    }
+    with store.session_scope(factory) as s:
+        return store.insert_dataset(session=s, data=data, values=values).id
+
+
+def test_datasets_belong_to_their_uploader(world: World) -> None:
+    mine, theirs = owned_dataset(world.factory, "alice"), owned_dataset(world.factory, "bob")
+
+    def ids(token: str) -> set[int]:
+        page = world.client.get("/api/v1/datasets?limit=500", headers=bearer(token)).json()
+        return {d["id"] for d in page["data"]}
+
+    assert mine in ids(world.keys.alice) and theirs not in ids(world.keys.alice)
+    assert {mine, theirs} <= ids(world.keys.root)
+    # A spec naming another user's dataset is refused like a missing one.
+    spec = SPEC | {"dataset": {"id": theirs}, "search": SPEC["search"] | {"n_trials": 1}}
+    refused = world.client.post("/api/v1/studies", json=spec, headers=bearer(world.keys.alice))
+    missing = spec | {"dataset": {"id": theirs + 10_000}}
+    gone = world.client.post("/api/v1/studies", json=missing, headers=bearer(world.keys.alice))
+    assert refused.status_code == gone.status_code == 422
+    assert f"no uploaded dataset with id {theirs}" in refused.text
 
 
 def test_a_missing_study_and_someone_elses_answer_alike(world: World) -> None:
