@@ -64,6 +64,8 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_end_to_end.py
 	$(BIN)/python bench/reads.py
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/pruning.py
+	$(BIN)/python bench/random_vs_grid.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
