@@ -11,6 +11,7 @@ the same cores shared the same way. The two alternate; efficiency = median ideal
 median wall.
 
     .venv/bin/python bench/bench_end_to_end.py [--trials 40] [--epochs 20] [--workers 2]
+        [--device cpu|cuda|auto]
 
 ``--epochs 20`` gives trials of about 0.3 s on the project's 2-core machine; ``--epochs
 65`` about 1 s.
@@ -50,12 +51,14 @@ def spec(trials: int, workers: int, epochs: int) -> dict[str, object]:
     }
 
 
-def pure_loop(trials: int, epochs: int, threads: int) -> None:
+def pure_loop(trials: int, epochs: int, threads: int, device: str = "cpu") -> None:
     """One of the ideal's processes: warm up, wait for "go" on stdin, train ``trials``
     times, print the seconds taken."""
     torch.set_num_threads(threads)
     data = load_dataset("digits")
-    config = TrainConfig(epochs=epochs, batch_size=64, hidden=(64,), lr=1e-3, keep_prob=0.9)
+    config = TrainConfig(
+        epochs=epochs, batch_size=64, hidden=(64,), lr=1e-3, keep_prob=0.9, device=device
+    )
     train(config, data)  # warm up
     print("ready", flush=True)
     sys.stdin.readline()
@@ -65,9 +68,9 @@ def pure_loop(trials: int, epochs: int, threads: int) -> None:
     print(time.perf_counter() - t0, flush=True)
 
 
-def ideal_s(trials: int, workers: int, epochs: int, threads: int) -> float:
+def ideal_s(trials: int, workers: int, epochs: int, threads: int, device: str) -> float:
     here = Path(__file__).resolve().parent
-    loop = f"pure_loop({trials // workers}, {epochs}, {threads})"
+    loop = f"pure_loop({trials // workers}, {epochs}, {threads}, {device!r})"
     code = f"from bench_end_to_end import pure_loop; {loop}"
     procs = [
         subprocess.Popen(
@@ -95,13 +98,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_study(trials: int, workers: int, epochs: int, threads: int) -> float:
+def run_study(trials: int, workers: int, epochs: int, threads: int, device: str) -> float:
     db = f"sqlite:///{Path(tempfile.mkdtemp()) / 'e2e.db'}"
     port = free_port()
     env = os.environ | {
         "HPS_DATABASE_URL": db,
         "HPS_THREADS": str(threads),
         "HPS_LOG_LEVEL": "WARNING",
+        "HPS_DEVICE": device,  # the local workers' device
     }
     cmd = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
     cmd += ["--workers", str(workers)]
@@ -140,17 +144,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each; medians shown")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (trials' device)")
     args = parser.parse_args()
     threads = max(1, (os.cpu_count() or 1) // args.workers)
     ideals, walls = [], []
     for _ in range(args.repeats):
-        ideals.append(ideal_s(args.trials, args.workers, args.epochs, threads))
-        walls.append(run_study(args.trials, args.workers, args.epochs, threads))
+        ideals.append(ideal_s(args.trials, args.workers, args.epochs, threads, args.device))
+        walls.append(run_study(args.trials, args.workers, args.epochs, threads, args.device))
     ideal, wall = statistics.median(ideals), statistics.median(walls)
     per_trial = ideal * args.workers / args.trials
     print(
         f"{args.trials} trials of {args.epochs} epochs ({per_trial:.2f} s each), "
-        f"{args.workers} workers x {threads} thread(s)"
+        f"{args.workers} workers x {threads} thread(s) on {args.device}"
     )
     print(f"ideal {ideal:.1f} s (runs: {', '.join(f'{w:.1f}' for w in ideals)})")
     print(f"hpsearch {wall:.1f} s (runs: {', '.join(f'{w:.1f}' for w in walls)})")
