@@ -9,6 +9,10 @@ PORT ?= 8000
 WORKERS ?= 2
 # Browser tests drive Debian's chromium through Playwright (never a downloaded browser).
 CHROMIUM ?= /usr/bin/chromium
+# Test processes (pytest-xdist, a test file per process): many tests wait on subprocesses,
+# servers and browsers, so two processes fill CI's 2 cores (615 tests took 16 min in one
+# process on CI; they need about 12 min of CPU in all).
+TEST_PROCS ?= 2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: serve test lint typecheck pytest install install-dev browser bench clean
@@ -48,7 +52,7 @@ typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
 pytest: $(DEV_STAMP) browser
-	HPS_TEST_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q
+	HPS_TEST_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -n $(TEST_PROCS) --dist loadfile
 
 test: lint typecheck pytest
 
