@@ -170,8 +170,6 @@ def image_problem(
         for knob in CNN_KNOBS:
             if knob in space:
                 return f"search.space.{knob}", f"{knob} is a CNN setting; set model: cnn"
-        if "conv" in training.model_fields_set or "conv_head" in training.model_fields_set:
-            return "training.conv", "the conv blocks are a CNN setting; set model: cnn"
     elif image_shape is None:
         return "model", f"cnn needs an image dataset; {table}"
     for knob in AUGMENT_KNOBS:

@@ -60,7 +60,6 @@ def test_names_and_bounds_match_models() -> None:
             {"model": "mlp", **_space(kernel_size={"type": "int", "low": 3, "high": 5})},
             "search.space.kernel_size: kernel_size is a CNN setting",
         ),
-        ({"model": "mlp", "training": {"conv": [{"channels": 4}]}}, "training.conv: "),
         (_space(conv_batch_norm={"type": "categorical", "choices": [1]}), "conv_batch_norm"),
         (_space(pool={"type": "categorical", "choices": ["max", "min"]}), "pool must be one"),
         (_space(kernel_size={"type": "int", "low": 1, "high": 16}), "kernel_size must be in"),
@@ -155,3 +154,11 @@ def test_searched_knobs_override_every_block() -> None:
         (6, 5, True, "max"),
         (7, 5, True, "max"),  # beyond training.conv: the last listed block's settings
     ]
+
+
+def test_a_stored_spec_validates_again() -> None:
+    # a study's spec is stored as JSON (training.conv included) and read back by workers
+    for model in ("mlp", "cnn"):
+        spec = _spec(model=model, training={"augment_shift": 1})
+        again = S.ExperimentSpec.model_validate(spec.model_dump(mode="json"))
+        assert again == spec
