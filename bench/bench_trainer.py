@@ -1,9 +1,10 @@
 """Trainer overhead: epoch time of ``models.train`` vs a minimal hand-written PyTorch loop.
 
-Both sides train the same MLP (same init seed) on the same preloaded tensors with the same
-optimizer and batch size, shuffle with ``torch.randperm`` slicing, and compute the dev loss
-once per epoch (``train`` does that too). The trainer additionally reads the running loss
-for its divergence guard and reports the epoch to a callback. Runs alternate between the
+Both sides train the same network, an MLP or a CNN (same init seed), on the same
+preloaded tensors with the same optimizer, batch size and augmentation, shuffle with
+``torch.randperm`` slicing, and compute the dev loss once per epoch (``train`` does too).
+The trainer additionally reads the running loss for its divergence guard and reports the
+epoch to a callback. Runs alternate between the
 two sides to spread machine noise evenly. The table shows median epoch times, their ratio,
 and the median of per-run ratios ("paired"). On a busy machine prefer --threads 1: with
 every core in use, multi-threaded epochs of small models are dominated by scheduling noise,
@@ -22,13 +23,24 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 import torch
 import torch.nn.functional as F
 
-from models import MLP, Dataset, TrainConfig, load_dataset, resolve_device, train
+from models import (
+    CNN,
+    MLP,
+    Augment,
+    ConvBlock,
+    Dataset,
+    TrainConfig,
+    load_dataset,
+    resolve_device,
+    train,
+)
 
 TARGET_RATIO = 1.1
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -72,11 +84,19 @@ def trainer_epoch_times(
 def reference_epoch_times(
     config: TrainConfig, data: Dataset, clock: Callable[[], float]
 ) -> list[float]:
-    """The minimal loop: Adam, randperm slicing, one dev-loss evaluation per epoch."""
+    """The minimal loop: Adam, randperm slicing (each batch augmented when the config says
+    so), one dev-loss evaluation per epoch."""
     device = resolve_device(config.device)
     data = data.to(device)
     torch.manual_seed(config.seed)
-    model = MLP(data.n_features, config.hidden, data.n_classes).to(device)
+    model: torch.nn.Module = MLP(data.n_features, config.hidden, data.n_classes)
+    if config.model == "cnn":
+        assert data.image_shape is not None
+        model = CNN(data.image_shape, config.conv, config.hidden, data.n_classes)
+    model = model.to(device)
+    augment = None
+    if config.augment_shift or config.augment_rotation:
+        augment = Augment(data, config.augment_shift, config.augment_rotation)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     x, y, n, bs = data.train_x, data.train_y, data.train_x.shape[0], config.batch_size
@@ -87,7 +107,8 @@ def reference_epoch_times(
         perm = torch.randperm(n, generator=generator, device=device)  # (N,)
         for i in range(0, n, bs):
             idx = perm[i : i + bs]  # (B,)
-            loss = F.cross_entropy(model(x[idx]), y[idx])
+            xb = x[idx] if augment is None else augment(x[idx], generator)
+            loss = F.cross_entropy(model(xb), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -130,16 +151,22 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    cases = [  # (name, data, hidden, repeats): small epochs are noisy, so run more of them
-        ("digits", load_dataset("digits"), (64,), 10 * args.repeats),
-        ("synthetic 20000x64", synthetic_dataset(), (256, 256), args.repeats),
+    digits = load_dataset("digits")
+    cnn = {"model": "cnn", "conv": (ConvBlock(16), ConvBlock(32))}
+    augmented = cnn | {"augment_shift": 1, "augment_rotation": 10.0}
+    cases: list[tuple[str, Dataset, tuple[int, ...], dict[str, Any], int]] = [
+        # (name, data, hidden, other settings, repeats): small epochs are noisy, run more
+        ("digits", digits, (64,), {}, 10 * args.repeats),
+        ("synthetic 20000x64", synthetic_dataset(), (256, 256), {}, args.repeats),
+        ("digits cnn", digits, (64,), cnn, 2 * args.repeats),
+        ("digits cnn+augment", digits, (64,), augmented, 2 * args.repeats),
     ]
     threads = torch.get_num_threads()
     print(f"torch {torch.__version__}, device {args.device}, threads {threads}, {args.clock} clock")
     header = f"{'dataset':<20} {'hidden':<11} {'train() ms':>10} {'minimal ms':>10} {'ratio':>6}"
     print(f"{header} {'paired':>6}")
-    for name, data, hidden, repeats in cases:
-        config = TrainConfig(hidden=hidden, epochs=args.epochs, device=args.device)
+    for name, data, hidden, settings, repeats in cases:
+        config = TrainConfig(hidden=hidden, epochs=args.epochs, device=args.device, **settings)
         ours, ref, paired = bench(data, config, repeats, CLOCKS[args.clock])
         ratio = ours / ref
         flag = "" if min(ratio, paired) <= TARGET_RATIO else f"  (over the {TARGET_RATIO}x target)"

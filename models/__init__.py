@@ -1,5 +1,6 @@
-"""Models: datasets (built-in or a user's table), the MLP, its training loop and the model
-file a study hands back (``load_model``). PyTorch, numpy, scikit-learn and pandas only.
+"""Models: datasets (built-in or a user's table), the MLP and the CNN, their training loop
+and the model file a study hands back (``load_model``). PyTorch, numpy, scikit-learn and
+pandas only.
 
 Knows nothing of Optuna, SQL or HTTP: ``train`` takes a ``TrainConfig``, a ``Dataset`` and an
 optional per-epoch callback, and returns a ``TrainResult``.
@@ -7,8 +8,11 @@ optional per-epoch callback, and returns a ``TrainResult``.
 
 from __future__ import annotations
 
+from models._augment import MAX_ROTATION, MAX_SHIFT, Augment
+from models._cnn import CNN, CONV_HEADS, POOLS, ConvBlock, check_feature_maps, feature_map_sizes
 from models._datasets import (
     DATASETS,
+    IMAGE_SHAPES,
     Dataset,
     Table,
     builtin_table,
@@ -38,6 +42,7 @@ from models._tabular import (
     read_table,
 )
 from models.train import (
+    MODELS,
     OPTIMIZERS,
     EpochMetrics,
     OnEpoch,
@@ -53,13 +58,22 @@ from models.train import (
 
 __all__ = [
     "ACTIVATIONS",
+    "CNN",
+    "CONV_HEADS",
     "DATASETS",
+    "IMAGE_SHAPES",
     "MAX_CATEGORIES",
+    "MAX_ROTATION",
+    "MAX_SHIFT",
     "MLP",
+    "MODELS",
     "MODEL_FORMAT",
     "OPTIMIZERS",
+    "POOLS",
     "TASKS",
     "WEIGHT_INITS",
+    "Augment",
+    "ConvBlock",
     "Dataset",
     "EpochMetrics",
     "OnEpoch",
@@ -73,10 +87,12 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "builtin_table",
+    "check_feature_maps",
     "check_table",
     "detect_format",
     "evaluate",
     "feature_kinds",
+    "feature_map_sizes",
     "load_dataset",
     "load_model",
     "make_dataset",

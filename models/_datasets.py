@@ -28,6 +28,9 @@ DATASETS: dict[str, str] = {
     "moons": "classification",
     "diabetes": "regression",
 }
+# (channels, height, width) of the built-in image datasets; their features are the pixels
+# in row-major order. Every other dataset is a table of features.
+IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {"digits": (1, 8, 8)}
 
 Split = tuple[float, float, float]
 _Arrays = tuple[np.ndarray, np.ndarray]
@@ -56,6 +59,7 @@ class Dataset:
     preparation: Preparation | None = None  # how raw columns became x (fitted on train)
     target: Target | None = None  # how the target became y (and back)
     baseline_error: float = float("nan")  # dev error of the majority class / the mean
+    image_shape: tuple[int, int, int] | None = None  # (C, H, W) of image datasets, else None
 
     def to(self, device: torch.device | str) -> Dataset:
         """A copy with every tensor on ``device`` (tensors already there are shared)."""
@@ -88,7 +92,8 @@ def load_dataset(name: str, *, split: Sequence[float] = (0.6, 0.2, 0.2), seed: i
 
 @functools.lru_cache(maxsize=64)
 def _load_cached(name: str, split: Split, seed: int) -> Dataset:
-    return make_dataset(name, builtin_table(name, seed), split, seed)
+    data = make_dataset(name, builtin_table(name, seed), split, seed)
+    return replace(data, image_shape=IMAGE_SHAPES.get(name))
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from models._cnn import CNN
 from models._datasets import Dataset
 from models._mlp import MLP
 from models._prepare import Preparation, Target
@@ -35,7 +36,7 @@ CONFIG_MEMBER, WEIGHTS_MEMBER = "config.json", "state_dict.pt"
 
 
 def model_config(
-    model: MLP, hidden: tuple[int, ...], data: Dataset, metrics: dict[str, Any]
+    model: MLP | CNN, hidden: tuple[int, ...], data: Dataset, metrics: dict[str, Any]
 ) -> dict[str, Any]:
     """The JSON half of a model file for ``model`` trained on ``data``."""
     if data.preparation is None or data.target is None:
@@ -43,7 +44,9 @@ def model_config(
     return {
         "format": MODEL_FORMAT,
         "version": MODEL_VERSION,
-        "architecture": {
+        "architecture": model.architecture()
+        if isinstance(model, CNN)
+        else {
             "type": "mlp",
             "n_features": data.n_features,
             "hidden": list(hidden),
@@ -89,13 +92,17 @@ class Predictor:
         self.task: str = config["task"]
         self.preparation = Preparation.from_dict(config["preparation"])
         self.target = Target.from_dict(config["target"])
-        self.network = MLP(
-            arch["n_features"],
-            arch["hidden"],
-            arch["n_outputs"],
-            activation=arch["activation"],
-            keep_prob=arch["keep_prob"],
-            weight_init=arch["weight_init"],
+        self.network: nn.Module = (
+            CNN.from_architecture(arch)
+            if arch.get("type") == "cnn"
+            else MLP(
+                arch["n_features"],
+                arch["hidden"],
+                arch["n_outputs"],
+                activation=arch["activation"],
+                keep_prob=arch["keep_prob"],
+                weight_init=arch["weight_init"],
+            )
         )
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
         self.network.load_state_dict(state)

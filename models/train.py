@@ -18,10 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models._augment import Augment, check_augment
+from models._cnn import CNN, CONV_HEADS, ConvBlock
 from models._datasets import Dataset
 from models._mlp import ACTIVATIONS, MLP, WEIGHT_INITS
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
+MODELS = ("mlp", "cnn")
+DEFAULT_CONV = (ConvBlock(16), ConvBlock(32))
 
 # On CUDA, reading the running loss forces a host sync; check it every this many batches
 # (and at the end of every epoch) instead of after each one. On CPU every batch is checked.
@@ -49,11 +53,18 @@ class TrainConfig:
     divergence_factor: float = 3.0  # math.inf turns the rule off (non-finite loss still stops)
     seed: int = 0
     device: str = "cpu"  # auto | cpu | cuda | cuda:N
+    model: str = "mlp"  # mlp | cnn (image datasets)
+    conv: tuple[ConvBlock, ...] = DEFAULT_CONV  # cnn: the convolution blocks, then ``hidden``
+    conv_head: str = "avg"  # cnn: avg (global average pooling) | flatten
+    augment_shift: int = 0  # image datasets: shift training images by up to this many pixels
+    augment_rotation: float = 0.0  # image datasets: and rotate them by up to this many degrees
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(self.hidden))
+        object.__setattr__(self, "conv", tuple(self.conv))
         _check_model_fields(self)
         _check_training_fields(self)
+        _check_image_fields(self)
 
 
 def _check_model_fields(c: TrainConfig) -> None:
@@ -65,6 +76,16 @@ def _check_model_fields(c: TrainConfig) -> None:
         raise ValueError(f"keep_prob must be in (0, 1], got {c.keep_prob!r}")
     if c.weight_init not in WEIGHT_INITS:
         raise ValueError(f"weight_init must be one of {WEIGHT_INITS}, got {c.weight_init!r}")
+
+
+def _check_image_fields(c: TrainConfig) -> None:
+    if c.model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {c.model!r}")
+    if not c.conv or not all(isinstance(b, ConvBlock) for b in c.conv):
+        raise ValueError(f"conv must be one or more ConvBlocks, got {c.conv!r}")
+    if c.conv_head not in CONV_HEADS:
+        raise ValueError(f"conv_head must be one of {CONV_HEADS}, got {c.conv_head!r}")
+    check_augment(c.augment_shift, c.augment_rotation)
 
 
 def _check_training_fields(c: TrainConfig) -> None:
@@ -156,7 +177,8 @@ def warm_up() -> None:
 
 
 def train(config: TrainConfig, data: Dataset, on_epoch: OnEpoch | None = None) -> TrainResult:
-    """Train an MLP on ``data.train_*``, evaluating on ``data.dev_*`` after every epoch.
+    """Train the config's network (MLP or CNN) on ``data.train_*``, evaluating on
+    ``data.dev_*`` after every epoch.
 
     ``on_epoch`` gets epoch 0 (before any update) and then each completed epoch; returning
     True stops the run with status "stopped". A diverging run stops within its epoch.
@@ -169,6 +191,7 @@ def train(config: TrainConfig, data: Dataset, on_epoch: OnEpoch | None = None) -
     optimizer = _build_optimizer(config, model)
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed)
+    augment = _build_augment(config, data)
     loss_fn: LossFn = F.cross_entropy if data.task == "classification" else F.mse_loss
 
     initial_loss, _ = evaluate(model, data.train_x, data.train_y, data.task)
@@ -191,7 +214,7 @@ def train(config: TrainConfig, data: Dataset, on_epoch: OnEpoch | None = None) -
         if stop:
             return _finish(result, "stopped", start, model, data)
         train_loss = _train_epoch(
-            model, optimizer, loss_fn, data, config.batch_size, generator, limit
+            model, optimizer, loss_fn, data, config.batch_size, generator, limit, augment
         )
         if train_loss is None:
             return _finish(result, "diverged", start)
@@ -218,8 +241,21 @@ def _finish(
     return result
 
 
-def _build_model(config: TrainConfig, data: Dataset) -> MLP:
+def _build_model(config: TrainConfig, data: Dataset) -> nn.Module:
     n_outputs = data.n_classes if data.task == "classification" else 1
+    if config.model == "cnn":
+        if data.image_shape is None:
+            raise ValueError(f"model cnn needs an image dataset; {data.name!r} is a table")
+        return CNN(
+            data.image_shape,
+            config.conv,
+            config.hidden,
+            n_outputs,
+            activation=config.activation,
+            keep_prob=config.keep_prob,
+            weight_init=config.weight_init,
+            head=config.conv_head,
+        )
     return MLP(
         data.n_features,
         config.hidden,
@@ -228,6 +264,13 @@ def _build_model(config: TrainConfig, data: Dataset) -> MLP:
         keep_prob=config.keep_prob,
         weight_init=config.weight_init,
     )
+
+
+def _build_augment(config: TrainConfig, data: Dataset) -> Augment | None:
+    """Random shifts/rotations of training batches (image datasets), or None for none."""
+    if config.augment_shift == 0 and config.augment_rotation == 0:
+        return None
+    return Augment(data, config.augment_shift, config.augment_rotation)
 
 
 def _build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -249,8 +292,10 @@ def _train_epoch(
     batch_size: int,
     generator: torch.Generator,
     limit: float,
+    augment: Augment | None = None,
 ) -> float | None:
-    """One pass over shuffled minibatches; the mean batch loss, or None if it diverged."""
+    """One pass over shuffled minibatches (each moved by ``augment`` when given); the mean
+    batch loss, or None if it diverged."""
     model.train()
     x, y = data.train_x, data.train_y  # (N, F), (N,) or (N, 1)
     order = torch.randperm(x.shape[0], generator=generator, device=x.device)  # (N,)
@@ -258,7 +303,8 @@ def _train_epoch(
     loss_sum = torch.zeros((), device=x.device)  # running sum of batch losses, on device
     n_batches = 0
     for idx in order.split(batch_size):  # idx: (B,)
-        loss = loss_fn(model(x[idx]), y[idx])  # (B, F) -> (B, C) -> ()
+        xb = x[idx] if augment is None else augment(x[idx], generator)  # (B, F)
+        loss = loss_fn(model(xb), y[idx])  # (B, F) -> (B, C) -> ()
         loss_sum += loss.detach()
         n_batches += 1
         if n_batches % check_every == 0 and _diverged(loss_sum.item() / n_batches, limit):

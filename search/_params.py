@@ -15,6 +15,11 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu")
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
 WEIGHT_INITS = ("xavier", "he", "normal")
 MAX_UNITS = 65536
+POOLS = ("max", "avg", "none")  # after a convolution block: 2x2 pooling, stride 2, or none
+CONV_HEADS = ("avg", "flatten")  # global average pooling of the last map, or a flatten
+MAX_CHANNELS = 1024
+MAX_KERNEL, MAX_STRIDE = 15, 8
+MAX_SHIFT, MAX_ROTATION = 4, 45.0  # augmentation: pixels, degrees
 
 
 class Strict(BaseModel):
@@ -128,11 +133,25 @@ KNOBS: dict[str, tuple[str, ...]] = {
     "activation": ("categorical",),
     "optimizer": ("categorical",),
     "weight_init": ("categorical",),
+    # CNN (model: cnn): the number of blocks and their channels, and settings of every block
+    "conv_channels": ("layers",),
+    "kernel_size": ("int", "categorical"),
+    "stride": ("int", "categorical"),
+    "pool": ("categorical",),
+    "conv_batch_norm": ("categorical",),
+    "conv_head": ("categorical",),
+    # image datasets: augmentation of training batches
+    "augment_shift": ("int", "categorical"),
+    "augment_rotation": ("float", "categorical"),
 }
-_CHOICES: dict[str, tuple[str, ...]] = {
+INT_KNOBS = ("batch_size", "epochs", "kernel_size", "stride", "augment_shift")
+_CHOICES: dict[str, tuple[Any, ...]] = {
     "activation": ACTIVATIONS,
     "optimizer": OPTIMIZERS,
     "weight_init": WEIGHT_INITS,
+    "pool": POOLS,
+    "conv_head": CONV_HEADS,
+    "conv_batch_norm": (True, False),
 }
 # Inclusive/exclusive bounds of numeric knobs: (low, high, low_inclusive).
 _BOUNDS: dict[str, tuple[float, float, bool]] = {
@@ -142,13 +161,18 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "momentum": (0.0, 1.0, True),
     "batch_size": (1.0, 65536.0, True),
     "epochs": (1.0, 1000.0, True),
+    "kernel_size": (1.0, MAX_KERNEL, True),
+    "stride": (1.0, MAX_STRIDE, True),
+    "augment_shift": (0.0, MAX_SHIFT, True),
+    "augment_rotation": (0.0, MAX_ROTATION, True),
 }
 
 
 def check_knob_value(knob: str, value: Any) -> None:
     """Raise ValueError if ``value`` is not a legal fixed value of ``knob``."""
     if knob in _CHOICES:
-        if value not in _CHOICES[knob]:
+        same_kind = isinstance(value, bool) == (knob == "conv_batch_norm")
+        if not same_kind or value not in _CHOICES[knob]:
             raise ValueError(f"{knob} must be one of {list(_CHOICES[knob])}, got {value!r}")
         return
     if knob in _BOUNDS:

@@ -9,6 +9,10 @@ Pure Python: the API calls it without importing torch.
 
 from __future__ import annotations
 
+import itertools
+from typing import Any
+
+from search._conv import IMAGE_SHAPES, block_knob_values, conv_blocks, map_sizes
 from search._params import LayersParam, param_values
 from search.spec import ExperimentSpec
 
@@ -45,10 +49,67 @@ def mlp_params(n_in: int, hidden: list[int], n_out: int) -> int:
     return sum(a * b + b for a, b in zip(widths, widths[1:], strict=False))
 
 
+def cnn_params(
+    image_shape: tuple[int, int, int],
+    blocks: list[dict[str, Any]],
+    head: str,
+    hidden: list[int],
+    n_out: int,
+) -> int:
+    """Weights, biases and batch-norm scales and shifts of a CNN with these blocks (as
+    ``search._conv.conv_blocks`` makes them), then its dense head."""
+    n, channels = 0, image_shape[0]
+    for b in blocks:
+        k, c = b["kernel_size"], b["channels"]
+        n += channels * c * k * k + (2 * c if b["batch_norm"] else c)
+        channels = c
+    h, w = (int(v) for v in map_sizes(image_shape, blocks)[-1].split("x"))
+    n_flat = channels if head == "avg" else channels * h * w
+    return n + mlp_params(n_flat, hidden, n_out)
+
+
+def _layer_candidates(spec: ExperimentSpec, knob: str, fixed: list[int]) -> list[list[int]]:
+    """The largest layer lists a ``layers`` knob can choose: each explicit value, or the
+    widest stack of each depth of a range."""
+    p = spec.search.space.get(knob)
+    if not isinstance(p, LayersParam):
+        return [fixed]
+    if p.values is not None:
+        return [list(v) for v in p.values]
+    assert p.depth is not None and p.units is not None
+    return [[p.units[1]] * d for d in range(p.depth[0], p.depth[1] + 1)]
+
+
+def _largest_cnn(spec: ExperimentSpec, n_out: int) -> int:
+    """Every kernel size, stride, pooling, head and depth the space can choose, at the most
+    channels and units (a shallower stack can flatten a larger map, so all depths)."""
+    image_shape = IMAGE_SHAPES[spec.dataset.name or ""]
+    space, training = spec.search.space, spec.training
+    searched = [k for k in ("kernel_size", "stride", "pool") if k in space]
+    knobs: dict[str, list[Any]] = {k: block_knob_values(space[k]) for k in searched}
+    if "conv_batch_norm" in space:  # batch norm adds a scale and a shift per channel
+        knobs["conv_batch_norm"] = [True in param_values(space["conv_batch_norm"])]
+    heads = param_values(space["conv_head"]) if "conv_head" in space else [training.conv_head]
+    channels = _layer_candidates(spec, "conv_channels", [b.channels for b in training.conv])
+    hidden = _layer_candidates(spec, "hidden", list(training.hidden))
+    best = 0
+    for combo in itertools.product(*knobs.values(), channels, heads, hidden):
+        chosen = dict(zip(knobs, combo, strict=False)) | {"conv_channels": combo[-3]}
+        blocks = conv_blocks(training.conv, chosen)
+        if map_sizes(image_shape, blocks)[-1].startswith("0"):
+            continue  # refused by the spec already
+        best = max(best, cnn_params(image_shape, blocks, combo[-2], combo[-1], n_out))
+    return best
+
+
 def largest_network(spec: ExperimentSpec, shape: tuple[int, int] | None = None) -> tuple[str, int]:
     """The parameter count of the largest network the spec can choose, and the field
-    its hidden layers come from. ``shape``: (inputs, outputs) of an uploaded dataset."""
+    its layers come from. ``shape``: (inputs, outputs) of an uploaded dataset."""
     n_in, n_out = shape or DATASET_SHAPES[spec.dataset.name or ""]
+    if spec.model == "cnn":
+        field = "conv_channels" if "conv_channels" in spec.search.space else "conv"
+        where = "search.space" if field == "conv_channels" else "training"
+        return f"{where}.{field}", _largest_cnn(spec, n_out)
     p = spec.search.space.get("hidden")
     if not isinstance(p, LayersParam):
         return "training.hidden", mlp_params(n_in, list(spec.training.hidden), n_out)
@@ -102,6 +163,7 @@ __all__ = [
     "SpecTooLarge",
     "check_budget",
     "check_size",
+    "cnn_params",
     "largest_network",
     "max_epochs",
     "mlp_params",

@@ -12,11 +12,28 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
+from search._conv import (
+    AUGMENT_KNOBS,
+    CNN_KNOBS,
+    IMAGE_SHAPES,
+    MODELS,
+    ConvBlockSpec,
+    conv_blocks,
+    deepest_channels,
+    default_conv,
+    image_problem,
+)
 from search._params import (
     ACTIVATIONS,
+    CONV_HEADS,
+    INT_KNOBS,
     KNOBS,
+    MAX_CHANNELS,
+    MAX_ROTATION,
+    MAX_SHIFT,
     MAX_UNITS,
     OPTIMIZERS,
+    POOLS,
     WEIGHT_INITS,
     CategoricalParam,
     FloatParam,
@@ -151,7 +168,12 @@ class SearchSpec(_Strict):
                 except ValueError as e:
                     raise ValueError(f"{name}: {e}") from None
             if (
-                name in ("batch_size", "epochs")
+                name == "conv_channels"
+                and max(max(c) for c in deepest_channels({name: param}, [])) > MAX_CHANNELS
+            ):
+                raise ValueError(f"{name}: channels must be between 1 and {MAX_CHANNELS}")
+            if (
+                name in INT_KNOBS
                 and param.type == "categorical"
                 and any(not isinstance(v, int) or isinstance(v, bool) for v in param.choices)
             ):
@@ -172,6 +194,13 @@ class TrainingSpec(_Strict):
     hidden: list[int] = Field(default_factory=lambda: [64], min_length=1, max_length=16)
     activation: Activation = "relu"
     weight_init: WeightInit = "he"
+    # model: cnn only (search knobs conv_channels, kernel_size, stride, pool,
+    # conv_batch_norm and conv_head override these; see search._conv)
+    conv: list[ConvBlockSpec] = Field(default_factory=default_conv, min_length=1, max_length=8)
+    conv_head: Literal["avg", "flatten"] = "avg"
+    # image datasets only: random shifts (pixels) and rotations (degrees) of training batches
+    augment_shift: int = Field(0, ge=0, le=MAX_SHIFT)
+    augment_rotation: float = Field(0.0, ge=0, le=MAX_ROTATION)
 
     @field_validator("hidden")
     @classmethod
@@ -190,7 +219,7 @@ class PruningSpec(_Strict):
 class ExperimentSpec(_Strict):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$")
     dataset: DatasetSpec
-    model: Literal["mlp"] = "mlp"
+    model: Literal["mlp", "cnn"] = "mlp"
     objective: Objective = Field(default_factory=Objective)
     search: SearchSpec = Field(default_factory=SearchSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
@@ -210,6 +239,9 @@ class ExperimentSpec(_Strict):
         task = self.dataset.task
         if task is not None:
             check_objective_fits(self.objective.metric, task, self.dataset.label)
+            problem = check_image_fits(self, IMAGE_SHAPES.get(self.dataset.name or ""))
+            if problem is not None:
+                raise ValueError(f"{problem[0]}: {problem[1]}")
         if self.search.sampler == "grid":
             size = _check_grid(self.search.space)
             if "n_trials" in self.search.model_fields_set and self.search.n_trials < size:
@@ -224,6 +256,21 @@ class ExperimentSpec(_Strict):
     def direction(self) -> str:
         assert self.objective.direction is not None
         return self.objective.direction
+
+
+def check_image_fits(
+    spec: ExperimentSpec, image_shape: tuple[int, int, int] | None
+) -> tuple[str, str] | None:
+    """(field, message) when the spec's CNN or augmentation does not fit its dataset (an
+    image of ``image_shape``, or a table when None): checked for built-in datasets here,
+    for uploaded ones (never images) when the study is created."""
+    return image_problem(
+        model=spec.model,
+        training=spec.training,
+        space=spec.search.space,
+        image_shape=image_shape,
+        dataset=spec.dataset.label,
+    )
 
 
 def _check_grid(space: dict[str, Any]) -> int:
@@ -246,6 +293,12 @@ def _check_grid(space: dict[str, Any]) -> int:
 
 __all__ = [
     "ACTIVATIONS",
+    "AUGMENT_KNOBS",
+    "CNN_KNOBS",
+    "CONV_HEADS",
+    "IMAGE_SHAPES",
+    "MODELS",
+    "POOLS",
     "DATASET_TASKS",
     "KNOBS",
     "DATASET_NAME_PATTERN",
@@ -267,7 +320,10 @@ __all__ = [
     "PruningSpec",
     "SearchSpec",
     "TrainingSpec",
+    "ConvBlockSpec",
+    "check_image_fits",
     "check_objective_fits",
+    "conv_blocks",
     "grid_axis_length",
     "grid_axis_values",
 ]

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from search import optuna_rows
 from search.size import check_budget, check_size
-from search.spec import DATASET_TASKS, ExperimentSpec, check_objective_fits
+from search.spec import DATASET_TASKS, ExperimentSpec, check_image_fits, check_objective_fits
 from search.store import (
     ALL_OWNERS,
     StudyRow,
@@ -49,8 +49,8 @@ class RequestKeyReused(ValueError):
 
 
 class UnknownDataset(ValueError):
-    """The spec names no built-in or uploaded dataset, or its objective needs the other
-    task; ``field`` is where in the spec."""
+    """The spec names no built-in or uploaded dataset, its objective needs the other task,
+    or it asks for a CNN or augmentation on a table; ``field`` is where in the spec."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
@@ -93,6 +93,9 @@ def resolve_dataset(
         check_objective_fits(spec.objective.metric, row.task, repr(row.name))
     except ValueError as exc:
         raise UnknownDataset("objective.metric", str(exc)) from None
+    problem = check_image_fits(spec, None)  # an uploaded dataset is a table, never images
+    if problem is not None:
+        raise UnknownDataset(problem[0], f"{problem[0]}: {problem[1]}")
     data = spec.model_dump(mode="json")
     data["dataset"] |= {"id": row.id, "name": row.name}
     n_in, n_out = row.summary["shape"]

@@ -18,7 +18,9 @@ from typing import Any, Protocol
 import optuna
 
 from models import (
+    CNN,
     MLP,
+    ConvBlock,
     Dataset,
     EpochMetrics,
     TrainConfig,
@@ -30,7 +32,7 @@ from models import (
 from models import train as train_model
 from search.pruners import is_diverged
 from search.samplers import derive_seed
-from search.spec import ExperimentSpec
+from search.spec import ExperimentSpec, conv_blocks
 from search.store import T_COMPLETE, T_FAIL, T_PRUNED, with_retry
 
 KNOB_FIELDS = (
@@ -44,6 +46,9 @@ KNOB_FIELDS = (
     "hidden",
     "activation",
     "weight_init",
+    "conv_head",
+    "augment_shift",
+    "augment_rotation",
 )
 Train = Callable[[TrainConfig, Any, Callable[[EpochMetrics], bool]], TrainResult]
 CURVES = ("train_loss", "dev_loss", "dev_accuracy", "dev_rmse")  # per epoch, in hps_trials
@@ -236,8 +241,11 @@ def build_config(
     fixed = spec.training.model_dump()
     chosen = {k: knobs.get(k, fixed[k]) for k in KNOB_FIELDS}
     chosen["hidden"] = tuple(int(u) for u in chosen["hidden"])
+    blocks = tuple(ConvBlock(**b) for b in conv_blocks(spec.training.conv, knobs))
     return TrainConfig(
         **chosen,
+        model=spec.model,
+        conv=blocks,
         divergence_factor=spec.pruning.divergence_factor,
         seed=derive_seed(spec.search.seed, "train", slot),
         device=device,
@@ -280,7 +288,7 @@ def run_trial(
     result = train(config, data, on_epoch)
     outcome = _outcome(result, verdict, spec.objective.metric, stop)
     outcome.baseline_error = data.baseline_error
-    if outcome.state == T_COMPLETE and isinstance(result.model, MLP):
+    if outcome.state == T_COMPLETE and isinstance(result.model, MLP | CNN):
         metrics = trial_metrics(result, data.baseline_error)
         outcome.model = TrainedModel(
             model_config(result.model, config.hidden, data, metrics),

@@ -3,8 +3,8 @@
 Client commands (submit, list, status, watch, leaderboard, cancel, publish, workers, example)
 talk to a running server over HTTP through :class:`service.client.HpsClient` (sending the key in
 ``HPS_API_KEY``) and import nothing heavy, so they start fast. Server-side commands (serve,
-worker, db upgrade, keys) live in ``service/_cli_server.py`` and import the heavy machinery
-inside the command.
+worker, db upgrade, keys) live in ``service/_cli_server.py``, and the local ``gradcheck`` in
+``service/_cli_gradcheck.py``; they import the heavy machinery inside the command.
 
 Errors are one line on stderr prefixed ``error:``; exit 1 for server/HTTP errors, 2 for
 usage and spec-file errors.
@@ -31,6 +31,7 @@ from service._cli_boards import (
 )
 from service._cli_common import DEFAULT_URL, UrlOption, connect, console, fail, fmt, print_table
 from service._cli_datasets import register_dataset_commands
+from service._cli_gradcheck import register_gradcheck_command
 from service._cli_server import register_server_commands
 from service.client import HpsClient
 from service.spec_files import load_spec
@@ -66,6 +67,7 @@ app = typer.Typer(
 )
 register_server_commands(app)
 register_dataset_commands(app)
+register_gradcheck_command(app)
 
 StudyId = Annotated[int, typer.Argument(help="Study id.", min=1)]
 IntervalOption = Annotated[

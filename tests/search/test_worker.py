@@ -259,3 +259,45 @@ def test_a_worker_with_max_trials_claims_no_trial_beyond_them(migrated_url: str)
     assert _run(migrated_url, max_trials=2) == 2
     trials = _trials(migrated_url, sid)  # no third trial claimed and handed back
     assert len(trials) == 2 and all(t.state in ("COMPLETE", "PRUNED") for t in trials)
+
+
+def test_worker_runs_a_cnn_study_with_augmentation(migrated_url: str) -> None:
+    import numpy as np
+
+    from models import Predictor, builtin_table, split_table
+
+    spec = ExperimentSpec.model_validate(
+        {
+            "name": "cnn",
+            "dataset": "digits",
+            "model": "cnn",
+            "objective": {"metric": "dev_accuracy"},
+            "search": {
+                "sampler": "random",
+                "n_trials": 3,
+                "seed": 1,
+                "space": {
+                    "conv_channels": {"type": "layers", "depth": [1, 2], "units": [4, 8]},
+                    "kernel_size": {"type": "categorical", "choices": [3, 5]},
+                    "pool": {"type": "categorical", "choices": ["max", "avg"]},
+                    "augment_shift": {"type": "int", "low": 0, "high": 1},
+                },
+            },
+            "training": {"epochs": 2, "lr": 0.01, "conv_head": "flatten", "hidden": [16]},
+        }
+    )
+    sid = _create(migrated_url, spec)
+    assert _run(migrated_url) == 3
+    trials = _trials(migrated_url, sid)
+    assert [t.state for t in trials] == ["COMPLETE"] * 3
+    assert {len(t.params["conv_channels"]) for t in trials} <= {1, 2}
+    with store.session_scope(store.make_session_factory(migrated_url)) as s:
+        study = store.get_study(session=s, study_id=sid)
+        best = store.best_model(session=s, study=study)
+        assert best is not None
+        config, weights = best.config, best.weights
+    assert config["architecture"]["type"] == "cnn"
+    predictor = Predictor(config, weights)  # the file a user downloads rebuilds the CNN
+    test = split_table(builtin_table("digits"), (0.6, 0.2, 0.2), 0)[2]
+    accuracy = float(np.mean(predictor(test) == test["y"].to_numpy()))
+    assert accuracy > 0.5  # ten classes: chance is 0.1

@@ -208,3 +208,28 @@ def test_uploads_over_the_limit_are_413_and_store_nothing(sqlite_url: str) -> No
         small = _upload(c, "small.csv", csv_bytes(classification_frame(n=60)))
         assert small.status_code == 201, small.text
     assert _stored(sqlite_url) == (1, 1)
+
+
+def test_cnn_and_augmentation_are_refused_for_an_uploaded_table(client: TestClient) -> None:
+    pets = _upload(client, "pets.csv", csv_bytes(classification_frame())).json()
+    cases = [
+        ({"model": "cnn"}, ["body", "model"], "cnn needs an image dataset"),
+        ({"training": {"augment_shift": 1}}, ["body", "training", "augment_shift"], "image"),
+        (
+            {"search": {"space": {"augment_rotation": {"type": "float", "low": 0, "high": 5}}}},
+            ["body", "search", "space", "augment_rotation"],
+            "augmentation needs an image dataset",
+        ),
+    ]
+    for extra, loc, words in cases:
+        spec = small_spec("s", pets["id"])
+        spec["model"] = extra.get("model", "mlp")
+        spec["training"] |= extra.get("training", {})
+        spec["search"]["space"] |= extra.get("search", {}).get("space", {})
+        refused = client.post("/api/v1/studies", json=spec)
+        assert refused.status_code == 422, refused.text
+        detail = refused.json()["detail"][0]
+        assert detail["loc"] == loc and words in detail["msg"]
+    # a built-in table is refused when the spec is read, naming the field too
+    iris = client.post("/api/v1/studies", json={"name": "c", "dataset": "iris", "model": "cnn"})
+    assert iris.status_code == 422 and "model: cnn needs an image dataset" in iris.text
