@@ -27,6 +27,7 @@ from models._export import (
 )
 from models._mlp import ACTIVATIONS, MLP, WEIGHT_INITS
 from models._prepare import Preparation, Target
+from models._schedules import LR_SCHEDULES
 from models._tabular import (
     MAX_CATEGORIES,
     TASKS,
@@ -54,6 +55,7 @@ from models.train import (
 __all__ = [
     "ACTIVATIONS",
     "DATASETS",
+    "LR_SCHEDULES",
     "MAX_CATEGORIES",
     "MLP",
     "MODEL_FORMAT",

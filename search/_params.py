@@ -12,8 +12,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu")
-OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
+OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "adamw")
 WEIGHT_INITS = ("xavier", "he", "normal")
+LR_SCHEDULES = ("constant", "step", "exponential", "cosine")
 MAX_UNITS = 65536
 
 
@@ -128,12 +129,26 @@ KNOBS: dict[str, tuple[str, ...]] = {
     "activation": ("categorical",),
     "optimizer": ("categorical",),
     "weight_init": ("categorical",),
+    "l1": ("float", "categorical"),
+    "batch_norm": ("categorical",),
+    "residual": ("categorical",),
+    "lr_schedule": ("categorical",),
+    "lr_step_epochs": ("int", "categorical"),
+    "lr_gamma": ("float", "categorical"),
+    "lr_warmup_epochs": ("int", "categorical"),
+    "clip_norm": ("float", "categorical"),
+    "patience": ("int", "categorical"),
+    "min_delta": ("float", "categorical"),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "activation": ACTIVATIONS,
     "optimizer": OPTIMIZERS,
     "weight_init": WEIGHT_INITS,
+    "lr_schedule": LR_SCHEDULES,
 }
+BOOL_KNOBS = ("batch_norm", "residual")
+# Knobs whose values must be whole numbers (a categorical's choices too).
+INT_KNOBS = ("batch_size", "epochs", "lr_step_epochs", "lr_warmup_epochs", "patience")
 # Inclusive/exclusive bounds of numeric knobs: (low, high, low_inclusive).
 _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "lr": (0.0, 100.0, False),
@@ -142,11 +157,22 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "momentum": (0.0, 1.0, True),
     "batch_size": (1.0, 65536.0, True),
     "epochs": (1.0, 1000.0, True),
+    "l1": (0.0, 1.0, True),
+    "lr_step_epochs": (1.0, 1000.0, True),
+    "lr_gamma": (0.0, 1.0, False),
+    "lr_warmup_epochs": (0.0, 1000.0, True),
+    "clip_norm": (0.0, 1e6, False),
+    "patience": (1.0, 1000.0, True),
+    "min_delta": (0.0, 1e6, True),
 }
 
 
 def check_knob_value(knob: str, value: Any) -> None:
     """Raise ValueError if ``value`` is not a legal fixed value of ``knob``."""
+    if knob in BOOL_KNOBS:
+        if not isinstance(value, bool):
+            raise ValueError(f"{knob} must be true or false, got {value!r}")
+        return
     if knob in _CHOICES:
         if value not in _CHOICES[knob]:
             raise ValueError(f"{knob} must be one of {list(_CHOICES[knob])}, got {value!r}")

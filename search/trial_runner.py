@@ -44,6 +44,16 @@ KNOB_FIELDS = (
     "hidden",
     "activation",
     "weight_init",
+    "l1",
+    "batch_norm",
+    "residual",
+    "lr_schedule",
+    "lr_step_epochs",
+    "lr_gamma",
+    "lr_warmup_epochs",
+    "clip_norm",
+    "patience",
+    "min_delta",
 )
 Train = Callable[[TrainConfig, Any, Callable[[EpochMetrics], bool]], TrainResult]
 CURVES = ("train_loss", "dev_loss", "dev_accuracy", "dev_rmse")  # per epoch, in hps_trials
