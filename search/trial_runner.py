@@ -28,6 +28,7 @@ from models import (
     weights_bytes,
 )
 from models import train as train_model
+from search.initial_loss import expected_initial_loss
 from search.pruners import is_diverged
 from search.samplers import derive_seed
 from search.spec import ExperimentSpec
@@ -171,6 +172,7 @@ class Outcome:
     retry: bool = False  # stopped by the worker, not by the trial: its slot runs again
     model: TrainedModel | None = None  # complete trials only
     baseline_error: float | None = None  # the dataset's trivial predictor, on dev
+    expected_initial_loss: float | None = None  # what an untrained network should score
 
     def row_values(self, duration_s: float) -> dict[str, Any]:
         r = self.result
@@ -193,14 +195,21 @@ class Outcome:
             "reason": self.reason,
         }
         if r is not None:  # else keep the live curves the heartbeat stored
-            values["curves"] = curves
+            values |= {
+                "curves": curves,
+                "initial_loss": _finite_or_none(r.initial_loss),
+                "expected_initial_loss": self.expected_initial_loss,
+                "stopped_early_at": r.stopped_early_at,
+                "best_epoch": r.best_epoch,
+            }
         return values
 
 
 def trial_metrics(r: TrainResult, baseline_error: float | None) -> dict[str, Any]:
-    """What hps_trials.metrics records of a run: the last epoch's dev metrics, the whole
-    training set's scores at the end, and the errors the bias/variance reading compares
-    (``train_error``, ``dev_error``, ``baseline_error``: error rate or RMSE)."""
+    """What hps_trials.metrics records of a run: the last epoch's dev metrics (with early
+    stopping on, the kept best epoch's), the whole training set's scores at the end, and
+    the errors the bias/variance reading compares (``train_error``, ``dev_error``,
+    ``baseline_error``: error rate or RMSE)."""
     metrics: dict[str, Any] = {"initial_loss": _finite_or_none(r.initial_loss)}
     final = r.final
     if final is not None:
@@ -290,6 +299,7 @@ def run_trial(
     result = train(config, data, on_epoch)
     outcome = _outcome(result, verdict, spec.objective.metric, stop)
     outcome.baseline_error = data.baseline_error
+    outcome.expected_initial_loss = expected_initial_loss(data.task, data.n_classes)
     if outcome.state == T_COMPLETE and isinstance(result.model, MLP):
         metrics = trial_metrics(result, data.baseline_error)
         outcome.model = TrainedModel(
