@@ -59,7 +59,7 @@ class DiagnosisPublic(BaseModel):
     remedies: list[str]
 
 
-class BestTrial(BaseModel):
+class BestTrial(TrialChecks):
     number: int
     value: float
     params: dict[str, Any]
