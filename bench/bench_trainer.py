@@ -11,7 +11,11 @@ every core in use, multi-threaded epochs of small models are dominated by schedu
 and --clock cpu (process CPU time instead of wall time) ignores time spent descheduled.
 
     .venv/bin/python bench/bench_trainer.py [--threads N] [--epochs E] [--repeats R]
-        [--device cpu|cuda|auto] [--clock wall|cpu]
+        [--device cpu|cuda|auto] [--clock wall|cpu] [--options]
+
+--options times each toolbox option (batch_norm, residual, l1, a cosine schedule with
+warm-up, clip_norm, adamw, early stopping's per-epoch snapshot) on digits against a
+minimal loop that does the same thing by hand (bench/_options.py), on the CPU.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import torch
 import torch.nn.functional as F
+from _options import OPTIONS
+from _options import reference_epoch_times as option_reference_epoch_times
 
 from models import (
     CNN,
@@ -120,19 +126,24 @@ def reference_epoch_times(
 
 
 def bench(
-    data: Dataset, config: TrainConfig, repeats: int, clock: Callable[[], float]
+    data: Dataset,
+    config: TrainConfig,
+    repeats: int,
+    clock: Callable[[], float],
+    reference: Callable[[TrainConfig, Dataset, Callable[[], float]], list[float]] | None = None,
 ) -> tuple[float, float, float]:
     """Median epoch seconds of (trainer, reference) over ``repeats`` alternating runs, and
     the median over runs of each pair's ratio (robust to slow drift in machine load)."""
-    warm_up = dataclasses.replace(config, epochs=2)
+    reference = reference or reference_epoch_times
+    warm_up = dataclasses.replace(config, epochs=3)
     trainer_epoch_times(warm_up, data, clock)
-    reference_epoch_times(warm_up, data, clock)
+    reference(warm_up, data, clock)
     ours: list[float] = []
     ref: list[float] = []
     paired: list[float] = []
     for _ in range(repeats):
         ours_run = trainer_epoch_times(config, data, clock)
-        ref_run = reference_epoch_times(config, data, clock)
+        ref_run = reference(config, data, clock)
         paired.append(statistics.median(ours_run) / statistics.median(ref_run))
         ours += ours_run
         ref += ref_run
@@ -148,9 +159,12 @@ def main() -> None:
     parser.add_argument(
         "--clock", choices=sorted(CLOCKS), default="wall", help="cpu: process CPU time (CPU only)"
     )
+    parser.add_argument("--options", action="store_true", help="time each toolbox option")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.options:
+        return bench_options(args.epochs, 10 * args.repeats, CLOCKS[args.clock])
     digits = load_dataset("digits")
     cnn = {"model": "cnn", "conv": (ConvBlock(16), ConvBlock(32))}
     augmented = cnn | {"augment_shift": 1, "augment_rotation": 10.0}
@@ -172,6 +186,20 @@ def main() -> None:
         flag = "" if min(ratio, paired) <= TARGET_RATIO else f"  (over the {TARGET_RATIO}x target)"
         row = f"{name:<20} {hidden!s:<11} {ours * 1e3:>10.2f} {ref * 1e3:>10.2f} {ratio:>6.3f}"
         print(f"{row} {paired:>6.3f}{flag}")
+
+
+def bench_options(epochs: int, repeats: int, clock: Callable[[], float]) -> None:
+    data = load_dataset("digits")
+    print(f"torch {torch.__version__}, cpu, threads {torch.get_num_threads()}, digits (64,)")
+    print(f"{'option':<16} {'train() ms':>10} {'minimal ms':>10} {'ratio':>6} {'paired':>6}")
+    for label, fields in OPTIONS:
+        config = TrainConfig(hidden=(64,), epochs=epochs, **fields)
+        ours, ref, paired = bench(data, config, repeats, clock, option_reference_epoch_times)
+        ratio = ours / ref
+        flag = "" if min(ratio, paired) <= TARGET_RATIO else f"  (over the {TARGET_RATIO}x target)"
+        print(
+            f"{label:<16} {ours * 1e3:>10.2f} {ref * 1e3:>10.2f} {ratio:>6.3f} {paired:>6.3f}{flag}"
+        )
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from models._export import (
 )
 from models._mlp import ACTIVATIONS, MLP, WEIGHT_INITS
 from models._prepare import Preparation, Target
+from models._schedules import LR_SCHEDULES
 from models._tabular import (
     MAX_CATEGORIES,
     TASKS,
@@ -62,6 +63,7 @@ __all__ = [
     "CONV_HEADS",
     "DATASETS",
     "IMAGE_SHAPES",
+    "LR_SCHEDULES",
     "MAX_CATEGORIES",
     "MAX_ROTATION",
     "MAX_SHIFT",

@@ -54,6 +54,8 @@ def model_config(
             "activation": model.activation,
             "keep_prob": model.keep_prob,
             "weight_init": model.weight_init,
+            "batch_norm": model.batch_norm,
+            "residual": model.residual,
         },
         "task": data.task,
         "dataset": data.name,
@@ -102,6 +104,8 @@ class Predictor:
                 activation=arch["activation"],
                 keep_prob=arch["keep_prob"],
                 weight_init=arch["weight_init"],
+                batch_norm=arch.get("batch_norm", False),  # files written before these options
+                residual=arch.get("residual", False),
             )
         )
         state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)

@@ -1,4 +1,5 @@
-"""A multilayer perceptron with inverted dropout and a choice of weight initialisation."""
+"""A multilayer perceptron with inverted dropout, optional batch normalisation and
+residual blocks, and a choice of weight initialisation."""
 
 from __future__ import annotations
 
@@ -23,11 +24,22 @@ _KAIMING_NONLINEARITY: dict[str, Literal["relu", "tanh", "sigmoid", "leaky_relu"
 
 
 class MLP(nn.Module):
-    """(Linear -> activation -> inverted dropout) per hidden layer, then a final Linear.
+    """(Linear -> [BatchNorm1d] -> activation -> inverted dropout) per hidden layer, then a
+    final Linear.
 
     ``keep_prob`` is the probability of keeping a hidden unit in training; kept units are
     scaled by ``1 / keep_prob`` so evaluation (dropout off) needs no rescaling. With
     ``keep_prob == 1`` no dropout module is built at all.
+
+    ``batch_norm`` puts a BatchNorm1d between each hidden Linear and its activation; in
+    eval mode it uses the running statistics gathered in training, so an example's output
+    never depends on the other examples of its batch.
+
+    ``residual``: the first hidden layer is plain (it maps the features to its width), then
+    the next hidden layers pair up into blocks ``act(body(h) + shortcut(h))`` where
+    ``body`` is two layers (the second without its activation). The shortcut is the identity
+    when the block's input and output widths are equal, else a learned linear projection
+    (no bias). A last hidden layer left without a partner is plain.
     """
 
     def __init__(
@@ -39,33 +51,86 @@ class MLP(nn.Module):
         activation: str = "relu",
         keep_prob: float = 1.0,
         weight_init: str = "he",
+        batch_norm: bool = False,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         _check_args(n_features, hidden, n_outputs, activation, keep_prob, weight_init)
         self.activation = activation
         self.keep_prob = keep_prob
         self.weight_init = weight_init
+        self.batch_norm = batch_norm
+        self.residual = residual
         layers: list[nn.Module] = []
         width = n_features
-        for units in hidden:
-            layers += [nn.Linear(width, units), _make_activation(activation)]
-            if keep_prob < 1.0:
-                layers.append(nn.Dropout(p=1.0 - keep_prob))
-            width = units
+        groups = _residual_groups(hidden) if residual else [[u] for u in hidden]
+        for group in groups:
+            if len(group) == 2:
+                layers.append(self._block(width, group[0], group[1]))
+            else:
+                layers += self._layer(width, group[0])
+            width = group[-1]
         layers.append(nn.Linear(width, n_outputs))
         self.net = nn.Sequential(*layers)
         self.reset_parameters()
+
+    def _layer(self, width: int, units: int, *, activate: bool = True) -> list[nn.Module]:
+        """One hidden layer's modules: Linear, [BatchNorm1d], [activation, dropout]."""
+        modules: list[nn.Module] = [nn.Linear(width, units)]
+        if self.batch_norm:
+            modules.append(nn.BatchNorm1d(units))
+        if activate:
+            modules += self._after()
+        return modules
+
+    def _block(self, width: int, mid: int, units: int) -> ResidualBlock:
+        body = [*self._layer(width, mid), *self._layer(mid, units, activate=False)]
+        shortcut = nn.Identity() if width == units else nn.Linear(width, units, bias=False)
+        return ResidualBlock(body, shortcut, self._after())
+
+    def _after(self) -> list[nn.Module]:
+        modules = [_make_activation(self.activation)]
+        if self.keep_prob < 1.0:
+            modules.append(nn.Dropout(p=1.0 - self.keep_prob))
+        return modules
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (B, F) -> (B, n_outputs)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Initialise every Linear's weight with ``weight_init``; all biases zero."""
-        for layer in self.net:
+        """Initialise every Linear's weight with ``weight_init``; all biases zero; batch
+        norms to scale 1, shift 0 and fresh running statistics."""
+        for layer in self.modules():
             if isinstance(layer, nn.Linear):
                 _init_weight(layer.weight, self.weight_init, self.activation)  # (out, in)
-                nn.init.zeros_(layer.bias)  # (out,)
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)  # (out,)
+            elif isinstance(layer, nn.BatchNorm1d):
+                layer.reset_parameters()
+
+
+class ResidualBlock(nn.Module):
+    """Two hidden layers with a shortcut around them: ``after(body(h) + shortcut(h))``."""
+
+    def __init__(self, body: list[nn.Module], shortcut: nn.Module, after: list[nn.Module]) -> None:
+        super().__init__()
+        self.body = nn.Sequential(*body)
+        self.shortcut = shortcut
+        self.after = nn.Sequential(*after)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.after(self.body(h) + self.shortcut(h))  # (B, width) -> (B, units)
+
+
+def _residual_groups(hidden: Sequence[int]) -> list[list[int]]:
+    """The first layer alone, then pairs; a trailing odd layer alone: (a, b, c, d) ->
+    [[a], [b, c], [d]]."""
+    units = list(hidden)
+    groups = [units[:1]]
+    rest = units[1:]
+    groups += [rest[i : i + 2] for i in range(0, len(rest), 2)]
+    return groups
 
 
 def _check_args(

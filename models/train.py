@@ -3,7 +3,8 @@
 Pure PyTorch: no storage, no HTTP, no search library. The caller decides what to do with
 each epoch's metrics through ``on_epoch`` (return True to stop); the loop itself only
 enforces the divergence rule: stop as soon as the running training loss of an epoch is not
-finite or climbs above ``divergence_factor`` times the loss at initialisation.
+finite or climbs above ``divergence_factor`` times the loss at initialisation, and, with
+``patience`` set, early stopping on the dev loss (a complete run that keeps its best epoch).
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from torch import nn
 from models._augment import Augment, check_augment
 from models._cnn import CNN, CONV_HEADS, ConvBlock
 from models._datasets import Dataset
+from models._early_stop import EarlyStopping
 from models._mlp import ACTIVATIONS, MLP, WEIGHT_INITS
+from models._schedules import Schedule, build_scheduler
+from models._step import make_step
 
-OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
+OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "adamw")
 MODELS = ("mlp", "cnn")
 DEFAULT_CONV = (ConvBlock(16), ConvBlock(32))
 
@@ -44,11 +48,21 @@ class TrainConfig:
     activation: str = "relu"
     keep_prob: float = 1.0
     weight_init: str = "he"
-    optimizer: str = "adam"  # sgd | momentum | adam | rmsprop
+    optimizer: str = "adam"  # sgd | momentum | adam | rmsprop | adamw
     lr: float = 1e-3
     momentum: float = 0.9  # only for "momentum" (SGD with momentum); rmsprop keeps 0
     batch_size: int = 64
-    weight_decay: float = 0.0  # L2, passed as the optimizer's weight_decay
+    weight_decay: float = 0.0  # L2, passed as the optimizer's weight_decay (adamw: decoupled)
+    l1: float = 0.0  # adds l1 * sum |w| over the Linear weights (not biases) to each batch loss
+    batch_norm: bool = False  # BatchNorm1d after each hidden Linear, before its activation
+    residual: bool = False  # shortcuts around pairs of hidden layers (see models._mlp.MLP)
+    lr_schedule: str = "constant"  # constant | step | exponential | cosine (models._schedules)
+    lr_step_epochs: int = 10  # step: epochs between two cuts of the lr by lr_gamma
+    lr_gamma: float = 0.5  # step: factor per cut; exponential: factor per epoch
+    lr_warmup_epochs: int = 0  # linear warm-up epochs before the schedule starts
+    clip_norm: float | None = None  # clip the gradient's global L2 norm to this before a step
+    patience: int | None = None  # early stopping: epochs without a dev-loss gain; None = off
+    min_delta: float = 0.0  # early stopping: the dev-loss decrease that counts as a gain
     epochs: int = 20
     divergence_factor: float = 3.0  # math.inf turns the rule off (non-finite loss still stops)
     seed: int = 0
@@ -65,6 +79,13 @@ class TrainConfig:
         _check_model_fields(self)
         _check_training_fields(self)
         _check_image_fields(self)
+        _check_toolbox_fields(self)
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(
+            self.lr_schedule, self.lr_warmup_epochs, self.lr_step_epochs, self.lr_gamma, self.epochs
+        )
 
 
 def _check_model_fields(c: TrainConfig) -> None:
@@ -109,6 +130,17 @@ def _check_training_fields(c: TrainConfig) -> None:
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {c.device!r}")
 
 
+def _check_toolbox_fields(c: TrainConfig) -> None:
+    if not (c.l1 >= 0 and math.isfinite(c.l1)):
+        raise ValueError(f"l1 must be a finite number >= 0, got {c.l1!r}")
+    if c.clip_norm is not None and not (c.clip_norm > 0 and math.isfinite(c.clip_norm)):
+        raise ValueError(f"clip_norm must be a finite number > 0 or None, got {c.clip_norm!r}")
+    if c.patience is not None and c.patience < 1:
+        raise ValueError(f"patience must be >= 1 or None, got {c.patience!r}")
+    _ = c.schedule  # Schedule checks its own fields
+    EarlyStopping(c.patience or 1, c.min_delta)  # checks min_delta
+
+
 @dataclass(frozen=True)
 class EpochMetrics:
     epoch: int  # 0 = before any update; 1..epochs after each epoch
@@ -136,7 +168,7 @@ class Scores:
 
 @dataclass
 class TrainResult:
-    status: str  # "completed" | "diverged" | "stopped"
+    status: str  # "completed" (also when early stopping ended it) | "diverged" | "stopped"
     reason: str | None  # "diverged" | "stopped"; None when completed
     epochs_run: int  # completed epochs
     initial_loss: float  # training-set loss before any update
@@ -144,10 +176,14 @@ class TrainResult:
     dev_loss: list[float]
     dev_accuracy: list[float | None]
     duration_s: float
-    final: EpochMetrics | None  # last EpochMetrics seen (epoch 0 if stopped before epoch 1)
+    final: EpochMetrics | None  # last EpochMetrics seen (epoch 0 if stopped before epoch 1);
+    # with early stopping, a completed run's best epoch (its model holds that epoch's weights)
     train_scores: Scores | None = None  # the whole training set at the end, eval mode
     model: nn.Module | None = field(default=None, repr=False)  # None when it diverged
     dev_rmse: list[float | None] = field(default_factory=list)  # regression: per epoch
+    lr: list[float] = field(default_factory=list)  # the lr each epoch 1.. trained with
+    best_epoch: int | None = None  # early stopping on: the epoch whose weights it kept
+    stopped_early_at: int | None = None  # the epoch early stopping ended the run at
 
 
 OnEpoch = Callable[[EpochMetrics], bool | None]  # return True to stop training
@@ -181,19 +217,15 @@ def train(config: TrainConfig, data: Dataset, on_epoch: OnEpoch | None = None) -
     ``data.dev_*`` after every epoch.
 
     ``on_epoch`` gets epoch 0 (before any update) and then each completed epoch; returning
-    True stops the run with status "stopped". A diverging run stops within its epoch.
+    True stops the run with status "stopped". A diverging run stops within its epoch. With
+    ``patience`` set, a run whose dev loss stops improving ends early as "completed",
+    keeping its best epoch's weights and metrics.
     """
     start = time.perf_counter()
     device = resolve_device(config.device)
     data = data.to(device)
     torch.manual_seed(config.seed)
     model = _build_model(config, data).to(device)
-    optimizer = _build_optimizer(config, model)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(config.seed)
-    augment = _build_augment(config, data)
-    loss_fn: LossFn = F.cross_entropy if data.task == "classification" else F.mse_loss
-
     initial_loss, _ = evaluate(model, data.train_x, data.train_y, data.task)
     result = TrainResult(
         status="completed",
@@ -209,18 +241,49 @@ def train(config: TrainConfig, data: Dataset, on_epoch: OnEpoch | None = None) -
     stop = _record(result, _dev_metrics(0, initial_loss, model, data), on_epoch)
     if not math.isfinite(initial_loss):
         return _finish(result, "diverged", start)
-    limit = config.divergence_factor * initial_loss
+    return _run_epochs(config, data, model, result, on_epoch, stop=stop, start=start)
+
+
+def _run_epochs(
+    config: TrainConfig,
+    data: Dataset,
+    model: nn.Module,
+    result: TrainResult,
+    on_epoch: OnEpoch | None,
+    *,
+    stop: bool,
+    start: float,
+) -> TrainResult:
+    optimizer = _build_optimizer(config, model)
+    scheduler = build_scheduler(optimizer, config.schedule)
+    step = make_step(model, optimizer, l1=config.l1, clip_norm=config.clip_norm)
+    stopper = EarlyStopping(config.patience, config.min_delta) if config.patience else None
+    generator = torch.Generator(device=data.train_x.device)
+    generator.manual_seed(config.seed)
+    augment = _build_augment(config, data)
+    loss_fn: LossFn = F.cross_entropy if data.task == "classification" else F.mse_loss
+    limit = config.divergence_factor * result.initial_loss
     for epoch in range(1, config.epochs + 1):
         if stop:
             return _finish(result, "stopped", start, model, data)
+        result.lr.append(optimizer.param_groups[0]["lr"])
         train_loss = _train_epoch(
-            model, optimizer, loss_fn, data, config.batch_size, generator, limit, augment
+            model, step, loss_fn, data, config.batch_size, generator, limit, augment
         )
         if train_loss is None:
             return _finish(result, "diverged", start)
+        scheduler.step()
         result.epochs_run = epoch
-        stop = _record(result, _dev_metrics(epoch, train_loss, model, data), on_epoch)
-    return _finish(result, "stopped" if stop else None, start, model, data)
+        metrics = _dev_metrics(epoch, train_loss, model, data)
+        stop = _record(result, metrics, on_epoch)
+        if stopper is not None and stopper.update(epoch, metrics.dev_loss, model, metrics):
+            result.stopped_early_at = None if stop else epoch
+            break
+    reason = "stopped" if stop else None
+    if stopper is not None and reason is None and stopper.best_epoch is not None:
+        stopper.restore(model)
+        result.best_epoch, result.final = stopper.best_epoch, stopper.best_metrics
+    return _finish(result, reason, start, model, data)
 
 
 def _finish(
@@ -263,6 +326,8 @@ def _build_model(config: TrainConfig, data: Dataset) -> nn.Module:
         activation=config.activation,
         keep_prob=config.keep_prob,
         weight_init=config.weight_init,
+        batch_norm=config.batch_norm,
+        residual=config.residual,
     )
 
 
@@ -281,12 +346,14 @@ def _build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optim
         return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd)
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
     return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
 
 
 def _train_epoch(
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    step: Callable[[torch.Tensor], None],
     loss_fn: LossFn,
     data: Dataset,
     batch_size: int,
@@ -309,9 +376,7 @@ def _train_epoch(
         n_batches += 1
         if n_batches % check_every == 0 and _diverged(loss_sum.item() / n_batches, limit):
             return None
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        step(loss)  # backward (with the L1 penalty), clip, update
     mean_loss = loss_sum.item() / n_batches
     return None if _diverged(mean_loss, limit) else mean_loss
 

@@ -12,8 +12,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu")
-OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
+OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "adamw")
 WEIGHT_INITS = ("xavier", "he", "normal")
+LR_SCHEDULES = ("constant", "step", "exponential", "cosine")
 MAX_UNITS = 65536
 POOLS = ("max", "avg", "none")  # after a convolution block: 2x2 pooling, stride 2, or none
 CONV_HEADS = ("avg", "flatten")  # global average pooling of the last map, or a flatten
@@ -143,16 +144,37 @@ KNOBS: dict[str, tuple[str, ...]] = {
     # image datasets: augmentation of training batches
     "augment_shift": ("int", "categorical"),
     "augment_rotation": ("float", "categorical"),
+    "l1": ("float", "categorical"),
+    "batch_norm": ("categorical",),
+    "residual": ("categorical",),
+    "lr_schedule": ("categorical",),
+    "lr_step_epochs": ("int", "categorical"),
+    "lr_gamma": ("float", "categorical"),
+    "lr_warmup_epochs": ("int", "categorical"),
+    "clip_norm": ("float", "categorical"),
+    "patience": ("int", "categorical"),
+    "min_delta": ("float", "categorical"),
 }
-INT_KNOBS = ("batch_size", "epochs", "kernel_size", "stride", "augment_shift")
 _CHOICES: dict[str, tuple[Any, ...]] = {
     "activation": ACTIVATIONS,
     "optimizer": OPTIMIZERS,
     "weight_init": WEIGHT_INITS,
     "pool": POOLS,
     "conv_head": CONV_HEADS,
-    "conv_batch_norm": (True, False),
+    "lr_schedule": LR_SCHEDULES,
 }
+BOOL_KNOBS = ("batch_norm", "residual", "conv_batch_norm")
+# Knobs whose values must be whole numbers (a categorical's choices too).
+INT_KNOBS = (
+    "batch_size",
+    "epochs",
+    "kernel_size",
+    "stride",
+    "augment_shift",
+    "lr_step_epochs",
+    "lr_warmup_epochs",
+    "patience",
+)
 # Inclusive/exclusive bounds of numeric knobs: (low, high, low_inclusive).
 _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "lr": (0.0, 100.0, False),
@@ -165,14 +187,24 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "stride": (1.0, MAX_STRIDE, True),
     "augment_shift": (0.0, MAX_SHIFT, True),
     "augment_rotation": (0.0, MAX_ROTATION, True),
+    "l1": (0.0, 1.0, True),
+    "lr_step_epochs": (1.0, 1000.0, True),
+    "lr_gamma": (0.0, 1.0, False),
+    "lr_warmup_epochs": (0.0, 1000.0, True),
+    "clip_norm": (0.0, 1e6, False),
+    "patience": (1.0, 1000.0, True),
+    "min_delta": (0.0, 1e6, True),
 }
 
 
 def check_knob_value(knob: str, value: Any) -> None:
     """Raise ValueError if ``value`` is not a legal fixed value of ``knob``."""
+    if knob in BOOL_KNOBS:
+        if not isinstance(value, bool):
+            raise ValueError(f"{knob} must be true or false, got {value!r}")
+        return
     if knob in _CHOICES:
-        same_kind = isinstance(value, bool) == (knob == "conv_batch_norm")
-        if not same_kind or value not in _CHOICES[knob]:
+        if isinstance(value, bool) or value not in _CHOICES[knob]:
             raise ValueError(f"{knob} must be one of {list(_CHOICES[knob])}, got {value!r}")
         return
     if knob in _BOUNDS:

@@ -43,10 +43,35 @@ def _too_many_params(field: str, n_params: int, max_params: int) -> SpecTooLarge
     )
 
 
-def mlp_params(n_in: int, hidden: list[int], n_out: int) -> int:
-    """Weights and biases of an MLP with these layer sizes."""
+def mlp_params(
+    n_in: int,
+    hidden: list[int],
+    n_out: int,
+    *,
+    batch_norm: bool = False,
+    residual: bool = False,
+    every_block_projects: bool = False,
+) -> int:
+    """Weights and biases of an MLP with these layer sizes, with its batch norms' scales,
+    shifts and running statistics (4 per unit) and its residual blocks' projections
+    (``models._mlp.MLP``: layer 1 plain, then pairs; a pair whose output width differs
+    from its input's projects the shortcut, without bias). ``every_block_projects``
+    counts a projection in every block: a bound for widths searched over a range."""
     widths = [n_in, *hidden, n_out]
-    return sum(a * b + b for a, b in zip(widths, widths[1:], strict=False))
+    n = sum(a * b + b for a, b in zip(widths, widths[1:], strict=False))
+    if batch_norm:
+        n += 4 * sum(hidden)
+    if residual:
+        for i in range(1, len(hidden) - 1, 2):  # block: hidden[i], hidden[i + 1]
+            if every_block_projects or hidden[i - 1] != hidden[i + 1]:
+                n += hidden[i - 1] * hidden[i + 1]
+    return n
+
+
+def _may_be_on(spec: ExperimentSpec, knob: str) -> bool:
+    """Whether some trial of the spec can turn the boolean ``knob`` on."""
+    p = spec.search.space.get(knob)
+    return bool(getattr(spec.training, knob)) if p is None else True in param_values(p)
 
 
 def cnn_params(
@@ -110,15 +135,20 @@ def largest_network(spec: ExperimentSpec, shape: tuple[int, int] | None = None) 
         field = "conv_channels" if "conv_channels" in spec.search.space else "conv"
         where = "search.space" if field == "conv_channels" else "training"
         return f"{where}.{field}", _largest_cnn(spec, n_out)
+    options = {
+        "batch_norm": _may_be_on(spec, "batch_norm"),
+        "residual": _may_be_on(spec, "residual"),
+    }
     p = spec.search.space.get("hidden")
     if not isinstance(p, LayersParam):
-        return "training.hidden", mlp_params(n_in, list(spec.training.hidden), n_out)
+        return "training.hidden", mlp_params(n_in, list(spec.training.hidden), n_out, **options)
     if p.values is not None:
-        candidates = p.values
-    else:
-        assert p.depth is not None and p.units is not None
-        candidates = [[p.units[1]] * p.depth[1]]
-    return "search.space.hidden", max(mlp_params(n_in, h, n_out) for h in candidates)
+        return "search.space.hidden", max(mlp_params(n_in, h, n_out, **options) for h in p.values)
+    assert p.depth is not None and p.units is not None
+    widest = [p.units[1]] * p.depth[1]
+    return "search.space.hidden", mlp_params(
+        n_in, widest, n_out, every_block_projects=True, **options
+    )
 
 
 def max_epochs(spec: ExperimentSpec) -> int:

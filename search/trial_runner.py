@@ -30,6 +30,7 @@ from models import (
     weights_bytes,
 )
 from models import train as train_model
+from search.initial_loss import expected_initial_loss
 from search.pruners import is_diverged
 from search.samplers import derive_seed
 from search.spec import ExperimentSpec, conv_blocks
@@ -49,6 +50,16 @@ KNOB_FIELDS = (
     "conv_head",
     "augment_shift",
     "augment_rotation",
+    "l1",
+    "batch_norm",
+    "residual",
+    "lr_schedule",
+    "lr_step_epochs",
+    "lr_gamma",
+    "lr_warmup_epochs",
+    "clip_norm",
+    "patience",
+    "min_delta",
 )
 Train = Callable[[TrainConfig, Any, Callable[[EpochMetrics], bool]], TrainResult]
 CURVES = ("train_loss", "dev_loss", "dev_accuracy", "dev_rmse")  # per epoch, in hps_trials
@@ -166,6 +177,7 @@ class Outcome:
     retry: bool = False  # stopped by the worker, not by the trial: its slot runs again
     model: TrainedModel | None = None  # complete trials only
     baseline_error: float | None = None  # the dataset's trivial predictor, on dev
+    expected_initial_loss: float | None = None  # what an untrained network should score
 
     def row_values(self, duration_s: float) -> dict[str, Any]:
         r = self.result
@@ -188,14 +200,21 @@ class Outcome:
             "reason": self.reason,
         }
         if r is not None:  # else keep the live curves the heartbeat stored
-            values["curves"] = curves
+            values |= {
+                "curves": curves,
+                "initial_loss": _finite_or_none(r.initial_loss),
+                "expected_initial_loss": self.expected_initial_loss,
+                "stopped_early_at": r.stopped_early_at,
+                "best_epoch": r.best_epoch,
+            }
         return values
 
 
 def trial_metrics(r: TrainResult, baseline_error: float | None) -> dict[str, Any]:
-    """What hps_trials.metrics records of a run: the last epoch's dev metrics, the whole
-    training set's scores at the end, and the errors the bias/variance reading compares
-    (``train_error``, ``dev_error``, ``baseline_error``: error rate or RMSE)."""
+    """What hps_trials.metrics records of a run: the last epoch's dev metrics (with early
+    stopping on, the kept best epoch's), the whole training set's scores at the end, and
+    the errors the bias/variance reading compares (``train_error``, ``dev_error``,
+    ``baseline_error``: error rate or RMSE)."""
     metrics: dict[str, Any] = {"initial_loss": _finite_or_none(r.initial_loss)}
     final = r.final
     if final is not None:
@@ -288,6 +307,7 @@ def run_trial(
     result = train(config, data, on_epoch)
     outcome = _outcome(result, verdict, spec.objective.metric, stop)
     outcome.baseline_error = data.baseline_error
+    outcome.expected_initial_loss = expected_initial_loss(data.task, data.n_classes)
     if outcome.state == T_COMPLETE and isinstance(result.model, MLP | CNN):
         metrics = trial_metrics(result, data.baseline_error)
         outcome.model = TrainedModel(

@@ -51,6 +51,23 @@ def diagnosis_text(diagnosis: Any) -> str:
     return str(diagnosis.get("label")) if isinstance(diagnosis, dict) else ""
 
 
+def checks_text(row: dict[str, Any]) -> str:
+    """A trial's initial-loss warning (the server's ``initial_loss_off``) and where early
+    stopping ended it, as one cell; empty when there is nothing to say."""
+    notes = []
+    if row.get("initial_loss_off"):
+        notes.append(
+            f"initial loss {fmt(row.get('initial_loss'))} far from "
+            f"{fmt(row.get('expected_initial_loss'))}: check init / input scaling"
+        )
+    if row.get("stopped_early_at") is not None:
+        notes.append(
+            f"stopped early at epoch {row.get('stopped_early_at')} "
+            f"(kept epoch {fmt(row.get('best_epoch'))})"
+        )
+    return "; ".join(notes)
+
+
 def leaderboard_table(board: dict[str, Any]) -> Table:
     """The leaderboard as a table; the objective metric is the value column, so it is not
     repeated among the metrics, and ``state`` only shows when some row is not COMPLETE."""
@@ -60,6 +77,7 @@ def leaderboard_table(board: dict[str, Any]) -> Table:
     metrics = _board_metrics(board, rows, metric)
     show_state = any(row.get("state") != "COMPLETE" for row in rows)
     diagnoses = ["bias/variance"] if any(row.get("diagnosis") for row in rows) else []
+    checks = ["checks"] if any(checks_text(row) for row in rows) else []
     table = Table(
         title=f"study {board.get('study_id')} leaderboard",
         caption=f"{board.get('direction')} {metric}",
@@ -67,8 +85,8 @@ def leaderboard_table(board: dict[str, Any]) -> Table:
     )
     states = ["state"] if show_state else []
     names = ["#", "trial", *states, metric, *params, *metrics, *diagnoses, "epochs", "time (s)"]
-    for name in names:
-        left = name in ("state", "bias/variance")
+    for name in [*names, *checks]:
+        left = name in ("state", "bias/variance", "checks")
         table.add_column(name, justify="left" if left else "right", overflow="fold")
     for row in rows:
         row_params, row_metrics = row.get("params") or {}, row.get("metrics") or {}
@@ -77,6 +95,7 @@ def leaderboard_table(board: dict[str, Any]) -> Table:
         cells += [row_metrics.get(name) for name in metrics]
         cells += [diagnosis_text(row.get("diagnosis")) for _ in diagnoses]
         cells += [row.get("epochs_run"), row.get("duration_s")]
+        cells += [checks_text(row) for _ in checks]
         table.add_row(*(Text(fmt(cell)) for cell in cells))
     return table
 
@@ -106,6 +125,7 @@ def diagnosis_lines(d: Any) -> list[str]:
 
 __all__ = [
     "TASK_METRICS",
+    "checks_text",
     "diagnosis_lines",
     "diagnosis_text",
     "held_out_line",

@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from service._cli_boards import (
+    checks_text,
     diagnosis_lines,
     held_out_line,
     leaderboard_table,
@@ -207,6 +208,8 @@ def status(study_id: StudyId, url: UrlOption = DEFAULT_URL) -> None:
         lines.append(f"best: trial {best.get('number')} value {fmt(best.get('value'))}")
         lines += [f"  {k} = {fmt(v)}" for k, v in sorted((best.get("params") or {}).items())]
         lines += diagnosis_lines(best.get("diagnosis"))
+        checks = checks_text(best)
+        lines += [f"  checks: {checks}"] if checks else []
     else:
         lines.append("best: none yet")
     test = held_out_line(study.get("test"))

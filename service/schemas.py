@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_serializer
+from pydantic import BaseModel, ConfigDict, computed_field, field_serializer
+
+from search.initial_loss import initial_loss_off
 
 
 class _Out(BaseModel):
@@ -17,6 +19,24 @@ class _Out(BaseModel):
         if isinstance(v, datetime) and v.tzinfo is None:
             return v.isoformat() + "Z"
         return v
+
+
+class TrialChecks(BaseModel):
+    """The initial-loss check and early stopping of a trial. ``initial_loss``: its training
+    loss before any update; ``expected_initial_loss``: an untrained network's (ln C, or 1
+    on standardised regression targets); ``initial_loss_off``: the two are more than 10x
+    apart (bad initialisation or unnormalised inputs?). ``stopped_early_at``: the epoch
+    early stopping ended it at (a complete trial); ``best_epoch``: the epoch it kept."""
+
+    initial_loss: float | None = None
+    expected_initial_loss: float | None = None
+    stopped_early_at: int | None = None
+    best_epoch: int | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def initial_loss_off(self) -> bool:
+        return initial_loss_off(self.initial_loss, self.expected_initial_loss)
 
 
 class TrialCounts(BaseModel):
@@ -39,7 +59,7 @@ class DiagnosisPublic(BaseModel):
     remedies: list[str]
 
 
-class BestTrial(BaseModel):
+class BestTrial(TrialChecks):
     number: int
     value: float
     params: dict[str, Any]
@@ -91,7 +111,7 @@ class StudiesPublic(BaseModel):
     count: int
 
 
-class LeaderboardRow(BaseModel):
+class LeaderboardRow(TrialChecks):
     rank: int
     number: int
     state: str
@@ -112,7 +132,7 @@ class LeaderboardPublic(BaseModel):
     test: HeldOutPublic
 
 
-class TrialPublic(_Out):
+class TrialPublic(_Out, TrialChecks):
     study_id: int
     number: int
     state: str
@@ -158,7 +178,7 @@ class Health(BaseModel):
     version: str
 
 
-class TrialSummaryPublic(_Out):
+class TrialSummaryPublic(_Out, TrialChecks):
     """A trial as the leaderboard table shows it (no curves); ``rank`` is its place among
     the complete trials by the objective, None for trials that did not complete."""
 

@@ -64,7 +64,14 @@ def study_public(
         t = top[0].trial
         assert t.number is not None and t.value is not None
         best = BestTrial(
-            number=t.number, value=t.value, params=t.params, diagnosis=diagnosis_public(t.metrics)
+            number=t.number,
+            value=t.value,
+            params=t.params,
+            diagnosis=diagnosis_public(t.metrics),
+            initial_loss=t.initial_loss,
+            expected_initial_loss=t.expected_initial_loss,
+            stopped_early_at=t.stopped_early_at,
+            best_epoch=t.best_epoch,
         )
     return StudyPublic.model_validate(
         {

@@ -8,7 +8,8 @@
   ``slot`` is k in [0, n_trials); a slot whose attempt was lost or interrupted is marked
   ``retry_pending`` until the next claim takes it, and ``losses`` counts lost attempts.
   ``seq`` is the study's ``change_seq`` taken when the trial ended (the cursor of live
-  pages).
+  pages). ``initial_loss`` next to ``expected_initial_loss`` is the initial-loss check;
+  ``stopped_early_at`` and ``best_epoch`` record early stopping (a complete trial).
 - hps_workers: one row per worker process (registration and heartbeats, idle or busy).
 - hps_blobs: uploaded files, content-addressed by their sha256 (workers on any machine read
   a dataset from here and cache it by hash).
@@ -44,6 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from search.initial_loss import initial_loss_off
 from search.store._engine import utcnow
 
 NAMING = {
@@ -139,6 +141,15 @@ class TrialRow(Base):
     slot: Mapped[int | None] = mapped_column(Integer, nullable=True)
     losses: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     retry_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The initial-loss check (search.initial_loss) and early stopping (migration 0006).
+    initial_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    expected_initial_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stopped_early_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    best_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    @property
+    def initial_loss_off(self) -> bool:
+        return initial_loss_off(self.initial_loss, self.expected_initial_loss)
 
 
 class WorkerRow(Base):

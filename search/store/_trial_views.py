@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Text, and_, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
+from search.initial_loss import initial_loss_off
 from search.store._tables import (
     T_COMPLETE,
     T_FAIL,
@@ -132,6 +133,14 @@ class TrialSummary:
     rank: int | None
     seq: int | None
     worker_id: int | None
+    initial_loss: float | None = None
+    expected_initial_loss: float | None = None
+    stopped_early_at: int | None = None  # early stopping ended it at this epoch
+    best_epoch: int | None = None  # the epoch whose weights and metrics it kept
+
+    @property
+    def initial_loss_off(self) -> bool:  # far from an untrained network's (search.initial_loss)
+        return initial_loss_off(self.initial_loss, self.expected_initial_loss)
 
 
 @dataclass(frozen=True)
@@ -156,6 +165,10 @@ _SUMMARY_COLUMNS = (
     TrialRow.finished_at,
     TrialRow.seq,
     TrialRow.worker_id,
+    TrialRow.initial_loss,
+    TrialRow.expected_initial_loss,
+    TrialRow.stopped_early_at,
+    TrialRow.best_epoch,
 )
 LIVE_STATES = (T_RUNNING, T_LOST)
 _CONSISTENT_TRIES = 5
@@ -263,6 +276,10 @@ def _summary(row: Any, rank: int | None) -> TrialSummary:
         rank=rank,
         seq=row.seq,
         worker_id=row.worker_id,
+        initial_loss=row.initial_loss,
+        expected_initial_loss=row.expected_initial_loss,
+        stopped_early_at=row.stopped_early_at,
+        best_epoch=row.best_epoch,
     )
 
 

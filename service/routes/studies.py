@@ -183,6 +183,10 @@ def read_leaderboard(
             epochs_run=e.trial.epochs_run,
             duration_s=e.trial.duration_s,
             diagnosis=diagnosis_public(e.trial.metrics),
+            initial_loss=e.trial.initial_loss,
+            expected_initial_loss=e.trial.expected_initial_loss,
+            stopped_early_at=e.trial.stopped_early_at,
+            best_epoch=e.trial.best_epoch,
         )
         for e in entries
     ]

@@ -119,7 +119,8 @@ def test_regression_on_diabetes() -> None:
 
 
 @pytest.mark.parametrize(
-    ("optimizer", "lr"), [("sgd", 0.1), ("momentum", 0.02), ("adam", 1e-2), ("rmsprop", 1e-3)]
+    ("optimizer", "lr"),
+    [("sgd", 0.1), ("momentum", 0.02), ("adam", 1e-2), ("rmsprop", 1e-3), ("adamw", 1e-2)],
 )
 def test_each_optimizer_trains(optimizer: str, lr: float) -> None:
     assert optimizer in OPTIMIZERS

@@ -69,3 +69,18 @@ def test_diagnosis_lines() -> None:
     assert lines[0].startswith("  bias/variance: high bias (train error 0.4")
     assert lines[1:] == ["    try: a bigger network", "    try: train longer"]
     assert diagnosis_lines(None) == []
+
+
+def test_boards_and_status_flag_initial_loss_and_early_stopping() -> None:
+    from service._cli_boards import checks_text
+
+    off = {"initial_loss": 41.5, "expected_initial_loss": 2.302585, "initial_loss_off": True}
+    early = {"stopped_early_at": 7, "best_epoch": 4, "initial_loss_off": False}
+    board = {"study_id": 4, "metric": "dev_loss", "task": "classification", "data": []}
+    board["data"] = [ROW | off, ROW | {"rank": 2, "number": 3} | early]
+    text = _text(board)
+    assert "checks" in text and "initial loss 41.5 far from 2.30259" in text
+    assert "stopped early at epoch 7 (kept epoch 4)" in text
+    assert checks_text(ROW | {"initial_loss": 2.1, "initial_loss_off": False}) == ""
+    plain = {"study_id": 4, "metric": "dev_loss", "task": "classification", "data": [ROW]}
+    assert "checks" not in _text(plain)

@@ -314,3 +314,30 @@ def test_a_running_study_updates_itself_then_can_be_cancelled(watched: Watched, 
     assert api(site, f"/studies/{sid}")["status"] == "cancelled"
     assert count(watched, "form[data-confirm]") == 0
     watched.check_clean()
+
+
+EARLY = {  # a plateau (lr far too small): early stopping ends each trial at epoch 3
+    "name": "browser-early",
+    "dataset": "iris",
+    "search": {"sampler": "random", "n_trials": 2, "parallelism": 2, "seed": 1},
+    "training": {"epochs": 30, "lr": 1e-7, "patience": 2, "min_delta": 1e-3},
+}
+
+
+def test_early_stopping_and_initial_loss_on_the_pages(
+    watched: Watched, site: Site, tmp_path: Path
+) -> None:
+    sid = httpx.post(f"{site.base}/api/v1/studies", json=EARLY).json()["id"]
+    assert wait_study(site.base, sid)["status"] == "completed"
+    open_study(watched, sid)
+    notes = watched.page.locator("#trials td.reason span.note").all_text_contents()
+    assert notes == ["stopped early at epoch 3"] * 2
+    assert count(watched, "#trials td.reason span.flag") == 0  # sane inits are not flagged
+    watched.page.screenshot(path=str(tmp_path / "study.png"), full_page=True)
+    watched.page.goto(f"{site.base}/studies/{sid}/trials/0")
+    watched.page.wait_for_selector("#plot-trial[data-drawn=true]")
+    early = watched.page.text_content("#early-stopping") or ""
+    assert "stopped early at epoch 3; kept epoch 1" in early
+    initial = watched.page.text_content("#initial-loss") or ""
+    assert "untrained: about 1.099" in initial and "far off" not in initial
+    watched.check_clean()
