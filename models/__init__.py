@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from models._augment import MAX_ROTATION, MAX_SHIFT, Augment
 from models._cnn import CNN, CONV_HEADS, POOLS, ConvBlock, check_feature_maps, feature_map_sizes
+from models._config import MODELS, OPTIMIZERS, TrainConfig
 from models._datasets import (
     DATASETS,
     IMAGE_SHAPES,
@@ -43,12 +44,9 @@ from models._tabular import (
     read_table,
 )
 from models.train import (
-    MODELS,
-    OPTIMIZERS,
     EpochMetrics,
     OnEpoch,
     Scores,
-    TrainConfig,
     TrainResult,
     evaluate,
     resolve_device,

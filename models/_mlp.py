@@ -75,8 +75,10 @@ class MLP(nn.Module):
         self.reset_parameters()
 
     def _layer(self, width: int, units: int, *, activate: bool = True) -> list[nn.Module]:
-        """One hidden layer's modules: Linear, [BatchNorm1d], [activation, dropout]."""
-        modules: list[nn.Module] = [nn.Linear(width, units)]
+        """One hidden layer's modules: Linear, [BatchNorm1d], [activation, dropout]. Before
+        a batch norm the Linear has no bias: the norm's shift replaces it (a bias there
+        would be subtracted again with the batch mean, its gradient always zero)."""
+        modules: list[nn.Module] = [nn.Linear(width, units, bias=not self.batch_norm)]
         if self.batch_norm:
             modules.append(nn.BatchNorm1d(units))
         if activate:

@@ -53,14 +53,15 @@ def mlp_params(
     every_block_projects: bool = False,
 ) -> int:
     """Weights and biases of an MLP with these layer sizes, with its batch norms' scales,
-    shifts and running statistics (4 per unit) and its residual blocks' projections
+    shifts and running statistics (4 per unit, less the Linear's bias they replace) and
+    its residual blocks' projections
     (``models._mlp.MLP``: layer 1 plain, then pairs; a pair whose output width differs
     from its input's projects the shortcut, without bias). ``every_block_projects``
     counts a projection in every block: a bound for widths searched over a range."""
     widths = [n_in, *hidden, n_out]
     n = sum(a * b + b for a, b in zip(widths, widths[1:], strict=False))
     if batch_norm:
-        n += 4 * sum(hidden)
+        n += 3 * sum(hidden)
     if residual:
         for i in range(1, len(hidden) - 1, 2):  # block: hidden[i], hidden[i + 1]
             if every_block_projects or hidden[i - 1] != hidden[i + 1]:

@@ -33,6 +33,15 @@ CONFIGS: list[tuple[str, dict[str, Any]]] = [
         for pool in ("max", "avg", "none")
         for head in ("avg", "flatten")
     ],
+    *[
+        (f"mlp-{name}", {"hidden": (32, 32, 16), "activation": act, **extra})
+        for name, act, extra in (
+            ("batch-norm", "relu", {"batch_norm": True}),
+            ("batch-norm-tanh", "tanh", {"batch_norm": True}),
+            ("residual", "relu", {"residual": True}),  # a width change: a projection
+            ("residual-batch-norm", "tanh", {"residual": True, "batch_norm": True}),
+        )
+    ],
     (
         "cnn-tanh-stride-padding",
         {
