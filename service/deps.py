@@ -1,4 +1,7 @@
-"""FastAPI dependencies: settings and a per-request session, injected (never reached for)."""
+"""FastAPI dependencies: settings and a per-request session, injected (never reached for).
+
+Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in
+its thread pool, a thread hop per dependency per request."""
 
 from __future__ import annotations
 
@@ -11,18 +14,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_session_factory(request: Request) -> sessionmaker[Session]:
+async def get_session_factory(request: Request) -> sessionmaker[Session]:
     factory: sessionmaker[Session] = request.app.state.session_factory
     return factory
 
 
 def get_db(request: Request) -> Iterator[Session]:
-    with get_session_factory(request)() as session:
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    with factory() as session:
         yield session
 
 

@@ -49,6 +49,15 @@ def full(value: Any) -> str:
     return str(value)
 
 
+def number(value: Any) -> Markup:
+    """A number for a table cell: rounded, with full precision on hover (a function, not a
+    template macro: a leaderboard page formats hundreds of cells, and a macro call costs
+    several times a function call)."""
+    if value is None:
+        return Markup('<span class="missing">–</span>')
+    return Markup('<span title="{}">{}</span>').format(full(value), num(value))
+
+
 def utc(value: datetime | None) -> str:
     return "–" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -100,7 +109,7 @@ templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.filters.update(
     num=num, full=full, utc=utc, short_time=short_time, iso=iso, duration=duration, ago=ago
 )
-templates.env.globals.update(elapsed=elapsed, version=VERSION, csrf_input=csrf_input)
+templates.env.globals.update(number=number, elapsed=elapsed, version=VERSION, csrf_input=csrf_input)
 
 
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -110,4 +119,4 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 
-__all__ = ["STATIC_DIR", "TEMPLATES_DIR", "num", "render", "templates"]
+__all__ = ["STATIC_DIR", "TEMPLATES_DIR", "num", "number", "render", "templates"]

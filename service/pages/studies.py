@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, replace
@@ -77,7 +78,7 @@ class PageQuery:
         return urlencode(params | paging)
 
 
-def page_query(
+async def page_query(
     state: Annotated[str, Query(max_length=16)] = "all",
     sort: Annotated[str, Query(max_length=80)] = "rank",
     desc: bool = False,
@@ -149,13 +150,20 @@ def studies_page(
 # ------------------------------------------------------------------ one study
 
 
-def _state_options(session: Session, study_id: int) -> list[tuple[str, str]]:
-    raw = store.trial_counts(session=session, study_ids=[study_id])[study_id]
+def _state_options(raw: dict[str, int]) -> list[tuple[str, str]]:
+    """The state filter's choices with their counts (``raw``: trials by state)."""
     by_filter = {
         name: sum(raw.get(s, 0) for s in states) if states else sum(raw.values())
         for name, states in store.STATE_FILTERS.items()
     }
     return [(name, f"{STATE_LABELS[name]} ({by_filter[name]})") for name in store.STATE_FILTERS]
+
+
+@functools.lru_cache(maxsize=256)
+def _spec_yaml(spec_json: str) -> str:
+    """A stored spec as YAML, by its JSON (a study's spec never changes, and the dump costs
+    more than the rest of the page's reads)."""
+    return yaml.safe_dump(json.loads(spec_json), sort_keys=False, default_flow_style=None)
 
 
 @router.get("/studies/{study_id}", response_class=HTMLResponse)
@@ -168,7 +176,8 @@ def study_page(
         row, state=q.state, sort=q.sort, desc=q.desc, top=q.top, offset=offset, limit=per_page
     )
     result = store.list_trials(session=session, study=row, view=view)
-    study = study_public(session, row)
+    raw_counts = store.trial_counts(session=session, study_ids=[row.id])[row.id]
+    study = study_public(session, row, raw_counts)
     api_base = f"/api/v1/studies/{row.id}"
     return render(
         request,
@@ -178,7 +187,7 @@ def study_page(
         cursor=result.cursor if result.cursor is not None else row.change_seq,
         live_url=f"/studies/{row.id}/live?{q.view_params(page=page, per_page=per_page)}",
         poll_ms=POLL_MS,
-        spec_yaml=yaml.safe_dump(row.spec, sort_keys=False, default_flow_style=None),
+        spec_yaml=_spec_yaml(json.dumps(row.spec)),
         view=view,
         per_page=per_page,
         columns=table_columns(row),
@@ -188,7 +197,7 @@ def study_page(
         sort_url=lambda col: q.url(
             row.id, sort=col, desc=(not q.desc) if q.sort == col else False, page=1
         ),
-        state_options=_state_options(session, row.id),
+        state_options=_state_options(raw_counts),
         top_options=TOP,
         per_page_options=sorted({*PER_PAGE, per_page}),
         csv_view_url=f"{api_base}/trials.csv?{q.view_params()}",
@@ -213,10 +222,11 @@ def study_live(
     the curve plot shows."""
     view = make_view(row, state=q.state, sort=q.sort, desc=q.desc, top=q.top, limit=None)
     changes = store.changes_since(session=session, study=row, cursor=cursor)
-    payload = _live_payload(session, row, study_public(session, row), view, changes)
+    raw_counts = store.trial_counts(session=session, study_ids=[row.id])[row.id]
+    payload = _live_payload(session, row, study_public(session, row, raw_counts), view, changes)
     pager = _pager(q, row.id, store.count_trials(session=session, study=row, view=view))
     payload["pager_html"] = str(templates.env.get_template("_macros.html").module.pager(**pager))  # type: ignore[attr-defined]
-    payload["state_options"] = dict(_state_options(session, row.id))
+    payload["state_options"] = dict(_state_options(raw_counts))
     return JSONResponse(payload)
 
 
