@@ -47,6 +47,7 @@ POLL_S = 1.0  # a watching client's pace: polling must not steal the workers' co
 class Outcome:
     example: str
     model: str
+    seed: int | None  # the search's seed
     trials: str  # "complete/pruned/total"
     dev: str  # best trial's dev accuracy (or dev loss / RMSE for regression)
     test: str
@@ -104,9 +105,12 @@ def _wait_healthy(base: str, server: subprocess.Popen[bytes]) -> None:
     raise SystemExit("hpsearch serve never became healthy")
 
 
-def run_example(base: str, name: str, budget_s: float) -> Outcome:
-    """Submit ``examples/NAME.yaml``, wait for its test score (cancel it past the budget)."""
+def run_example(base: str, name: str, budget_s: float, seed: int | None = None) -> Outcome:
+    """Submit ``examples/NAME.yaml`` (with its search seed replaced when ``seed`` is given),
+    wait for its test score (cancel it past the budget)."""
     spec = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
+    if seed is not None:
+        spec["search"]["seed"] = seed
     t0 = time.perf_counter()
     r = httpx.post(f"{base}/studies", json=spec, timeout=60)
     r.raise_for_status()
@@ -147,6 +151,7 @@ def _outcome(
     return Outcome(
         example=name,
         model=spec.get("model", "mlp"),
+        seed=spec["search"].get("seed"),
         trials=trials,
         dev=dev,
         test=test_text,
@@ -178,6 +183,7 @@ def table(outcomes: list[Outcome]) -> str:
         {
             "example": o.example,
             "model": o.model,
+            "seed": "-" if o.seed is None else o.seed,
             "complete/pruned/trials": o.trials,
             "best dev": o.dev,
             "winner's test": o.test,
@@ -199,18 +205,24 @@ def main() -> None:
     )
     parser.add_argument("--budget", type=float, default=600.0, help="most seconds per example")
     parser.add_argument("--workers", type=int, default=2, help="make serve's default: 2")
+    parser.add_argument(
+        "--seeds",
+        default="",
+        help="comma-separated search seeds to run each example with (default: the example's own)",
+    )
     args = parser.parse_args()
     chosen = [n.strip() for n in args.examples.split(",") if n.strip()]
     unknown = sorted(set(chosen) - set(names))
     if unknown:
         parser.error(f"unknown example(s) {', '.join(unknown)}; known: {', '.join(names)}")
+    seeds: list[int | None] = [int(x) for x in args.seeds.split(",") if x.strip()] or [None]
     cores = os.cpu_count()
     print(f"hpsearch serve --workers {args.workers} on SQLite, {cores} cores, one study at a time")
     with (
         tempfile.TemporaryDirectory(prefix="hps-quality-") as tmp,
         serve(args.workers, Path(tmp) / "serve.log") as base,
     ):
-        outcomes = [run_example(base, name, args.budget) for name in chosen]
+        outcomes = [run_example(base, name, args.budget, seed) for name in chosen for seed in seeds]
     print(table(outcomes))
 
 
