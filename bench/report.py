@@ -142,7 +142,9 @@ def replace_subsection(readme: str, name: str, body: str) -> str:
     return "".join(lines[:at]) + new + "".join(lines[at:])
 
 
-def suite_runs(names: list[str], saved: Path | None, script_args: dict[str, list[str]]) -> dict:
+def suite_runs(
+    names: list[str], saved: Path | None, script_args: dict[str, list[str]]
+) -> dict[str, Run]:
     """NAME -> Run for each name that ran (or was found saved); missing ones failed."""
     runs: dict[str, Run] = {}
     for name in names:
