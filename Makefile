@@ -61,15 +61,11 @@ $(BENCH_STAMP): $(DEV_STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $@
 
+# The benchmark suite; bench/report.py runs it and rewrites the README's "Performance"
+# section. `make bench BENCH=trainer,reads` runs (and rewrites) only those subsections.
+BENCH ?= trainer,overhead,scaling,reads,pruning,random_vs_grid,quality
 bench: $(BENCH_STAMP)
-	$(BIN)/python bench/bench_trainer.py
-	$(BIN)/python bench/bench_coordination.py
-	$(BIN)/python bench/bench_vs_optuna.py
-	$(BIN)/python bench/bench_end_to_end.py
-	$(BIN)/python bench/reads.py
-	$(BIN)/python bench/load.py
-	$(BIN)/python bench/pruning.py
-	$(BIN)/python bench/random_vs_grid.py
+	$(BIN)/python bench/report.py --only $(BENCH)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

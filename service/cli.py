@@ -48,15 +48,16 @@ model: mlp
 objective: {metric: dev_loss, direction: minimize}
 search:
   sampler: random
-  n_trials: 12
+  n_trials: 40
   parallelism: 2
   seed: 0
   space:
-    lr: {type: float, low: 1.0e-4, high: 1.0, log: true}
+    lr: {type: float, low: 3.0e-4, high: 3.0e-2, log: true}
     keep_prob: {type: float, low: 0.5, high: 1.0}
-    hidden: {type: layers, depth: [1, 2], units: [16, 256], log: true}
-training: {epochs: 10, batch_size: 64, optimizer: adam}
-pruning: {divergence_factor: 3.0}
+    hidden: {type: layers, depth: [1, 2], units: [64, 512], log: true}
+    batch_norm: {type: categorical, choices: [true, false]}
+training: {epochs: 40, batch_size: 64, optimizer: adam, lr_schedule: cosine}
+pruning: {divergence_factor: 3.0, pruner: median, warmup_epochs: 5}
 """
 
 app = typer.Typer(

@@ -56,6 +56,14 @@ def test_cli_example_validates() -> None:
     S.ExperimentSpec.model_validate(yaml.safe_load(EXAMPLE_SPEC))
 
 
+def test_cli_example_is_the_shipped_digits_example() -> None:
+    """`hpsearch example` prints the spec bench/quality.py measures (examples/digits-random)."""
+    from service.cli import EXAMPLE_SPEC
+
+    shipped = (ROOT / "examples" / "digits-random.yaml").read_text()
+    assert yaml.safe_load(EXAMPLE_SPEC) == yaml.safe_load(shipped)
+
+
 def test_defaults_and_direction() -> None:
     spec = S.ExperimentSpec.model_validate({"name": "a", "dataset": "iris"})
     assert spec.dataset.split == (0.6, 0.2, 0.2)

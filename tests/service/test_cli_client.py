@@ -329,8 +329,9 @@ def test_example_is_the_documented_spec() -> None:
     assert result.stdout == EXAMPLE_SPEC
     spec = yaml.safe_load(result.stdout)
     assert set(spec) == {"name", "dataset", "model", "objective", "search", "training", "pruning"}
-    assert spec["search"]["space"]["lr"] == {"type": "float", "low": 1e-4, "high": 1.0, "log": True}
-    assert spec["search"]["n_trials"] == 12
+    lr = {"type": "float", "low": 3e-4, "high": 3e-2, "log": True}
+    assert spec["search"]["space"]["lr"] == lr
+    assert spec["search"]["n_trials"] == 40
 
 
 def _run_python(*args: str) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,4 @@
-"""``bench_trainer.py --options``: each toolbox option's epoch in ``train`` vs a minimal
+"""``trainer.py --options``: each toolbox option's epoch in ``train`` vs a minimal
 hand-written loop that does the same thing (same model, same penalty, clipping, schedule,
 optimizer or early-stopping snapshot), on the same data."""
 
