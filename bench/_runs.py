@@ -36,6 +36,13 @@ class Trial:
 class StudyRun:
     trials: list[Trial]
     wall_s: float
+    test: dict[str, Any] | None = None  # the winner's held-out test metrics
+
+    @property
+    def test_error(self) -> float:
+        """The winner's test error (1 - accuracy, or RMSE): nan if it was not scored."""
+        value = (self.test or {}).get("error")
+        return float("nan") if value is None else float(value)
 
     @property
     def epochs(self) -> int:
@@ -67,4 +74,5 @@ def run_study(spec: dict[str, Any], *, threads: int = 1) -> StudyRun:
                 Trial(t.number, t.state, t.value, t.epochs_run, dict(t.params), t.reason)
                 for t in sorted(rows, key=lambda t: t.number)
             ]
-    return StudyRun(trials, wall)
+            test = store.get_study(session=s, study_id=row.id).test_metrics  # type: ignore[union-attr]
+    return StudyRun(trials, wall, test)

@@ -22,8 +22,12 @@ from _runs import StudyRun, run_study
 VARIANTS = {
     "none": {"divergence_factor": 1e6, "pruner": "none"},
     "divergence": {"divergence_factor": 3.0, "pruner": "none"},
-    "divergence+median": {"divergence_factor": 3.0, "pruner": "median"},
+    **{
+        f"divergence+{p}": {"divergence_factor": 3.0, "pruner": p}
+        for p in ("median", "percentile", "successive_halving", "hyperband")
+    },
 }
+DEFAULT = "none,divergence,divergence+median,divergence+hyperband"
 
 
 def spec(variant: str, seed: int, trials: int, epochs: int, warmup: int) -> dict[str, Any]:
@@ -55,21 +59,32 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=5, help="epochs before median pruning")
+    parser.add_argument(
+        "--warmup", type=int, default=8, help="epochs before median/percentile pruning"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="studies run at once (1 core each)")
+    parser.add_argument(
+        "--variants",
+        default=DEFAULT,
+        help=f"comma-separated, 'none' first; of: {', '.join(VARIANTS)}",
+    )
     args = parser.parse_args()
+    variants = [v.strip() for v in args.variants.split(",")]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown or variants[0] != "none":
+        parser.error(f"--variants: unknown {unknown} or 'none' not first")
     jobs = [
-        (v, s, args.trials, args.epochs, args.warmup) for s in range(args.seeds) for v in VARIANTS
+        (v, s, args.trials, args.epochs, args.warmup) for s in range(args.seeds) for v in variants
     ]
     with ProcessPoolExecutor(args.jobs) as pool:
         runs = {(v, s): run for v, s, run in pool.map(_one, jobs)}
     base = {s: runs["none", s] for s in range(args.seeds)}
     seeds = f"seeds 0..{args.seeds - 1}"
     print(f"{args.trials} random trials of up to {args.epochs} epochs on digits, {seeds}")
-    print(f"median pruner: 3 startup trials, {args.warmup} warm-up epochs")
+    print(f"median/percentile pruners: 3 startup trials, {args.warmup} warm-up epochs")
     head = f"{'variant':<18} {'epochs':>7} {'vs none':>8} {'pruned':>7} {'wall s':>7}"
     print(f"{head}  best dev_loss per seed")
-    for v in VARIANTS:
+    for v in variants:
         mine = [runs[v, s] for s in range(args.seeds)]
         epochs = sum(r.epochs for r in mine)
         ratio = epochs / sum(b.epochs for b in base.values())
@@ -77,10 +92,9 @@ def main() -> None:
         wall = statistics.median(r.wall_s for r in mine)
         bests = "  ".join(f"{r.best():.4f}" for r in mine)
         print(f"{v:<18} {epochs:>7} {ratio:>7.0%} {pruned:>7} {wall:>7.1f}  {bests}")
-    same = [runs["divergence+median", s].best() == base[s].best() for s in range(args.seeds)]
-    print(
-        f"divergence+median kept the unpruned search's best value in {sum(same)}/{len(same)} seeds"
-    )
+    for v in variants[1:]:
+        same = [runs[v, s].best() == base[s].best() for s in range(args.seeds)]
+        print(f"{v} kept the unpruned search's best value in {sum(same)}/{len(same)} seeds")
 
 
 if __name__ == "__main__":
