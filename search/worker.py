@@ -18,38 +18,22 @@ which records the trial the same way at once and leaves (status 130). A crash an
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-import optuna
-from optuna.trial import TrialState
-
 from models import train as train_model
 from models import warm_up
+from search._worker_options import KILLED_REASON, STOPPED_REASON, WorkerKilled, WorkerOptions
+from search._worker_studies import ServedStudy, Studies, prepare_trial
 from search.datasets import load_spec_dataset
 from search.heartbeat import Heartbeat
-from search.lifecycle import (
-    DEFAULT_MAX_RETRIES,
-    StartedTrial,
-    StudyContext,
-    begin_trial,
-    end_trial,
-    reap_lost_trials,
-)
-from search.pruners import make_pruner
-from search.samplers import make_sampler
-from search.size import max_epochs
-from search.slots import is_adaptive
-from search.space import suggest
-from search.spec import ExperimentSpec
+from search.lifecycle import StartedTrial, begin_trial, end_trial, reap_lost_trials
 from search.store import (
     T_FAIL,
     W_STOPPED,
@@ -60,67 +44,15 @@ from search.store import (
     make_session_factory,
     register_worker,
     session_scope,
-    set_trial_params,
     set_worker_state,
     studies_awaiting_test,
     with_retry,
 )
-from search.studies import get_storage, load_study_context
-from search.trial_runner import (
-    Judge,
-    LocalJudge,
-    OptunaJudge,
-    Outcome,
-    Progress,
-    StopSignal,
-    Train,
-    run_trial,
-)
+from search.studies import get_storage
+from search.trial_runner import Outcome, Progress, StopSignal, Train, run_trial
 from search.winner import evaluate_winners
 
 log = logging.getLogger(__name__)
-
-STOPPED_REASON = "interrupted (worker stopped)"
-KILLED_REASON = "interrupted (worker killed)"
-
-
-class WorkerKilled(KeyboardInterrupt):
-    """A second SIGTERM, or a SIGINT: record the running trial as interrupted and exit."""
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    db_url: str
-    name: str = ""
-    device: str = "cpu"
-    threads: int | None = None
-    study_id: int | None = None
-    max_trials: int | None = None
-    heartbeat_interval: float = 2.0
-    grace_period: float = 30.0
-    poll_interval: float = 0.2
-    max_retries: int = DEFAULT_MAX_RETRIES
-    exit_when_idle: bool = False  # stop once no study has budget left (tests, batch jobs)
-
-    def __post_init__(self) -> None:
-        if self.max_trials is not None and self.max_trials < 1:
-            raise ValueError(f"max_trials must be >= 1, got {self.max_trials}")
-        if not 0 < self.heartbeat_interval < self.grace_period:
-            raise ValueError(
-                f"grace_period ({self.grace_period}) must be longer than heartbeat_interval "
-                f"({self.heartbeat_interval}) > 0, or live trials would be reaped"
-            )
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
-
-
-@dataclass(frozen=True)
-class _Study:
-    """A study as this worker runs it: the context, and Optuna's Study object when the
-    sampler or pruner needs one (adaptive sampler, pruner reading intermediate values)."""
-
-    ctx: StudyContext
-    optuna_study: optuna.Study | None
 
 
 class Worker:
@@ -134,9 +66,9 @@ class Worker:
         self.worker_id: int | None = None
         self.heartbeat: Heartbeat | None = None
         self._key = f"{socket.gethostname()}:{os.getpid()}"
-        self._studies: dict[int, _Study] = {}
+        self.studies = Studies(options.db_url, self.reads, self._key)
         self._last: int | None = None  # the study of the last trial claimed
-        self._next: tuple[_Study, StartedTrial] | None = None  # claimed as the last one ended
+        self._next: tuple[ServedStudy, StartedTrial] | None = None  # claimed as the last one ended
         self._wake = threading.Event()  # SIGUSR1 or SIGTERM: stop idling now
         self._next_reap = 0.0
 
@@ -234,14 +166,14 @@ class Worker:
 
     # ------------------------------------------------------------ one trial
 
-    def _begin(self) -> tuple[_Study, StartedTrial] | None:
+    def _begin(self) -> tuple[ServedStudy, StartedTrial] | None:
         """Claim a slot: of the study served last while it has budget, else of the oldest
         study with some (found by a read first: no write lock while there is nothing to
         do)."""
         assert self.worker_id is not None
         wid = self.worker_id
         if self._last is not None:
-            study = self._studies[self._last]
+            study = self.studies[self._last]
             started = self._db(lambda s: begin_trial(session=s, ctx=study.ctx, worker_id=wid))
             if started is not None:
                 return study, started
@@ -249,14 +181,14 @@ class Worker:
         with session_scope(self.reads) as session:
             candidates = claimable_studies(session=session, study_id=self.options.study_id)
         for study_id in candidates:
-            study = self._study(study_id)
+            study = self.studies[study_id]
             started = self._db(lambda s, c=study.ctx: begin_trial(session=s, ctx=c, worker_id=wid))
             if started is not None:
                 self._last = study_id
                 return study, started
         return None
 
-    def _serve(self, study: _Study, started: StartedTrial) -> None:
+    def _serve(self, study: ServedStudy, started: StartedTrial) -> None:
         assert self.heartbeat is not None
         t0 = time.perf_counter()
         progress = Progress(study.ctx.spec.objective.metric)
@@ -272,11 +204,11 @@ class Worker:
         self._end(study, started, outcome, progress, t0, claim_next=self._may_go_on())
 
     def _train(
-        self, study: _Study, started: StartedTrial, progress: Progress, stop: StopSignal
+        self, study: ServedStudy, started: StartedTrial, progress: Progress, stop: StopSignal
     ) -> tuple[StartedTrial, Outcome]:
         spec = study.ctx.spec
         try:
-            started, judge = self._prepare(study, started, progress)
+            started, judge = prepare_trial(study, started, progress, self._db)
             data = load_spec_dataset(session_factory=self.reads, dataset=spec.dataset)
             outcome = run_trial(
                 spec,
@@ -294,33 +226,6 @@ class Worker:
             outcome = Outcome(T_FAIL, None, f"error: {type(exc).__name__}: {exc}"[:500], None)
         return started, outcome
 
-    def _prepare(
-        self, study: _Study, started: StartedTrial, progress: Progress
-    ) -> tuple[StartedTrial, Judge]:
-        """Parameters from an adaptive sampler, and who judges each epoch: the worker
-        alone, or Optuna's pruner when it reads intermediate values."""
-        spec = study.ctx.spec
-        if study.optuna_study is None:
-            p = spec.pruning
-            return started, LocalJudge(progress, p.divergence_factor, spec.direction == "minimize")
-        ostudy, tid = study.optuna_study, started.optuna_trial_id
-        # Optuna's cached storage learns of the trial we created by reading the study.
-        with_retry(lambda: ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-        if is_adaptive(spec):
-            # A fresh Trial per attempt reads back a parameter an interrupted attempt stored.
-            knobs = with_retry(lambda: suggest(optuna.Trial(ostudy, tid), spec.search.space))
-            row = started.trial_row_id
-            self._db(lambda s: set_trial_params(session=s, trial_row_id=row, params=knobs))
-            started = dataclasses.replace(started, knobs=knobs)
-        trial = with_retry(lambda: optuna.Trial(ostudy, tid))
-        judge: Judge
-        if spec.pruning.pruner == "none":
-            p = spec.pruning
-            judge = LocalJudge(progress, p.divergence_factor, spec.direction == "minimize")
-        else:
-            judge = OptunaJudge(trial, progress, spec)
-        return started, judge
-
     def _may_go_on(self) -> bool:
         """Whether this worker will serve another trial after the one ending now."""
         o = self.options
@@ -330,7 +235,7 @@ class Worker:
 
     def _end(
         self,
-        study: _Study,
+        study: ServedStudy,
         started: StartedTrial,
         outcome: Outcome,
         progress: Progress,
@@ -386,35 +291,10 @@ class Worker:
             new_intermediate_values=progress.not_in_optuna(),
             duration_s=duration_s,
             worker_id=self.worker_id,
-            direction=self._studies[started.study_id].ctx.spec.direction,
+            direction=self.studies[started.study_id].ctx.spec.direction,
         )
 
     # ------------------------------------------------------------ helpers
-
-    def _study(self, study_id: int) -> _Study:
-        if study_id not in self._studies:
-            row, optuna_id = load_study_context(
-                session_factory=self.reads, storage_url=self.options.db_url, study_id=study_id
-            )
-            spec = ExperimentSpec.model_validate(row.spec)
-            ctx = StudyContext(study_id, spec, row.optuna_study_name, optuna_id)
-            self._studies[study_id] = _Study(ctx, self._optuna_study(ctx))
-        return self._studies[study_id]
-
-    def _optuna_study(self, ctx: StudyContext) -> optuna.Study | None:
-        spec = ctx.spec
-        if not is_adaptive(spec) and spec.pruning.pruner == "none":
-            return None
-        return with_retry(
-            lambda: optuna.load_study(
-                study_name=ctx.optuna_study_name,
-                storage=get_storage(self.options.db_url),
-                sampler=make_sampler(
-                    spec.search.sampler, seed=spec.search.seed, worker_key=self._key
-                ),
-                pruner=make_pruner(spec.pruning, epochs=max_epochs(spec)),
-            )
-        )
 
     def _beat(self, trial_row_id: int | None, progress: dict[str, Any] | None) -> str:
         assert self.worker_id is not None
@@ -468,4 +348,4 @@ class Worker:
         return with_retry(txn)
 
 
-__all__ = ["Worker", "WorkerKilled", "WorkerOptions"]
+__all__ = ["KILLED_REASON", "STOPPED_REASON", "Worker", "WorkerKilled", "WorkerOptions"]

@@ -49,7 +49,7 @@ def _begin(url: str, study_id: int) -> tuple[StartedTrial, int]:
     factory = store.make_session_factory(url)
     with store.session_scope(factory) as s:
         wid = store.register_worker(session=s, name="w", host="h", pid=1, device="cpu")
-    ctx = Worker(WorkerOptions(db_url=url))._study(study_id).ctx
+    ctx = Worker(WorkerOptions(db_url=url)).studies[study_id].ctx
     with store.session_scope(factory) as s:
         started = begin_trial(session=s, ctx=ctx, worker_id=wid)
     assert started is not None

@@ -148,7 +148,7 @@ def _begin_and_die(url: str, study_id: int) -> store.TrialRow:
     factory = store.make_session_factory(url)
     with store.session_scope(factory) as s:
         wid = store.register_worker(session=s, name="dead", host="h", pid=1, device="cpu")
-    ctx = worker._study(study_id).ctx
+    ctx = worker.studies[study_id].ctx
     with store.session_scope(factory) as s:
         started = begin_trial(session=s, ctx=ctx, worker_id=wid)
         assert started is not None
