@@ -33,7 +33,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-SUITE = ("trainer", "overhead", "scaling", "reads", "pruning", "random_vs_grid", "quality")
+SUITE = (
+    "trainer",
+    "overhead",
+    "scaling",
+    "reads",
+    "load",
+    "pruning",
+    "random_vs_grid",
+    "quality",
+)
 SECTION = "## Performance"
 
 

@@ -41,7 +41,11 @@
     if (!(lo < hi)) return Object.assign({}, extra || {}); // one value: nothing to log-scale
     const axis = Object.assign({ type: "log" }, extra || {});
     const decades = Math.log10(hi) - Math.log10(lo);
-    if (decades < 0.6) return Object.assign(axis, { tickformat: ".3~g" });
+    if (decades < 0.6) {
+      // Enough significant digits that neighbouring ticks differ (2.056, 2.058, not 2.06 x7).
+      const digits = Math.min(8, Math.max(3, Math.ceil(Math.log10(hi / (hi - lo))) + 2));
+      return Object.assign(axis, { tickformat: "." + digits + "~g" });
+    }
     const steps = decades > 3 ? [1] : decades > 1.3 ? [1, 3] : [1, 2, 5];
     const vals = [];
     for (let e = Math.floor(Math.log10(lo)) - 1; e <= Math.ceil(Math.log10(hi)); e++) {
