@@ -34,7 +34,7 @@ from optuna.trial import TrialState
 
 from models import train as train_model
 from models import warm_up
-from search.datasets import load_spec_dataset
+from search.datasets import trial_dataset
 from search.heartbeat import Heartbeat
 from search.lifecycle import (
     DEFAULT_MAX_RETRIES,
@@ -277,7 +277,7 @@ class Worker:
         spec = study.ctx.spec
         try:
             started, judge = self._prepare(study, started, progress)
-            data = load_spec_dataset(session_factory=self.reads, dataset=spec.dataset)
+            data = trial_dataset(session_factory=self.reads, spec=spec)
             outcome = run_trial(
                 spec,
                 started.knobs,
