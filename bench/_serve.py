@@ -57,8 +57,7 @@ class Service:
                     return time.monotonic() - t0
             except (httpx.HTTPError, ValueError, KeyError):
                 pass
-            if any(p.poll() is not None for p in self.procs):
-                raise SystemExit(f"an hpsearch process exited while starting; see {self.log.name}")
+            self._check_alive()
             if time.monotonic() - t0 > timeout:
                 raise SystemExit(f"{self.workers} workers not registered in {timeout:.0f} s")
             time.sleep(0.5)
@@ -73,11 +72,16 @@ class Service:
             if time.monotonic() > deadline or study["status"] in ("failed", "cancelled"):
                 raise SystemExit(f"study {study['id']} is {study['status']} after {timeout} s")
             time.sleep(0.5)  # a watching client's pace: polling must not steal the cores
+            self._check_alive()
             study = httpx.get(f"{self.base}/studies/{study['id']}", timeout=10).json()
         created, finished = (
             datetime.fromisoformat(study[k]) for k in ("created_at", "finished_at")
         )
         return (finished - created).total_seconds()
+
+    def _check_alive(self) -> None:
+        if any(p.poll() is not None for p in self.procs):
+            raise SystemExit(f"an hpsearch process exited; its output is in {self.log.name}")
 
     def stop(self) -> None:
         for p in reversed(self.procs):
