@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from search import store
 from search.optuna_rows import SLOT_ATTR
 
-DISTRIBUTIONS = {
+DISTRIBUTIONS: dict[str, FloatDistribution | IntDistribution] = {
     "lr": FloatDistribution(1e-5, 1.0, log=True),
     "keep_prob": FloatDistribution(0.5, 1.0),
     "batch_size": IntDistribution(16, 256, log=True),

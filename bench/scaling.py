@@ -35,6 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _databases import BACKENDS, PG_ADMIN, database  # noqa: E402
 from _serve import Service  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy.pool import NullPool  # noqa: E402
 
 EPOCH_S = 0.1  # a trial of T seconds is T / 0.1 epochs of 0.1 s
 
@@ -98,14 +101,54 @@ def few_workers(args: argparse.Namespace, env: dict[str, str]) -> list[tuple[str
     return rows
 
 
-def many_workers(args: argparse.Namespace, env: dict[str, str]) -> list[Row]:
+def many_workers(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[Row], list[str]]:
+    """The steps' rows, and a note for each step the server's connections cannot hold."""
     rows: list[Row] = []
+    notes: list[str] = []
     with database("postgresql", args.pg) as url, Service(url, 0, env) as service:
+        connections = Connections(url)
+        service.wait_ready()
+        baseline = connections.ours()
         for workers in args.many:
+            if rows:  # each worker holds a few pooled connections: will the next step fit?
+                per_worker = (connections.ours() - baseline) / service.workers
+                needed = round((workers - service.workers) * per_worker)
+                free = connections.free()
+                if needed > free:
+                    notes.append(
+                        f"# {workers} workers skipped: they need about {needed} more "
+                        f"connections ({per_worker:.1f} per worker), the server has {free} "
+                        "free (max_connections): the first limit many workers meet"
+                    )
+                    break
             service.add_workers(workers - service.workers)
             service.wait_ready(timeout=120 + 10 * workers)
             rows.append(measure(service, workers, args.many_trial_seconds, args))
-    return rows
+        connections.close()
+    return rows, notes
+
+
+class Connections:
+    """PostgreSQL's connection slots: those of the benchmark's database, and the free."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url, poolclass=NullPool)
+        self.name = make_url(url).database
+
+    def _scalar(self, sql: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(text(sql), {"db": self.name}).scalar_one())
+
+    def ours(self) -> int:
+        return self._scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = :db") - 1
+
+    def free(self) -> int:
+        limit = self._scalar("SELECT current_setting('max_connections')::int")
+        reserved = self._scalar("SELECT current_setting('superuser_reserved_connections')::int")
+        return limit - reserved - self._scalar("SELECT count(*) FROM pg_stat_activity")
+
+    def close(self) -> None:
+        self.engine.dispose()
 
 
 def parse_args() -> argparse.Namespace:
@@ -143,7 +186,7 @@ def main() -> None:
         f"{os.getloadavg()[0]:.1f}, workers on {args.device}, {args.repeats} run(s) each"
     )
     rows = few_workers(args, env)
-    many = many_workers(args, env) if args.many else []
+    many, notes = many_workers(args, env) if args.many else ([], [])
     print(f"{'database':<11} {HEADER}")
     for backend, row in rows:
         print(f"{backend:<11} {row.cells()}")
@@ -151,6 +194,8 @@ def main() -> None:
         print("# many workers: hpsearch worker processes beside serve --workers 0")
     for row in many:
         print(f"{'postgresql':<11} {row.cells()}")
+    for note in notes:
+        print(note)
     print(f"# load average at the end: {os.getloadavg()[0]:.1f}")
 
 
