@@ -1,5 +1,6 @@
 """Models: datasets (built-in or a user's table), the MLP and the CNN, their training loop
-and the model file a study hands back (``load_model``). PyTorch, numpy, scikit-learn and
+and the model file a study hands back (``load_model``); and the ``synthetic`` model, an
+analytic stand-in for training (``train_synthetic``). PyTorch, numpy, scikit-learn and
 pandas only.
 
 Knows nothing of Optuna, SQL or HTTP: ``train`` takes a ``TrainConfig``, a ``Dataset`` and an
@@ -33,6 +34,7 @@ from models._export import (
 from models._mlp import ACTIVATIONS, MLP, WEIGHT_INITS
 from models._prepare import Preparation, Target
 from models._schedules import LR_SCHEDULES
+from models._synthetic import synthetic_dev_loss, synthetic_gap, train_synthetic
 from models._tabular import (
     MAX_CATEGORIES,
     TASKS,
@@ -103,7 +105,10 @@ __all__ = [
     "resolve_device",
     "scores",
     "split_table",
+    "synthetic_dev_loss",
+    "synthetic_gap",
     "train",
+    "train_synthetic",
     "warm_up",
     "weights_bytes",
 ]

@@ -16,7 +16,7 @@ from models._mlp import ACTIVATIONS, WEIGHT_INITS
 from models._schedules import Schedule
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "adamw")
-MODELS = ("mlp", "cnn")
+MODELS = ("mlp", "cnn", "synthetic")
 DEFAULT_CONV = (ConvBlock(16), ConvBlock(32))
 DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
 
@@ -48,11 +48,13 @@ class TrainConfig:
     divergence_factor: float = 3.0  # math.inf turns the rule off (non-finite loss still stops)
     seed: int = 0
     device: str = "cpu"  # auto | cpu | cuda | cuda:N
-    model: str = "mlp"  # mlp | cnn (image datasets)
+    model: str = "mlp"  # mlp | cnn (image datasets) | synthetic (models._synthetic: no data)
     conv: tuple[ConvBlock, ...] = DEFAULT_CONV  # cnn: the convolution blocks, then ``hidden``
     conv_head: str = "avg"  # cnn: avg (global average pooling) | flatten
     augment_shift: int = 0  # image datasets: shift training images by up to this many pixels
     augment_rotation: float = 0.0  # image datasets: and rotate them by up to this many degrees
+    seconds_per_epoch: float = 0.0  # synthetic: each epoch sleeps this long
+    noise: float = 0.0  # synthetic: each epoch's losses times exp(noise * N(0, 1))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(self.hidden))
@@ -88,6 +90,12 @@ def _check_image_fields(c: TrainConfig) -> None:
     if c.conv_head not in CONV_HEADS:
         raise ValueError(f"conv_head must be one of {CONV_HEADS}, got {c.conv_head!r}")
     check_augment(c.augment_shift, c.augment_rotation)
+    if not (c.seconds_per_epoch >= 0 and math.isfinite(c.seconds_per_epoch)):
+        raise ValueError(
+            f"seconds_per_epoch must be a finite number >= 0, got {c.seconds_per_epoch!r}"
+        )
+    if not (c.noise >= 0 and math.isfinite(c.noise)):
+        raise ValueError(f"noise must be a finite number >= 0, got {c.noise!r}")
 
 
 def _check_training_fields(c: TrainConfig) -> None:

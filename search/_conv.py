@@ -27,7 +27,8 @@ from search._params import (
     Strict,
 )
 
-MODELS = ("mlp", "cnn")
+MODELS = ("mlp", "cnn", "synthetic")
+SYNTHETIC = "synthetic"  # the model (and its stand-in dataset) that trains on no data
 # (channels, height, width) of the built-in image datasets (pixels in row-major order).
 IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {"digits": (1, 8, 8)}
 MAX_PADDING = 15
@@ -193,6 +194,7 @@ __all__ = [
     "CONV_HEADS",
     "IMAGE_SHAPES",
     "MODELS",
+    "SYNTHETIC",
     "POOLS",
     "ConvBlockSpec",
     "conv_blocks",

@@ -32,7 +32,7 @@ from models import (
     make_dataset,
     read_table,
 )
-from search.spec import DATASET_NAME_PATTERN, DATASET_TASKS, DatasetSpec
+from search.spec import DATASET_NAME_PATTERN, DATASET_TASKS, SYNTHETIC, DatasetSpec, ExperimentSpec
 from search.store import (
     DatasetRow,
     dataset_bytes,
@@ -148,7 +148,7 @@ def dataset_name(name: str | None, filename: str) -> str:
             "letter or digit",
             field="name",
         )
-    if name in DATASET_TASKS or name.isdigit():
+    if name in DATASET_TASKS or name == SYNTHETIC or name.isdigit():
         raise DatasetError(
             f"{name!r} cannot name an upload: it is a built-in dataset or a number",
             field="name",
@@ -220,6 +220,15 @@ def spec_table(*, session_factory: sessionmaker[Session], dataset: DatasetSpec) 
     return uploaded_table(session_factory=session_factory, dataset_id=dataset.id)
 
 
+def trial_dataset(
+    *, session_factory: sessionmaker[Session], spec: ExperimentSpec
+) -> Dataset | None:
+    """What a trial of ``spec`` trains on: None for the synthetic model (no data)."""
+    if spec.model == SYNTHETIC:
+        return None
+    return load_spec_dataset(session_factory=session_factory, dataset=spec.dataset)
+
+
 def load_spec_dataset(*, session_factory: sessionmaker[Session], dataset: DatasetSpec) -> Dataset:
     """The prepared splits a spec names (kept per process by content, split and seed)."""
     split = tuple(dataset.split)
@@ -244,5 +253,6 @@ __all__ = [
     "ingest_dataset",
     "load_spec_dataset",
     "spec_table",
+    "trial_dataset",
     "uploaded_table",
 ]

@@ -42,7 +42,9 @@ def check_spec(
     spec: ExperimentSpec, trials: int, *, batch_size: int = 8
 ) -> list[ConfigurationCheck]:
     """Gradient checks of the spec's first ``trials`` configurations (fewer for a smaller
-    grid). Raises ValueError for a dataset that is not built in."""
+    grid). Raises ValueError for a dataset that is not built in, or the synthetic model."""
+    if spec.model == "synthetic":
+        raise ValueError("model: synthetic has no network to check")
     if not spec.dataset.builtin:
         raise ValueError(
             f"dataset: gradcheck needs a built-in dataset; {spec.dataset.label} is uploaded"

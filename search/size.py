@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from search._conv import IMAGE_SHAPES, block_knob_values, conv_blocks, map_sizes
+from search._conv import IMAGE_SHAPES, SYNTHETIC, block_knob_values, conv_blocks, map_sizes
 from search._params import LayersParam, param_values
 from search.spec import ExperimentSpec
 
@@ -131,6 +131,8 @@ def _largest_cnn(spec: ExperimentSpec, n_out: int) -> int:
 def largest_network(spec: ExperimentSpec, shape: tuple[int, int] | None = None) -> tuple[str, int]:
     """The parameter count of the largest network the spec can choose, and the field
     its layers come from. ``shape``: (inputs, outputs) of an uploaded dataset."""
+    if spec.model == SYNTHETIC:
+        return "model", 0  # an analytic function: no network
     n_in, n_out = shape or DATASET_SHAPES[spec.dataset.name or ""]
     if spec.model == "cnn":
         field = "conv_channels" if "conv_channels" in spec.search.space else "conv"

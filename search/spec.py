@@ -17,6 +17,7 @@ from search._conv import (
     CNN_KNOBS,
     IMAGE_SHAPES,
     MODELS,
+    SYNTHETIC,
     ConvBlockSpec,
     conv_blocks,
     deepest_channels,
@@ -47,6 +48,7 @@ from search._params import (
     param_values,
 )
 from search._params import Strict as _Strict
+from search._synthetic import SYNTHETIC_TASK, synthetic_problem, with_synthetic_dataset
 
 DATASET_TASKS: dict[str, Literal["classification", "regression"]] = {
     "digits": "classification",
@@ -81,7 +83,8 @@ MAX_SEED = 2**32 - 1  # numpy/scikit-learn seeds are 32-bit
 class DatasetSpec(_Strict):
     """A built-in dataset by name, or an uploaded one by name or ``id``, and its seeded
     train/dev/test split (fractions sum to 1). When a study is submitted the server checks
-    that an uploaded dataset exists and stores both its id and its name."""
+    that an uploaded dataset exists and stores both its id and its name. ``synthetic``
+    is the synthetic model's placeholder: no data (``search._synthetic``)."""
 
     name: str | None = Field(None, min_length=1, max_length=200, pattern=DATASET_NAME_PATTERN)
     id: int | None = Field(None, ge=1, le=2**31 - 1)
@@ -101,18 +104,20 @@ class DatasetSpec(_Strict):
     def _named(self) -> DatasetSpec:
         if self.name is None and self.id is None:
             raise ValueError("name a built-in dataset, or an uploaded one by name or id")
-        if self.id is not None and self.name in DATASET_TASKS:
+        if self.id is not None and (self.name in DATASET_TASKS or self.name == SYNTHETIC):
             raise ValueError(f"{self.name!r} is a built-in dataset; it has no id")
         return self
 
     @property
     def builtin(self) -> bool:
-        return self.id is None and self.name in DATASET_TASKS
+        return self.id is None and (self.name in DATASET_TASKS or self.name == SYNTHETIC)
 
     @property
     def task(self) -> str | None:
         """The built-in dataset's task; None for an uploaded one (the server knows it)."""
-        return DATASET_TASKS[self.name] if self.builtin and self.name is not None else None
+        if not self.builtin or self.name is None:
+            return None
+        return DATASET_TASKS.get(self.name, SYNTHETIC_TASK)
 
     @property
     def label(self) -> str:
@@ -230,6 +235,9 @@ class TrainingSpec(_Strict):
     # image datasets only: random shifts (pixels) and rotations (degrees) of training batches
     augment_shift: int = Field(0, ge=0, le=MAX_SHIFT)
     augment_rotation: float = Field(0.0, ge=0, le=MAX_ROTATION)
+    # model: synthetic only (models._synthetic): an epoch's sleep, and the losses' noise
+    seconds_per_epoch: float = Field(0.0, ge=0, le=3600)
+    noise: float = Field(0.0, ge=0, le=1)
     batch_norm: bool = False
     residual: bool = False
     lr_schedule: LrScheduleName = "constant"
@@ -264,11 +272,16 @@ class PruningSpec(_Strict):
 class ExperimentSpec(_Strict):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$")
     dataset: DatasetSpec
-    model: Literal["mlp", "cnn"] = "mlp"
+    model: Literal["mlp", "cnn", "synthetic"] = "mlp"
     objective: Objective = Field(default_factory=Objective)
     search: SearchSpec = Field(default_factory=SearchSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     pruning: PruningSpec = Field(default_factory=PruningSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _synthetic_dataset(cls, data: Any) -> Any:
+        return with_synthetic_dataset(data)
 
     @field_validator("dataset", mode="before")
     @classmethod
@@ -281,6 +294,15 @@ class ExperimentSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSpec:
+        problem = synthetic_problem(
+            model=self.model,
+            dataset_name=self.dataset.name,
+            dataset_id=self.dataset.id,
+            metric=self.objective.metric,
+            training=self.training,
+        )
+        if problem is not None:
+            raise ValueError(f"{problem[0]}: {problem[1]}")
         task = self.dataset.task
         if task is not None:
             check_objective_fits(self.objective.metric, task, self.dataset.label)
@@ -344,6 +366,7 @@ __all__ = [
     "IMAGE_SHAPES",
     "MODELS",
     "POOLS",
+    "SYNTHETIC",
     "DATASET_TASKS",
     "KNOBS",
     "LR_SCHEDULES",

@@ -27,13 +27,14 @@ from models import (
     TrainResult,
     load_dataset,
     model_config,
+    train_synthetic,
     weights_bytes,
 )
 from models import train as train_model
 from search.initial_loss import expected_initial_loss
 from search.pruners import is_diverged
 from search.samplers import derive_seed
-from search.spec import ExperimentSpec, conv_blocks
+from search.spec import SYNTHETIC, ExperimentSpec, conv_blocks
 from search.store import T_COMPLETE, T_FAIL, T_PRUNED, with_retry
 
 KNOB_FIELDS = (
@@ -268,6 +269,8 @@ def build_config(
         divergence_factor=spec.pruning.divergence_factor,
         seed=derive_seed(spec.search.seed, "train", slot),
         device=device,
+        seconds_per_epoch=spec.training.seconds_per_epoch,
+        noise=spec.training.noise,
     )
 
 
@@ -286,7 +289,8 @@ def run_trial(
     """Train one configuration on ``data`` (the spec's built-in dataset when None),
     judging the objective per epoch (step 0 = before any update) and stopping at the
     first epoch boundary where ``judge`` or ``stop`` says so. A complete trial carries
-    its trained model."""
+    its trained model. The synthetic model reads no data and ignores ``train``: its
+    epochs are ``models.train_synthetic``'s analytic losses."""
     verdict: dict[str, str] = {}
 
     def on_epoch(m: EpochMetrics) -> bool:
@@ -301,6 +305,9 @@ def run_trial(
         return False
 
     config = build_config(spec, knobs, slot=slot, device=device)
+    if spec.model == SYNTHETIC:
+        result = train_synthetic(config, None, on_epoch)
+        return _outcome(result, verdict, spec.objective.metric, stop)
     if data is None:
         ds = spec.dataset
         data = load_dataset(ds.name or "", split=tuple(ds.split), seed=ds.seed)

@@ -31,7 +31,7 @@ from models import train as train_model
 from models import warm_up
 from search._worker_options import KILLED_REASON, STOPPED_REASON, WorkerKilled, WorkerOptions
 from search._worker_studies import ServedStudy, Studies, prepare_trial
-from search.datasets import load_spec_dataset
+from search.datasets import trial_dataset
 from search.heartbeat import Heartbeat
 from search.lifecycle import StartedTrial, begin_trial, end_trial, reap_lost_trials
 from search.store import (
@@ -209,7 +209,7 @@ class Worker:
         spec = study.ctx.spec
         try:
             started, judge = prepare_trial(study, started, progress, self._db)
-            data = load_spec_dataset(session_factory=self.reads, dataset=spec.dataset)
+            data = trial_dataset(session_factory=self.reads, spec=spec)
             outcome = run_trial(
                 spec,
                 started.knobs,

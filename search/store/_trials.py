@@ -30,6 +30,7 @@ from search.store._tables import (
     CANCELLED,
     COMPLETED,
     RUNNING,
+    T_FAIL,
     T_LOST,
     T_RUNNING,
     StudyRow,
@@ -82,12 +83,16 @@ def claim_slot(*, session: Session, study_id: int) -> SlotClaim | None:
     ).scalar_one_or_none()
     if claimed is None:
         return None
-    retry = session.execute(
+    # Only failed attempts wait for a retry (``finish_trial``): naming the state lets the
+    # (study, state, value) index find the few of them. No ORDER BY slot: SQLite would
+    # walk the (study, slot) index through every trial of the study for it (3 ms per claim
+    # at 10,000 trials), so the lowest slot is picked here.
+    pending = session.execute(
         select(TrialRow.id, TrialRow.slot, TrialRow.losses)
-        .where(TrialRow.study_id == study_id, TrialRow.retry_pending.is_(True))
-        .order_by(TrialRow.slot)
-        .limit(1)
-    ).first()
+        .where(TrialRow.study_id == study_id, TrialRow.state == T_FAIL)
+        .where(TrialRow.retry_pending.is_(True))
+    ).all()
+    retry = min(pending, key=lambda r: r.slot, default=None)
     if retry is not None:
         return SlotClaim(study_id, int(retry.slot), retry.losses, retry_of=retry.id)
     return SlotClaim(study_id=study_id, slot=claimed - 1, losses=0)
@@ -207,7 +212,10 @@ def finish_trial(
     *, session: Session, trial: UnfinishedTrial, state: str, values: dict[str, Any], retry: bool
 ) -> None:
     """Record a locked, unfinished trial's outcome and release its running slot. With
-    ``retry`` its budget unit goes back and its slot waits for the next claim."""
+    ``retry`` its budget unit goes back and its slot waits for the next claim; only a
+    failed attempt is retried (``claim_slot`` looks for retries among FAIL rows)."""
+    if retry and state != T_FAIL:
+        raise ValueError(f"only a failed attempt can be retried, not a {state} one")
     session.execute(
         update(TrialRow)
         .where(TrialRow.id == trial.id)

@@ -341,3 +341,17 @@ def test_a_worker_out_of_contact_for_the_grace_period_stops_its_trial(
         True,
     )
     assert _agreement(migrated_url) == []
+
+
+def test_retries_take_the_lowest_slot_first_and_only_failures_wait(migrated_url: str) -> None:
+    sid = _create(migrated_url, search=SPEC["search"] | {"n_trials": 4, "parallelism": 4})
+    started = [_begin(migrated_url, sid)[0] for _ in range(3)]
+    assert [t.slot for t in started] == [0, 1, 2]
+    for t in (started[2], started[1]):  # interrupted, the higher slot first
+        _end(migrated_url, t, Outcome("FAIL", None, "interrupted", None, retry=True))
+    assert [_begin(migrated_url, sid)[0].slot for _ in range(3)] == [1, 2, 3]
+    with store.session_scope(store.make_session_factory(migrated_url)) as s:
+        row = store.lock_running_trial(session=s, trial_row_id=started[0].trial_row_id)
+        assert row is not None
+        with pytest.raises(ValueError, match="only a failed attempt can be retried"):
+            store.finish_trial(session=s, trial=row, state="COMPLETE", values={}, retry=True)
