@@ -6,10 +6,12 @@ the checked elements (all of a small tensor, ``max_elements`` drawn at random fr
 one). How it is made reliable for networks with kinks (ReLU, max pooling):
 
 - each element's derivative is a Richardson-extrapolated centred difference,
-  ``(4 D(h/2) - D(h)) / 3`` with ``D(h) = (L(t + h) - L(t - h)) / 2h`` and ``h = 1e-3``:
-  its truncation error is O(h^4) (~1e-12), and the step is large enough that float64
-  rounding in the loss (~1e-16 relative) stays far below 1e-5 even for the small gradients
-  of a sigmoid net with N(0, 0.01) weights;
+  ``(4 D(h/2) - D(h)) / 3`` with ``D(h) = (L(t + h) - L(t - h)) / 2h`` and ``h = 1e-2``:
+  its truncation error is O(h^4), and the step is large enough that float64 rounding in the
+  loss (~1e-16 relative, divided by h) stays far below 1e-5 even for the tiny first-layer
+  gradients of a 3-layer net with N(0, 0.01) weights. Measured over the test's 31
+  configurations x 2 seeds: worst relative difference 2.8e-7 with h = 1e-2; with h = 1e-3 a
+  ReLU net's first-layer bias reached 2.3e-5 on one machine (rounding, CPU-dependent);
 - a step that would cross a kink is detected, not averaged over: every ReLU's sign pattern
   and every max-pool's winners are recorded at t and at each of the four perturbed points;
   when a pattern changes the element is tried again with h / 10, h / 100 and h / 1000
@@ -34,7 +36,7 @@ from torch import nn
 from models._datasets import Dataset
 from models.train import LossFn, TrainConfig, _build_model
 
-STEP = 1e-3
+STEP = 1e-2
 TOLERANCE = 1e-5  # a relative difference above this is a wrong gradient
 MAX_ELEMENTS = 32  # elements checked per parameter tensor
 _KINKED = (nn.ReLU, nn.LeakyReLU, nn.MaxPool2d)

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 import models
 from search import spec as S
 from search._conv import BLOCK_KNOBS
+from search._synthetic import SYNTHETIC_FIELDS
 from search.size import check_size, mlp_params
 from search.slots import slot_params
 from search.trial_runner import KNOB_FIELDS, build_config
@@ -49,7 +50,8 @@ def test_lists_match_models_and_every_knob_reaches_the_trainer() -> None:
     conv_knobs = {"conv_channels", *BLOCK_KNOBS}
     assert set(S.KNOBS) == set(KNOB_FIELDS) | conv_knobs
     assert set(KNOB_FIELDS) | {"conv"} <= set(models.TrainConfig.__dataclass_fields__)
-    assert set(KNOB_FIELDS) | {"conv"} == set(S.TrainingSpec.model_fields)
+    # The synthetic model's own settings are training fields but never searched knobs.
+    assert set(KNOB_FIELDS) | {"conv", *SYNTHETIC_FIELDS} == set(S.TrainingSpec.model_fields)
 
 
 def test_fixed_options_reach_the_train_config() -> None:
