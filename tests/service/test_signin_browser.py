@@ -15,6 +15,7 @@ from search import store
 from service.keys import create_key
 from tests.processes import env_for, free_port, spawn, stop, wait_healthy
 from tests.service.auth_helpers import owned_study
+from tests.service.test_pages_browser import RECORD_CSP_VIOLATIONS
 
 
 def test_sign_in_cancel_and_sign_out(browser: Any, tmp_path: Path) -> None:
@@ -27,6 +28,7 @@ def test_sign_in_cancel_and_sign_out(browser: Any, tmp_path: Path) -> None:
         log=tmp_path / "serve.log",
     )
     context = browser.new_context(viewport={"width": 1000, "height": 700})
+    context.add_init_script(RECORD_CSP_VIOLATIONS)
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -67,6 +69,7 @@ def test_sign_in_cancel_and_sign_out(browser: Any, tmp_path: Path) -> None:
         assert context.cookies() == []
         page.goto(f"{base}/studies/{sid}")
         assert page.url.startswith(f"{base}/signin?next=")
+        assert page.evaluate("window.__csp_violations") == []
         assert errors == [], errors
     finally:
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
