@@ -224,4 +224,10 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
     )
 
 
-__all__ = ["EMPTY_STYLE_HASH", "UPLOAD_PREFIXES", "correlation_id", "install_middleware", "page_csp"]
+__all__ = [
+    "EMPTY_STYLE_HASH",
+    "UPLOAD_PREFIXES",
+    "correlation_id",
+    "install_middleware",
+    "page_csp",
+]
