@@ -163,12 +163,15 @@ def test_navigation_shows_a_visitor_only_what_they_can_use(
     public = owned_study(client.app.state.session_factory, "alice", public=True)  # type: ignore[attr-defined]
     html = {"Accept": "text/html"}
     signin = client.get("/signin", headers=html)
-    assert signin.status_code == 200 and nav_links(signin.text) == ["/signin"]
-    assert 'href="/"' not in signin.text  # no page here that would only send them back
+    visitor = ["/", "/", "/signin"]  # the brand and the public studies, and signing in
+    assert signin.status_code == 200 and nav_links(signin.text) == visitor
+    assert "Public studies" in signin.text and "/compare" not in signin.text
     wrong = client.post("/signin", data={"key": "hps_wrong", "next": "/"})
-    assert wrong.status_code == 401 and nav_links(wrong.text) == ["/signin"]
+    assert wrong.status_code == 401 and nav_links(wrong.text) == visitor
     shared = client.get(f"/studies/{public}", headers=html)  # a public study, no key
-    assert shared.status_code == 200 and nav_links(shared.text) == ["/signin"]
+    assert shared.status_code == 200 and nav_links(shared.text) == visitor
+    listed = client.get("/", headers=html)
+    assert listed.status_code == 200 and nav_links(listed.text) == visitor
 
     client.post("/signin", data={"key": keys.bob, "next": "/"})
     for path in ("/signin", "/", f"/studies/{public}"):

@@ -44,7 +44,7 @@ def test_sign_in_cancel_and_sign_out(browser: Any, tmp_path: Path) -> None:
         assert page.url == f"{base}/signin?next=%2Fstudies%2F{sid}"
         assert page.title() == "Sign in · hpsearch"
         nav = page.eval_on_selector_all("header nav a", "as => as.map(a => a.pathname)")
-        assert nav == ["/signin"]  # nothing a visitor without a key could open
+        assert nav == ["/", "/", "/signin"]  # the public studies and signing in, nothing else
         page.screenshot(path=str(tmp_path / "signin.png"))
         page.fill("input[name=key]", "hps_not-a-key")
         page.click("button:has-text('Sign in')")
