@@ -34,26 +34,29 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 UPLOAD_PREFIXES: tuple[str, ...] = ("/api/v1/datasets",)  # issue 8's uploads
 SPEC_ROUTES = frozenset({("POST", "/api/v1/studies")})
+EMPTY_STYLE_HASH = "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"  # sha256 of ""
 
 
 @functools.cache
 def page_csp() -> str:
-    """The content security policy: the app's own scripts, stylesheets and requests only
-    (plus the two constant inline stylesheets of the app's own plotly.js, by hash). Style
-    *attributes* are allowed: plotly.js draws SVG through them (parallel coordinates do
-    not render without), and under this policy they cannot load anything (no url() to
-    another site: img-src, font-src and connect-src are 'self'). Scripts may call eval:
-    plotly.js compiles its WebGL shaders (regl, used by parallel coordinates) from strings;
-    no script from elsewhere, and no inline script, can run."""
+    """The content security policy: the app's own scripts, stylesheets and requests only,
+    plus the two constant inline stylesheets of the app's own plotly.js, by hash (the empty
+    ``<style>`` it fills through the CSSOM, and its map library's). No ``eval``: plotly.js
+    is its "strict" bundle, which compiles no code from strings. Style attributes: only the
+    empty one (``style=""``, by hash): plotly.js draws through the CSSOM (``el.style.x =``,
+    which CSP does not govern) except that its colorbar (the parallel-coordinates plot's)
+    clears each swatch with ``setAttribute('style', '')``, which chromium otherwise reports
+    as a violation on every draw. An empty style attribute can neither show nor load
+    anything; any other style attribute is refused."""
     from service.pages.assets import plotly_style_hashes
 
     return "; ".join(
         [
             "default-src 'self'",
-            "script-src 'self' 'unsafe-eval'",
+            "script-src 'self'",
             "style-src 'self' " + " ".join(plotly_style_hashes()),
             "style-src-elem 'self' " + " ".join(plotly_style_hashes()),
-            "style-src-attr 'unsafe-inline'",
+            "style-src-attr 'unsafe-hashes' " + EMPTY_STYLE_HASH,
             "img-src 'self' data:",
             "connect-src 'self'",
             "object-src 'none'",
@@ -221,4 +224,10 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
     )
 
 
-__all__ = ["UPLOAD_PREFIXES", "correlation_id", "install_middleware", "page_csp"]
+__all__ = [
+    "EMPTY_STYLE_HASH",
+    "UPLOAD_PREFIXES",
+    "correlation_id",
+    "install_middleware",
+    "page_csp",
+]

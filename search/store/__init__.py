@@ -56,6 +56,7 @@ from search.store._plot_reads import (
 )
 from search.store._studies import (
     ALL_OWNERS,
+    NO_OWNER,
     LeaderboardEntry,
     cancel_study,
     count_active_studies,
@@ -163,6 +164,7 @@ __all__ = [
     "studies_awaiting_test",
     "studies_using",
     "ALL_OWNERS",
+    "NO_OWNER",
     "ApiKeyRow",
     "WebSessionRow",
     "delete_key",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from search.store._engine import utcnow
@@ -52,13 +52,24 @@ def get_study(*, session: Session, study_id: int) -> StudyRow | None:
 
 
 ALL_OWNERS = object()  # list_studies(owner=ALL_OWNERS): every study (an admin's view)
+NO_OWNER = object()  # list_studies(owner=NO_OWNER, public=True): the public studies only
 
 
 def list_studies(
-    *, session: Session, offset: int, limit: int, owner: str | None | object = ALL_OWNERS
+    *,
+    session: Session,
+    offset: int,
+    limit: int,
+    owner: str | None | object = ALL_OWNERS,
+    public: bool = False,
 ) -> tuple[list[StudyRow], int]:
-    """Newest first; only ``owner``'s studies unless ``owner`` is ``ALL_OWNERS``."""
-    where = [] if owner is ALL_OWNERS else [StudyRow.owner == owner]
+    """Newest first: ``owner``'s studies, and with ``public`` anyone's public ones too
+    (``ALL_OWNERS``: every study; ``NO_OWNER``: nobody's own)."""
+    where: list[ColumnElement[bool]] = []
+    if owner is not ALL_OWNERS:
+        mine = [] if owner is NO_OWNER else [StudyRow.owner == owner]
+        shared = [StudyRow.public.is_(True)] if public else []
+        where = [or_(*mine, *shared)] if mine or shared else [false()]
     count = session.scalar(select(func.count()).select_from(StudyRow).where(*where)) or 0
     rows = session.scalars(
         select(StudyRow).where(*where).order_by(StudyRow.id.desc()).offset(offset).limit(limit)

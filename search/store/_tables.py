@@ -183,6 +183,14 @@ class DatasetRow(Base):
             "ix_hps_datasets_content", "owner", "sha256", "target", "task", "impute", unique=True
         ),
         Index("ix_hps_datasets_name", "owner", "name", unique=True),
+        # NULLs never collide above: one name among the datasets uploaded with auth off.
+        Index(
+            "ix_hps_datasets_name_unowned",
+            "name",
+            unique=True,
+            sqlite_where=text("owner IS NULL"),
+            postgresql_where=text("owner IS NULL"),
+        ),
         {"sqlite_autoincrement": True},
     )
 

@@ -70,6 +70,15 @@ def owner_filter(principal: Principal) -> str | None | object:
     return store.ALL_OWNERS if principal.admin else principal.user
 
 
+def listed_studies(principal: Principal) -> tuple[str | None | object, bool]:
+    """The ``owner`` and ``public`` arguments of ``store.list_studies``: what the caller
+    may read, i.e. every study for an admin, else their own and the public ones (a caller
+    with no key: the public ones only)."""
+    if principal.admin:
+        return store.ALL_OWNERS, False
+    return (principal.user if principal.user is not None else store.NO_OWNER), True
+
+
 def readable_study(
     study_id: StudyId, session: ReadSessionDep, principal: PrincipalDep
 ) -> store.StudyRow:
@@ -94,6 +103,7 @@ __all__ = [
     "can_change",
     "can_read",
     "changeable",
+    "listed_studies",
     "owned_study",
     "owner_filter",
     "readable",

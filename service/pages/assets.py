@@ -1,7 +1,11 @@
 """Static assets served by the app itself, so pages work with no internet access:
-the app's stylesheet and scripts (``/static/NAME?v=HASH``) and plotly.js from the installed
-plotly package (``/assets/plotly-VERSION.min.js``, gzip-compressed once per process).
-Versioned URLs are cached by browsers for a year."""
+the app's stylesheet and scripts (``/static/NAME?v=HASH``) and plotly.js
+(``/assets/plotly-VERSION.min.js``), each gzip-compressed once per process. Versioned URLs
+are cached by browsers for a year.
+
+plotly.js is plotly's "strict" bundle, vendored in ``static/vendor/`` (see the README there):
+the bundle inside the plotly Python package compiles WebGL shaders with ``eval``, which the
+pages' content security policy forbids."""
 
 from __future__ import annotations
 
@@ -50,13 +54,14 @@ def static_assets() -> dict[str, Asset]:
     return {p.name: _asset(p) for p in sorted(STATIC_DIR.iterdir()) if p.is_file()}
 
 
+PLOTLY_VERSION = "4.1.1"
+PLOTLY_PATH = STATIC_DIR / "vendor" / f"plotly-strict-{PLOTLY_VERSION}.min.js"
+
+
 @functools.cache
 def plotly_asset() -> Asset:
-    import plotly.offline
-
-    path = Path(plotly.offline.__file__).resolve().parent.parent / "package_data/plotly.min.js"
-    asset = _asset(path, "text/javascript")
-    return Asset(asset.body, asset.gzipped, asset.media_type, plotly.offline.get_plotlyjs_version())
+    asset = _asset(PLOTLY_PATH, "text/javascript")
+    return Asset(asset.body, asset.gzipped, asset.media_type, PLOTLY_VERSION)
 
 
 def _csp_hash(text: str) -> str:

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from search import store
 from service.auth import (
+    ANONYMOUS,
     SESSION_COOKIE,
     PrincipalDep,
     new_session_token,
@@ -32,7 +33,11 @@ def safe_next(target: str | None) -> str:
 
 
 @router.get("/signin", response_class=HTMLResponse)
-def signin_page(request: Request, settings: SettingsDep, next: str | None = None) -> HTMLResponse:
+def signin_page(
+    request: Request, settings: SettingsDep, principal: PrincipalDep, next: str | None = None
+) -> HTMLResponse:
+    """The sign-in form; a visitor who is not signed in sees no links to the pages that
+    need a key (``principal`` puts the caller in the page's navigation)."""
     return render(
         request, "signin.html", next=safe_next(next), auth_on=settings.auth == "on", error=None
     )
@@ -55,6 +60,7 @@ def signin(
             request,
             "signin.html",
             status_code=401,
+            principal=ANONYMOUS,
             next=target,
             auth_on=True,
             error="That key is not valid (or was revoked).",

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy.orm import Session
 
 from search import store
-from service.auth import OwnedStudyDep, ReadableStudyDep, SignedInDep, owner_filter
+from service.auth import OwnedStudyDep, PrincipalDep, ReadableStudyDep, listed_studies
 from service.deps import ReadSessionDep, SessionDep
 from service.errors import BadRequest, Conflict
 from service.pages._render import render, templates
@@ -118,14 +118,17 @@ def _row_key(view: store.TrialView) -> Any:
 @router.get("/", response_class=HTMLResponse)
 def studies_page(
     request: Request,
-    principal: SignedInDep,
+    principal: PrincipalDep,
     session: ReadSessionDep,
     page: Annotated[int, Query(ge=1, le=10**6)] = 1,
     per_page: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> HTMLResponse:
+    """The studies the caller may read (as ``GET /api/v1/studies``): a visitor with no key
+    sees the public ones."""
     offset = (page - 1) * per_page
+    owner, public = listed_studies(principal)
     rows, total = store.list_studies(
-        session=session, offset=offset, limit=per_page, owner=owner_filter(principal)
+        session=session, offset=offset, limit=per_page, owner=owner, public=public
     )
     counts = store.trial_counts(session=session, study_ids=[r.id for r in rows])
     studies = [study_public(session, r, counts[r.id]) for r in rows]

@@ -11,7 +11,14 @@ from fastapi.responses import Response, StreamingResponse
 
 from search import store
 from search.spec import ExperimentSpec
-from service.auth import OwnedStudyDep, ReadableStudyDep, SignedInDep, owner_filter
+from service.auth import (
+    OwnedStudyDep,
+    PrincipalDep,
+    ReadableStudyDep,
+    SignedInDep,
+    listed_studies,
+    owner_filter,
+)
 from service.deps import (
     ReadSessionDep,
     SessionDep,
@@ -138,14 +145,16 @@ def create_study(
 
 @router.get("", response_model=StudiesPublic)
 def list_studies(
-    principal: SignedInDep,
+    principal: PrincipalDep,
     session: ReadSessionDep,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> StudiesPublic:
-    """The caller's studies, newest first (an admin's: everyone's)."""
+    """The studies the caller may read, newest first: their own and the public ones (an
+    admin's: everyone's; no key: the public ones); each says its ``owner`` and ``public``."""
+    owner, public = listed_studies(principal)
     rows, count = store.list_studies(
-        session=session, offset=offset, limit=limit, owner=owner_filter(principal)
+        session=session, offset=offset, limit=limit, owner=owner, public=public
     )
     counts = store.trial_counts(session=session, study_ids=[r.id for r in rows])
     return StudiesPublic(data=[study_public(session, r, counts[r.id]) for r in rows], count=count)

@@ -28,7 +28,7 @@ def test_0006_adds_empty_checks_to_old_trials_and_downgrades(db_url: str) -> Non
                 "'{}', '{}', '{}', 3, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
             )
         )
-    migrations.upgrade(db_url)
+    migrations.upgrade(db_url, "0006")
     assert migrations.current_revision(db_url) == "0006"
     columns = "number, value, initial_loss, expected_initial_loss, stopped_early_at, best_epoch"
     with get_engine(db_url).connect() as conn:

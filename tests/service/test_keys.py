@@ -146,6 +146,46 @@ def test_browser_sign_in_cookie_csrf_and_sign_out(app_on: tuple[TestClient, str]
         assert s.query(store.WebSessionRow).count() == 0  # the session is gone, not just the cookie
 
 
+NAV_LINKS = re.compile(r'<nav aria-label="main">(.*?)</nav>', re.S)
+
+
+def nav_links(html: str) -> list[str]:
+    match = NAV_LINKS.search(html)
+    assert match is not None
+    return re.findall(r'<a[^>]* href="([^"]+)"', match[1])
+
+
+def test_navigation_shows_a_visitor_only_what_they_can_use(
+    app_on: tuple[TestClient, str],
+) -> None:
+    client, url = app_on
+    keys = make_keys(url)
+    public = owned_study(client.app.state.session_factory, "alice", public=True)  # type: ignore[attr-defined]
+    html = {"Accept": "text/html"}
+    signin = client.get("/signin", headers=html)
+    visitor = ["/", "/", "/signin"]  # the brand and the public studies, and signing in
+    assert signin.status_code == 200 and nav_links(signin.text) == visitor
+    assert "Public studies" in signin.text and "/compare" not in signin.text
+    wrong = client.post("/signin", data={"key": "hps_wrong", "next": "/"})
+    assert wrong.status_code == 401 and nav_links(wrong.text) == visitor
+    shared = client.get(f"/studies/{public}", headers=html)  # a public study, no key
+    assert shared.status_code == 200 and nav_links(shared.text) == visitor
+    listed = client.get("/", headers=html)
+    assert listed.status_code == 200 and nav_links(listed.text) == visitor
+
+    client.post("/signin", data={"key": keys.bob, "next": "/"})
+    for path in ("/signin", "/", f"/studies/{public}"):
+        page = client.get(path, headers=html)
+        assert page.status_code == 200
+        assert nav_links(page.text) == ["/", "/", "/compare", "/workers", "/docs"]
+        assert "signed in as bob" in page.text
+
+
+def test_navigation_with_auth_off(module_client: TestClient) -> None:
+    signin = module_client.get("/signin", headers={"Accept": "text/html"})
+    assert nav_links(signin.text) == ["/", "/", "/compare", "/workers", "/docs"]
+
+
 def test_cookie_is_secure_over_tls(app_on: tuple[TestClient, str]) -> None:
     client, url = app_on
     keys = make_keys(url)

@@ -4,10 +4,12 @@ the security headers of pages."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
 from collections.abc import Iterator
+from hashlib import sha256
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,6 +17,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.deps import get_read_db
 from service.logs import handler
+from service.middleware import EMPTY_STYLE_HASH
 from service.settings import Settings
 from tests.study_data import SPEC
 
@@ -179,11 +182,14 @@ def test_pages_send_security_headers(client: TestClient) -> None:
     assert r.status_code == 200
     csp = r.headers["Content-Security-Policy"]
     directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
-    assert directives["script-src"] == "'self' 'unsafe-eval'"  # plotly's WebGL codegen
+    assert directives["script-src"] == "'self'"  # no eval: plotly.js is its strict bundle
     style = directives["style-src"].split()
     assert style[0] == "'self'" and all(s.startswith("'sha256-") for s in style[1:])
-    assert directives["style-src-attr"] == "'unsafe-inline'"  # plotly's SVG, nothing else
-    assert directives["frame-ancestors"] == "'none'" and csp.count("unsafe-inline") == 1
+    # style attributes: only the empty one plotly's colorbar writes (the hash of "")
+    assert directives["style-src-attr"] == "'unsafe-hashes' " + EMPTY_STYLE_HASH
+    assert "'sha256-" + base64.b64encode(sha256(b"").digest()).decode() + "'" == EMPTY_STYLE_HASH
+    assert directives["frame-ancestors"] == "'none'" and "unsafe-inline" not in csp
+    assert "unsafe-eval" not in csp
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert r.headers["Referrer-Policy"] == "same-origin"  # never to another site
     assert "<script>" not in r.text and " style=" not in r.text  # nothing inline to allow

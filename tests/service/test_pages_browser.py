@@ -2,7 +2,9 @@
 `hpsearch serve` with 2 workers running real small searches on SQLite.
 
 Every test saves a screenshot in its temporary directory; every page must log no console
-errors and request nothing outside the app.
+errors, break no rule of its content security policy (the ``securitypolicyviolation``
+events each page records, on top of chromium's console report) and request nothing outside
+the app.
 """
 
 from __future__ import annotations
@@ -92,6 +94,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         stop(proc, signal.SIGKILL)
 
 
+# Runs before any page script: every CSP violation the page meets, as text.
+RECORD_CSP_VIOLATIONS = """window.__csp_violations = [];
+document.addEventListener('securitypolicyviolation', (e) => window.__csp_violations.push(
+  e.violatedDirective + ' blocked ' + e.blockedURI + ' at ' + e.sourceFile + ':' + e.lineNumber));
+"""
+
+
 @dataclass
 class Watched:
     """A page plus everything it logged and asked for."""
@@ -102,6 +111,7 @@ class Watched:
     outside: list[str] = field(default_factory=list)
 
     def check_clean(self) -> None:
+        assert self.page.evaluate("window.__csp_violations") == []
         assert self.errors == [], self.errors
         assert self.outside == [], f"requests outside the app: {self.outside}"
 
@@ -109,6 +119,7 @@ class Watched:
 @pytest.fixture
 def watched(browser: Any, site: Site, tmp_path: Path) -> Iterator[Watched]:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    context.add_init_script(RECORD_CSP_VIOLATIONS)
     page = context.new_page()
     w = Watched(page, site.base)
     page.on("console", lambda m: w.errors.append(m.text) if m.type == "error" else None)
@@ -191,6 +202,22 @@ def test_study_page_table_equals_the_api_and_every_plot_renders(
     assert count(watched, "#plot-curves .scatterlayer .trace path.js-line") > 0
     note = watched.page.text_content("#importance-note")
     assert note and "Shown once 10 trials have completed (8 so far)" in note
+    watched.check_clean()
+
+
+def test_a_csp_violation_is_caught(watched: Watched, site: Site) -> None:
+    """The checks every test ends with see a violation: a style attribute other than
+    plotly's empty one is refused, reported and recorded."""
+    open_study(watched, site.grid)
+    watched.page.evaluate("document.body.setAttribute('style', 'background: red')")
+    watched.page.wait_for_function("window.__csp_violations.length > 0")
+    [violation] = watched.page.evaluate("window.__csp_violations")
+    assert violation.startswith("style-src-attr blocked inline")
+    assert any("style-src-attr" in e for e in watched.errors)  # chromium's console report
+    with pytest.raises(AssertionError):
+        watched.check_clean()
+    watched.page.evaluate("window.__csp_violations = []")
+    watched.errors.clear()
     watched.check_clean()
 
 

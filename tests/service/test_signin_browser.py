@@ -15,6 +15,7 @@ from search import store
 from service.keys import create_key
 from tests.processes import env_for, free_port, spawn, stop, wait_healthy
 from tests.service.auth_helpers import owned_study
+from tests.service.test_pages_browser import RECORD_CSP_VIOLATIONS
 
 
 def test_sign_in_cancel_and_sign_out(browser: Any, tmp_path: Path) -> None:
@@ -27,6 +28,7 @@ def test_sign_in_cancel_and_sign_out(browser: Any, tmp_path: Path) -> None:
         log=tmp_path / "serve.log",
     )
     context = browser.new_context(viewport={"width": 1000, "height": 700})
+    context.add_init_script(RECORD_CSP_VIOLATIONS)
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -41,6 +43,8 @@ def test_sign_in_cancel_and_sign_out(browser: Any, tmp_path: Path) -> None:
         page.goto(f"{base}/studies/{sid}")
         assert page.url == f"{base}/signin?next=%2Fstudies%2F{sid}"
         assert page.title() == "Sign in · hpsearch"
+        nav = page.eval_on_selector_all("header nav a", "as => as.map(a => a.pathname)")
+        assert nav == ["/", "/", "/signin"]  # the public studies and signing in, nothing else
         page.screenshot(path=str(tmp_path / "signin.png"))
         page.fill("input[name=key]", "hps_not-a-key")
         page.click("button:has-text('Sign in')")
@@ -67,6 +71,7 @@ def test_sign_in_cancel_and_sign_out(browser: Any, tmp_path: Path) -> None:
         assert context.cookies() == []
         page.goto(f"{base}/studies/{sid}")
         assert page.url.startswith(f"{base}/signin?next=")
+        assert page.evaluate("window.__csp_violations") == []
         assert errors == [], errors
     finally:
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
