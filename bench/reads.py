@@ -37,6 +37,8 @@ from sqlalchemy import insert, select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _serve import free_port  # noqa: E402
+
 from search import store  # noqa: E402
 from search.spec import ExperimentSpec  # noqa: E402
 from search.studies import get_storage  # noqa: E402
@@ -164,14 +166,6 @@ def build(url: str, n: int, n_curves: int, epochs: int) -> tuple[int, int]:
             s.execute(insert(store.TrialRow), rows[i : i + 1000])
     print(f"built {n} trials in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return study_id, study._study_id
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(cmd: list[str], url: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
