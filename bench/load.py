@@ -172,7 +172,10 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
         }
         cmd = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
         cmd += ["--workers", str(args.workers)]
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True)
+        # Its stdout only says "database ready"; errors go to stderr.
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL
+        )
         try:
             api = httpx.Client(
                 base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30

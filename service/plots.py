@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from search import store
 from search.axes import Axis, finite, layers_label, space_axes
 from search.spec import ExperimentSpec
 
-V = TypeVar("V")
 CURVE_TOP = 5  # best complete trials whose curves the study page draws
 CURVE_PRUNED = 5  # most recently pruned trials drawn with them
 STATE_CODES = {store.T_COMPLETE: "C", store.T_PRUNED: "P", store.T_FAIL: "F"}
@@ -150,7 +147,6 @@ def best_so_far(values: Sequence[float | None], direction: str) -> list[float | 
 __all__ = [
     "CURVE_PRUNED",
     "CURVE_TOP",
-    "ComputeCache",
     "axes_payload",
     "best_so_far",
     "curves_payload",
@@ -160,34 +156,3 @@ __all__ = [
     "study_plot_json",
     "to_json",
 ]
-
-
-class ComputeCache(Generic[V]):
-    """A small LRU of computed values by key (e.g. a study's parameter importances by
-    (study id, complete trials)), with at most one computation per key at a time."""
-
-    def __init__(self, max_entries: int = 64) -> None:
-        self._entries: OrderedDict[Hashable, V] = OrderedDict()
-        self._locks: dict[Hashable, threading.Lock] = {}
-        self._guard = threading.Lock()
-        self.max_entries = max_entries
-        self.computed = 0  # computations run (not answered from the cache)
-
-    def get(self, key: Hashable, compute: Callable[[], V]) -> V:
-        with self._guard:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            with self._guard:
-                if key in self._entries:
-                    return self._entries[key]
-            value = compute()
-            with self._guard:
-                self.computed += 1
-                self._entries[key] = value
-                self._locks.pop(key, None)
-                while len(self._entries) > self.max_entries:
-                    self._entries.popitem(last=False)
-            return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from search.store._access_reads import AccessReads, KeyRecord, StudyAccess, access_reads
 from search.store._changes import Changes, changes_since
 from search.store._datasets import (
     dataset_bytes,
@@ -139,6 +140,10 @@ from search.store._workers import (
 )
 
 __all__ = [
+    "AccessReads",
+    "KeyRecord",
+    "StudyAccess",
+    "access_reads",
     "DEFAULT_KEEP",
     "TEST_CLAIMED",
     "TEST_DONE",

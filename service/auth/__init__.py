@@ -24,6 +24,8 @@ from service.auth._principal import (
     PrincipalDep,
     SignedInDep,
     current_principal,
+    lookup,
+    record_use,
     signed_in,
 )
 from service.auth._tokens import (
@@ -53,6 +55,7 @@ __all__ = [
     "check_name",
     "csrf_token",
     "current_principal",
+    "lookup",
     "listed_studies",
     "new_key_token",
     "new_session_token",
@@ -60,6 +63,7 @@ __all__ = [
     "owner_filter",
     "readable",
     "readable_study",
+    "record_use",
     "signed_in",
     "token_hash",
 ]

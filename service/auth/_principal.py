@@ -10,15 +10,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy.orm import Session
 
 from search import store
 from service.auth._tokens import csrf_token, same_csrf, same_hash, token_hash
 from service.deps import SettingsDep
 from service.errors import Forbidden, Unauthorized
+from service.settings import Settings
 
 log = logging.getLogger(__name__)
 SESSION_COOKIE = "hps_session"
@@ -48,53 +48,82 @@ AUTH_OFF = Principal(user=None, admin=True)
 ANONYMOUS = Principal(user=None, admin=False)
 
 
-def _key_for_bearer(session: Session, header: str) -> store.ApiKeyRow:
+def _key_for_bearer(reads: store.AccessReads, header: str) -> store.KeyRecord:
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("the Authorization header must be 'Bearer <API key>'")
-    row = store.get_key_by_hash(session=session, token_hash=token_hash(token))
+    row = reads.key_by_hash(token_hash(token))
     if row is None or not same_hash(row.token_hash, token):
         raise Unauthorized("invalid or revoked API key")
     return row
 
 
-def _touch(request: Request, key_id: int, name: str, last_used: datetime | None) -> None:
+def _touch(state: Any, key_id: int, name: str, last_used: datetime | None) -> None:
     """Record that the key was used (at most once a minute; never fails the request)."""
     now = store.utcnow()
     if last_used is not None and now - last_used < TOUCH_EVERY:
         return
     try:
-        with store.session_scope(request.app.state.session_factory) as session:
+        with store.session_scope(state.session_factory) as session:
             store.touch_key(session=session, key_id=key_id, older_than=now - TOUCH_EVERY)
     except Exception:
         log.warning("could not record the use of key %s", name, exc_info=True)
 
 
+@dataclass(frozen=True)
+class KeyUse:
+    """A key just used, to record with :func:`record_use` once the lookup's session is
+    closed."""
+
+    key_id: int
+    name: str
+    last_used: datetime | None
+
+
+def lookup(
+    reads: store.AccessReads, settings: Settings, authorization: str | None, cookie: str | None
+) -> tuple[Principal, KeyUse | None]:
+    """The caller with this ``Authorization`` header or session ``cookie``, and the key
+    use to record. Raises Unauthorized for a wrong or revoked key."""
+    if settings.auth == "off":
+        return AUTH_OFF, None
+    if authorization is None and not cookie:
+        return ANONYMOUS, None
+    if authorization is not None:
+        key = _key_for_bearer(reads, authorization)
+        csrf = None
+    else:
+        assert cookie is not None
+        found = reads.web_session_key(token_hash(cookie))
+        if found is None:  # an expired or signed-out session is nobody
+            return ANONYMOUS, None
+        key, csrf = found, csrf_token(cookie)
+    principal = Principal(user=key.user, admin=key.admin, key_name=key.name, csrf=csrf)
+    return principal, KeyUse(key.id, key.name, key.last_used_at)
+
+
+def record_use(state: Any, use: KeyUse | None) -> None:
+    if use is not None:
+        _touch(state, use.key_id, use.name, use.last_used)
+
+
 def _resolve(request: Request, settings: SettingsDep) -> Principal:
-    """The caller, looked up in a short session of its own: the request's sessions take
-    their connections later, so a request never holds two pooled connections at once (on
-    PostgreSQL, 40 request threads each holding one and waiting for a second would starve
-    the pool)."""
+    """The caller, looked up on a connection of its own, given back at once: the
+    request's sessions take their connections later, so a request never holds two pooled
+    connections at once (on PostgreSQL, 40 request threads each holding one and waiting
+    for a second would starve the pool)."""
     if settings.auth == "off":
         return AUTH_OFF
-    header = request.headers.get("authorization")
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if header is None and not cookie:
-        return ANONYMOUS
-    with request.app.state.read_session_factory() as session:
-        if header is not None:
-            key = _key_for_bearer(session, header)
-            csrf = None
-        else:
-            assert cookie is not None
-            found = store.get_web_session_key(session=session, token_hash=token_hash(cookie))
-            if found is None:  # an expired or signed-out session is nobody
-                return ANONYMOUS
-            key, csrf = found, csrf_token(cookie)
-        principal = Principal(user=key.user, admin=key.admin, key_name=key.name, csrf=csrf)
-        key_id, key_name, last_used = key.id, key.name, key.last_used_at
-    _touch(request, key_id, key_name, last_used)
+    state = request.app.state
+    with store.access_reads(state.read_engine) as reads:
+        principal, use = lookup(
+            reads,
+            settings,
+            request.headers.get("authorization"),
+            request.cookies.get(SESSION_COOKIE),
+        )
+    record_use(state, use)
     return principal
 
 
@@ -136,5 +165,8 @@ __all__ = [
     "PrincipalDep",
     "SignedInDep",
     "current_principal",
+    "KeyUse",
+    "lookup",
+    "record_use",
     "signed_in",
 ]

@@ -21,6 +21,7 @@ from service.deps import ReadSessionDep, SessionDep
 from service.errors import BadRequest, Conflict
 from service.pages._render import render, templates
 from service.plots import CURVE_TOP, curves_payload, points_payload, study_axes
+from service.read_cache import StudyReadsDep, forget_study
 from service.schemas import StudyPublic
 from service.views import make_view, study_public, table_columns
 
@@ -171,7 +172,17 @@ def _spec_yaml(spec_json: str) -> str:
 
 @router.get("/studies/{study_id}", response_class=HTMLResponse)
 def study_page(
-    row: ReadableStudyDep, request: Request, session: ReadSessionDep, q: PageQueryDep
+    row: ReadableStudyDep,
+    request: Request,
+    session: ReadSessionDep,
+    q: PageQueryDep,
+    reads: StudyReadsDep,
+) -> Response:
+    return reads.page(lambda: _study_page(row, request, session, q))
+
+
+def _study_page(
+    row: store.StudyRow, request: Request, session: Session, q: PageQuery
 ) -> HTMLResponse:
     page, per_page = q.page, q.per_page
     offset = (page - 1) * per_page
@@ -217,14 +228,20 @@ def study_live(
     row: ReadableStudyDep,
     session: ReadSessionDep,
     q: PageQueryDep,
+    reads: StudyReadsDep,
     cursor: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
-) -> JSONResponse:
+) -> Response:
     """What the open study page needs since ``cursor``: the header, pager and state-filter
     counts, rows of trials that ended or are running (marked ``show`` when they belong in
     the page's view), their plot points, and curves for running trials and for new ones
     the curve plot shows."""
+    return reads.feed(lambda: _live(row, session, q, reads.changes(session, row, cursor)))
+
+
+def _live(
+    row: store.StudyRow, session: Session, q: PageQuery, changes: store.Changes
+) -> JSONResponse:
     view = make_view(row, state=q.state, sort=q.sort, desc=q.desc, top=q.top, limit=None)
-    changes = store.changes_since(session=session, study=row, cursor=cursor)
     raw_counts = store.trial_counts(session=session, study_ids=[row.id])[row.id]
     payload = _live_payload(session, row, study_public(session, row, raw_counts), view, changes)
     pager = _pager(q, row.id, store.count_trials(session=session, study=row, view=view))
@@ -294,10 +311,11 @@ def cancel_confirm(row: OwnedStudyDep, request: Request) -> Response:
 
 
 @router.post("/studies/{study_id}/cancel")
-def cancel_submit(row: OwnedStudyDep, session: SessionDep) -> RedirectResponse:
+def cancel_submit(request: Request, row: OwnedStudyDep, session: SessionDep) -> RedirectResponse:
     if not store.cancel_study(session=session, study_id=row.id):
         raise Conflict(f"study {row.id} is already {row.status}")
     session.commit()
+    forget_study(request, row.id)
     return RedirectResponse(f"/studies/{row.id}", status_code=303)
 
 

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Query, Request, Response
 
 from search import store
 from service.auth import Principal, PrincipalDep, ReadableStudyDep, readable
+from service.compute_cache import ComputeCache
 from service.deps import ReadSessionDep
 from service.errors import BadRequest
 from service.plots import (
     CURVE_PRUNED,
     CURVE_TOP,
-    ComputeCache,
     best_so_far,
     points_payload,
     rounded,

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session
 
 from search import store
 from search.spec import ExperimentSpec
@@ -29,6 +30,7 @@ from service.deps import (
 )
 from service.errors import Conflict, NotFound
 from service.export import trials_csv
+from service.read_cache import StudyReadsDep, forget_study
 from service.schemas import (
     ErrorPublic,
     LeaderboardPublic,
@@ -161,15 +163,18 @@ def list_studies(
 
 
 @router.get("/{study_id}", response_model=StudyPublic, responses=NOT_FOUND)
-def read_study(row: ReadableStudyDep, session: ReadSessionDep) -> StudyPublic:
-    return study_public(session, row)
+def read_study(row: ReadableStudyDep, session: ReadSessionDep, reads: StudyReadsDep) -> Response:
+    return reads.json(lambda: study_public(session, row))
 
 
 @router.patch("/{study_id}", response_model=StudyPublic, responses=NOT_FOUND | UNDECODABLE)
-def update_study(update: StudyUpdate, row: OwnedStudyDep, session: SessionDep) -> StudyPublic:
+def update_study(
+    request: Request, update: StudyUpdate, row: OwnedStudyDep, session: SessionDep
+) -> StudyPublic:
     """Make a study public (its reads and pages then work without a key) or private."""
     store.set_public(session=session, study_id=row.id, public=update.public)
     session.commit()
+    forget_study(request, row.id)
     session.refresh(row)
     return study_public(session, row)
 
@@ -178,8 +183,13 @@ def update_study(update: StudyUpdate, row: OwnedStudyDep, session: SessionDep) -
 def read_leaderboard(
     row: ReadableStudyDep,
     session: ReadSessionDep,
+    reads: StudyReadsDep,
     top: Annotated[int, Query(ge=1, le=1000)] = 10,
-) -> LeaderboardPublic:
+) -> Response:
+    return reads.json(lambda: _leaderboard(session, row, top))
+
+
+def _leaderboard(session: Session, row: store.StudyRow, top: int) -> LeaderboardPublic:
     entries = store.leaderboard(session=session, study=row, top=top)
     data = [
         LeaderboardRow(
@@ -262,17 +272,22 @@ def export_trials(
 def read_changes(
     row: ReadableStudyDep,
     session: ReadSessionDep,
+    reads: StudyReadsDep,
     cursor: Annotated[int, Query(ge=0, le=2**31 - 1, description="from the last answer")] = 0,
-) -> StudyChanges:
+) -> Response:
     """Trials that ended since ``cursor`` (in the order they ended) and every running
     trial; poll with the returned cursor to get only what is new."""
-    changes = store.changes_since(session=session, study=row, cursor=cursor)
-    return StudyChanges(
-        study=study_public(session, row),
-        cursor=changes.cursor,
-        finished=[TrialSummaryPublic.model_validate(t) for t in changes.finished],
-        running=[TrialSummaryPublic.model_validate(t) for t in changes.running],
-    )
+
+    def changes() -> StudyChanges:
+        found = reads.changes(session, row, cursor)
+        return StudyChanges(
+            study=study_public(session, row),
+            cursor=found.cursor,
+            finished=[TrialSummaryPublic.model_validate(t) for t in found.finished],
+            running=[TrialSummaryPublic.model_validate(t) for t in found.running],
+        )
+
+    return reads.json(changes)
 
 
 @router.get("/{study_id}/trials/{number}", response_model=TrialPublic, responses=NOT_FOUND)
@@ -322,10 +337,11 @@ def download_model(row: ReadableStudyDep, session: ReadSessionDep) -> Response:
 
 
 @router.post("/{study_id}/cancel", response_model=StudyPublic, responses=NOT_FOUND | CONFLICT)
-def cancel_study(row: OwnedStudyDep, session: SessionDep) -> StudyPublic:
+def cancel_study(request: Request, row: OwnedStudyDep, session: SessionDep) -> StudyPublic:
     if not store.cancel_study(session=session, study_id=row.id):
         raise Conflict(f"study {row.id} is already {row.status}")
     session.commit()
+    forget_study(request, row.id)
     session.refresh(row)
     return study_public(session, row)
 
