@@ -15,7 +15,7 @@ from search.store import get_engine, make_session_factory
 from service import pages
 from service.errors import install_error_handlers
 from service.middleware import install_middleware
-from service.read_cache import CachedReads, read_cache
+from service.read_cache import CachedReads, read_cache, summary_cache
 from service.recent_changes import RecentChanges
 from service.routes import datasets, health, plots, studies, workers
 from service.settings import Settings
@@ -72,6 +72,7 @@ def create_app(
     app.state.caches = {}  # name -> ComputeCache (service.routes.plots)
     app.state.read_cache = read_cache(settings.read_cache_s)
     app.state.recent_changes = RecentChanges(settings.read_cache_s)
+    app.state.study_summaries = summary_cache(settings.read_cache_s)
     app.state.read_session_factory = make_session_factory(settings.database_url, read_only=True)
     app.state.read_engine = get_engine(settings.database_url, read_only=True)
     install_error_handlers(app)

@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from search import store
 from service.auth import (
     SESSION_COOKIE,
+    KeyUse,
     Principal,
     PrincipalDep,
     ReadableStudyDep,
@@ -53,8 +54,11 @@ from service.auth import (
 from service.compute_cache import ComputeCache
 from service.errors import HpsError
 from service.recent_changes import RecentChanges
+from service.schemas import StudyPublic
+from service.views import study_public
 
 log = logging.getLogger(__name__)
+ON_LOOP_BUSY_MS = 50  # SQLite: how long a check on the event loop may wait for a lock
 GZIP_MIN = 1000  # as the app's GZipMiddleware: smaller answers are sent as they are
 MAX_ANSWERS = 512  # the least recently used go first beyond this (a page is ~50 kB)
 
@@ -77,7 +81,14 @@ class NotKept(Exception):
         self.response = response
 
 
+Summary = tuple[dict[str, int], StudyPublic]  # trials by state, and the study as the API shows it
+
+
 def read_cache(ttl_s: float) -> ComputeCache[Answer]:
+    return ComputeCache(MAX_ANSWERS, ttl_s=ttl_s)
+
+
+def summary_cache(ttl_s: float) -> ComputeCache[Summary]:
     return ComputeCache(MAX_ANSWERS, ttl_s=ttl_s)
 
 
@@ -85,6 +96,8 @@ def forget_study(request: Request, study_id: int) -> None:
     """Drop a study's answers after a change made through this process."""
     cache: ComputeCache[Answer] = request.app.state.read_cache
     cache.forget(lambda _, answer: answer.study_id == study_id)
+    summaries: ComputeCache[Summary] = request.app.state.study_summaries
+    summaries.forget(lambda key, _: key == study_id)
     request.app.state.recent_changes.forget(study_id)
 
 
@@ -141,6 +154,19 @@ class StudyReads:
             return exc.response
         return _send(self.request, answer)
 
+    def summary(self, session: Session, row: store.StudyRow) -> Summary:
+        """The study's trial counts and its API form (status, counts, best trial): shared
+        by its status, changes, page and live feed for the same age as their answers."""
+
+        def make() -> Summary:
+            counts = store.trial_counts(session=session, study_ids=[row.id])[row.id]
+            return counts, study_public(session, row, counts)
+
+        cache: ComputeCache[Summary] = self.request.app.state.study_summaries
+        if not cache.ttl_s:
+            return make()
+        return cache.get(row.id, make, fresh=_fresh_asked(self.request))
+
     def changes(self, session: Session, row: store.StudyRow, cursor: int) -> store.Changes:
         """The study's changes since ``cursor``, from the snapshot its watchers share
         (:mod:`service.recent_changes`)."""
@@ -178,7 +204,12 @@ class CachedReads:
 
     def __init__(self, app: ASGIApp, state: Any) -> None:
         self.app = app
-        self.state = state  # the app's: settings, session factories, read_cache
+        self.state = state  # the app's: settings, read engine, read_cache
+        # SQLite: the reads are of a local file in WAL mode (microseconds; readers never
+        # wait for writers), made on the event loop with a short busy timeout, which sends
+        # a rare wait to the routed path instead of stalling the loop. PostgreSQL: a round
+        # trip to a server, made in the thread pool.
+        self.on_loop = state.read_engine.dialect.name == "sqlite"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         cache: ComputeCache[Answer] = self.state.read_cache
@@ -188,18 +219,27 @@ class CachedReads:
         answer = None
         if not _fresh_asked(request):
             answer = cache.peek(_key(scope, None)) or cache.peek(_key(scope, _credential(request)))
-        if answer is None or not await run_in_threadpool(self._may_read, request, answer):
+        if answer is None:
+            return await self.app(scope, receive, send)
+        if self.on_loop:
+            allowed, use = self._may_read(request, answer)
+        else:
+            allowed, use = await run_in_threadpool(self._may_read, request, answer)
+        if use is not None and use.due:  # a write, once a minute per key: never on the loop
+            await run_in_threadpool(record_use, self.state, use)
+        if not allowed:
             return await self.app(scope, receive, send)
         await _send(request, answer)(scope, receive, send)
 
-    def _may_read(self, request: Request, answer: Answer) -> bool:
+    def _may_read(self, request: Request, answer: Answer) -> tuple[bool, KeyUse | None]:
         """Whether this caller may have ``answer`` (as the routes decide: the key or
         session, then the study's owner and ``public``, read now; one connection, two indexed
         reads). Anything unusual (a bad key, a database error) goes on to the app, which
         answers it as it always does."""
         use = None
+        busy_ms = ON_LOOP_BUSY_MS if self.on_loop else None
         try:
-            with store.access_reads(self.state.read_engine) as reads:
+            with store.access_reads(self.state.read_engine, busy_timeout_ms=busy_ms) as reads:
                 principal, use = lookup(
                     reads,
                     self.state.settings,
@@ -207,16 +247,14 @@ class CachedReads:
                     request.cookies.get(SESSION_COOKIE),
                 )
                 if answer.reader is not None and answer.reader != principal:
-                    return False
+                    return False, use
                 study = reads.study_access(answer.study_id)
-            return study is not None and can_read(principal, study)
+            return study is not None and can_read(principal, study), use
         except HpsError:
-            return False
+            return False, use
         except Exception:
             log.debug("cached read not sent", exc_info=True)
-            return False
-        finally:
-            record_use(self.state, use)
+            return False, use
 
 
 __all__ = [

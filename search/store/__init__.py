@@ -17,6 +17,7 @@ from search.store._datasets import (
     studies_using,
 )
 from search.store._engine import (
+    SQLITE_BUSY_TIMEOUT_S,
     db_now,
     engine_kwargs,
     get_engine,
@@ -140,6 +141,7 @@ from search.store._workers import (
 )
 
 __all__ = [
+    "SQLITE_BUSY_TIMEOUT_S",
     "AccessReads",
     "KeyRecord",
     "StudyAccess",

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.engine import Dialect, Engine
 
-from search.store._engine import utcnow
+from search.store._engine import SQLITE_BUSY_TIMEOUT_S, utcnow
 from search.store._tables import ApiKeyRow, StudyRow, WebSessionRow
 
 AnySelect = Select[*tuple[Any, ...]]
@@ -126,14 +126,32 @@ class AccessReads:
 
 
 @contextmanager
-def access_reads(engine: Engine) -> Iterator[AccessReads]:
+def access_reads(engine: Engine, *, busy_timeout_ms: int | None = None) -> Iterator[AccessReads]:
     """A pooled connection of ``engine`` for the access reads; given back (rolled back)
-    at the end. Reads only: on SQLite each runs in its own implicit transaction."""
+    at the end. Reads only: on SQLite each runs in its own implicit transaction, and
+    ``busy_timeout_ms`` replaces the connection's long busy timeout meanwhile (for a
+    caller that must not wait: a read in WAL mode waits only in rare cases, e.g. while
+    another connection recovers the log)."""
     connection = engine.raw_connection()
+    short = busy_timeout_ms is not None and engine.dialect.name == "sqlite"
     try:
+        if short:
+            _busy_timeout(connection, busy_timeout_ms)
         yield AccessReads(connection, engine.dialect)
     finally:
-        connection.close()
+        try:
+            if short:
+                _busy_timeout(connection, int(SQLITE_BUSY_TIMEOUT_S * 1000))
+        finally:
+            connection.close()
+
+
+def _busy_timeout(connection: Any, ms: int | None) -> None:
+    cursor = connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {int(ms or 0)}")
+    finally:
+        cursor.close()
 
 
 __all__ = ["AccessReads", "KeyRecord", "StudyAccess", "access_reads"]

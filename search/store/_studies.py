@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, false, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from search.store._engine import utcnow
 from search.store._tables import (
@@ -103,10 +103,12 @@ class LeaderboardEntry:
 
 
 def leaderboard(*, session: Session, study: StudyRow, top: int) -> list[LeaderboardEntry]:
-    """Completed trials sorted by the objective (best first); ties by trial number."""
+    """Completed trials sorted by the objective (best first); ties by trial number. Their
+    per-epoch curves are not loaded (the bulk of a row; no board shows them)."""
     order = TrialRow.value.asc() if study.direction == "minimize" else TrialRow.value.desc()
     stmt = (
         select(TrialRow)
+        .options(defer(TrialRow.curves, raiseload=True))
         .where(
             TrialRow.study_id == study.id,
             TrialRow.state == T_COMPLETE,

@@ -59,26 +59,18 @@ def _key_for_bearer(reads: store.AccessReads, header: str) -> store.KeyRecord:
     return row
 
 
-def _touch(state: Any, key_id: int, name: str, last_used: datetime | None) -> None:
-    """Record that the key was used (at most once a minute; never fails the request)."""
-    now = store.utcnow()
-    if last_used is not None and now - last_used < TOUCH_EVERY:
-        return
-    try:
-        with store.session_scope(state.session_factory) as session:
-            store.touch_key(session=session, key_id=key_id, older_than=now - TOUCH_EVERY)
-    except Exception:
-        log.warning("could not record the use of key %s", name, exc_info=True)
-
-
 @dataclass(frozen=True)
 class KeyUse:
-    """A key just used, to record with :func:`record_use` once the lookup's session is
-    closed."""
+    """A key just used, to record with :func:`record_use` once the lookup's connection
+    is given back (at most once a minute: ``due``)."""
 
     key_id: int
     name: str
     last_used: datetime | None
+
+    @property
+    def due(self) -> bool:
+        return self.last_used is None or store.utcnow() - self.last_used >= TOUCH_EVERY
 
 
 def lookup(
@@ -104,8 +96,16 @@ def lookup(
 
 
 def record_use(state: Any, use: KeyUse | None) -> None:
-    if use is not None:
-        _touch(state, use.key_id, use.name, use.last_used)
+    """Record that the key was used, when due (a write; never fails the request)."""
+    if use is None or not use.due:
+        return
+    try:
+        with store.session_scope(state.session_factory) as session:
+            store.touch_key(
+                session=session, key_id=use.key_id, older_than=store.utcnow() - TOUCH_EVERY
+            )
+    except Exception:
+        log.warning("could not record the use of key %s", use.name, exc_info=True)
 
 
 def _resolve(request: Request, settings: SettingsDep) -> Principal:

@@ -178,11 +178,15 @@ def study_page(
     q: PageQueryDep,
     reads: StudyReadsDep,
 ) -> Response:
-    return reads.page(lambda: _study_page(row, request, session, q))
+    return reads.page(lambda: _study_page(row, request, session, q, reads.summary(session, row)))
 
 
 def _study_page(
-    row: store.StudyRow, request: Request, session: Session, q: PageQuery
+    row: store.StudyRow,
+    request: Request,
+    session: Session,
+    q: PageQuery,
+    summary: tuple[dict[str, int], StudyPublic],
 ) -> HTMLResponse:
     page, per_page = q.page, q.per_page
     offset = (page - 1) * per_page
@@ -190,8 +194,7 @@ def _study_page(
         row, state=q.state, sort=q.sort, desc=q.desc, top=q.top, offset=offset, limit=per_page
     )
     result = store.list_trials(session=session, study=row, view=view)
-    raw_counts = store.trial_counts(session=session, study_ids=[row.id])[row.id]
-    study = study_public(session, row, raw_counts)
+    raw_counts, study = summary
     api_base = f"/api/v1/studies/{row.id}"
     return render(
         request,
@@ -235,15 +238,23 @@ def study_live(
     counts, rows of trials that ended or are running (marked ``show`` when they belong in
     the page's view), their plot points, and curves for running trials and for new ones
     the curve plot shows."""
-    return reads.feed(lambda: _live(row, session, q, reads.changes(session, row, cursor)))
+    return reads.feed(
+        lambda: _live(
+            row, session, q, reads.changes(session, row, cursor), reads.summary(session, row)
+        )
+    )
 
 
 def _live(
-    row: store.StudyRow, session: Session, q: PageQuery, changes: store.Changes
+    row: store.StudyRow,
+    session: Session,
+    q: PageQuery,
+    changes: store.Changes,
+    summary: tuple[dict[str, int], StudyPublic],
 ) -> JSONResponse:
     view = make_view(row, state=q.state, sort=q.sort, desc=q.desc, top=q.top, limit=None)
-    raw_counts = store.trial_counts(session=session, study_ids=[row.id])[row.id]
-    payload = _live_payload(session, row, study_public(session, row, raw_counts), view, changes)
+    raw_counts, study = summary
+    payload = _live_payload(session, row, study, view, changes)
     pager = _pager(q, row.id, store.count_trials(session=session, study=row, view=view))
     payload["pager_html"] = str(templates.env.get_template("_macros.html").module.pager(**pager))  # type: ignore[attr-defined]
     payload["state_options"] = dict(_state_options(raw_counts))

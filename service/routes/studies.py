@@ -164,7 +164,7 @@ def list_studies(
 
 @router.get("/{study_id}", response_model=StudyPublic, responses=NOT_FOUND)
 def read_study(row: ReadableStudyDep, session: ReadSessionDep, reads: StudyReadsDep) -> Response:
-    return reads.json(lambda: study_public(session, row))
+    return reads.json(lambda: reads.summary(session, row)[1])
 
 
 @router.patch("/{study_id}", response_model=StudyPublic, responses=NOT_FOUND | UNDECODABLE)
@@ -281,7 +281,7 @@ def read_changes(
     def changes() -> StudyChanges:
         found = reads.changes(session, row, cursor)
         return StudyChanges(
-            study=study_public(session, row),
+            study=reads.summary(session, row)[1],
             cursor=found.cursor,
             finished=[TrialSummaryPublic.model_validate(t) for t in found.finished],
             running=[TrialSummaryPublic.model_validate(t) for t in found.running],
