@@ -209,7 +209,13 @@ def main() -> None:
     sid, optuna_id = build(url, args.trials, args.curves, args.epochs)
 
     port = free_port()
-    env = os.environ | {"HPS_DATABASE_URL": url, "HPS_LOG_LEVEL": "WARNING"}
+    # HPS_READ_CACHE_S=0: each request makes its answer, as optuna-dashboard does (a poll
+    # within a second of the same one would be answered from the read cache instead).
+    env = os.environ | {
+        "HPS_DATABASE_URL": url,
+        "HPS_LOG_LEVEL": "WARNING",
+        "HPS_READ_CACHE_S": "0",
+    }
     base = f"http://127.0.0.1:{port}"
     procs = [
         start(

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 
-from search.store import get_engine, make_session_factory
+from search.store import get_engine, loop_read_engine, make_session_factory
 from service import pages
 from service.errors import install_error_handlers
 from service.middleware import install_middleware
@@ -55,6 +55,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_recovery_loop(app)) if recover else None
         yield
+        if app.state.loop_engine is not None:
+            app.state.loop_engine.dispose()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -75,6 +77,7 @@ def create_app(
     app.state.study_summaries = summary_cache(settings.read_cache_s)
     app.state.read_session_factory = make_session_factory(settings.database_url, read_only=True)
     app.state.read_engine = get_engine(settings.database_url, read_only=True)
+    app.state.loop_engine = loop_read_engine(settings.database_url)  # SQLite only
     install_error_handlers(app)
 
     api = APIRouter(prefix="/api/v1")

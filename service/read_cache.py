@@ -206,10 +206,11 @@ class CachedReads:
         self.app = app
         self.state = state  # the app's: settings, read engine, read_cache
         # SQLite: the reads are of a local file in WAL mode (microseconds; readers never
-        # wait for writers), made on the event loop with a short busy timeout, which sends
-        # a rare wait to the routed path instead of stalling the loop. PostgreSQL: a round
-        # trip to a server, made in the thread pool.
-        self.on_loop = state.read_engine.dialect.name == "sqlite"
+        # wait for writers), made on the event loop on a connection of its own (never a
+        # pooled one: the requests holding those may be waiting for the loop) with a short
+        # busy timeout, which sends a rare wait to the routed path instead of stalling the
+        # loop. PostgreSQL: a round trip to a server, made in the thread pool.
+        self.on_loop = state.loop_engine is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         cache: ComputeCache[Answer] = self.state.read_cache
@@ -237,9 +238,10 @@ class CachedReads:
         reads). Anything unusual (a bad key, a database error) goes on to the app, which
         answers it as it always does."""
         use = None
+        engine = self.state.loop_engine if self.on_loop else self.state.read_engine
         busy_ms = ON_LOOP_BUSY_MS if self.on_loop else None
         try:
-            with store.access_reads(self.state.read_engine, busy_timeout_ms=busy_ms) as reads:
+            with store.access_reads(engine, busy_timeout_ms=busy_ms) as reads:
                 principal, use = lookup(
                     reads,
                     self.state.settings,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from search import store
 from service.app import create_app
 from service.keys import revoke_key
 from service.recent_changes import RecentChanges
+from service.runner import upgrade_db
 from service.settings import Settings
 from tests.service.auth_helpers import Keys, bearer, make_keys, owned_study
 from tests.study_data import Made, end_trial, make_study, params
@@ -186,3 +188,25 @@ def test_a_stale_snapshot_is_read_again_from_the_watchers_cursor(migrated_url: s
         later = recent.since(session, row, 1)
         assert [t.number for t in later.finished] == [1] and later.cursor == 2
         assert [t.number for t in later.running] == [2]
+
+
+def test_a_hit_on_sqlite_needs_no_pooled_connection(tmp_path: Path) -> None:
+    """The event loop checks a kept answer's reader on a connection of its own: with every
+    pooled connection taken (by requests that may be waiting for the loop), a hit is still
+    answered, instead of the loop waiting for the pool (which deadlocked 50 pollers)."""
+    url = f"sqlite:///{tmp_path / 'hps.db'}"
+    upgrade_db(url)
+    settings = Settings(database_url=url, auth="off", read_cache_s=60)
+    with TestClient(create_app(settings, recover=False)) as client:
+        factory = client.app.state.session_factory  # type: ignore[attr-defined]
+        sid = owned_study(factory, None)
+        assert client.get(f"/api/v1/studies/{sid}").status_code == 200
+        engine = client.app.state.read_engine  # type: ignore[attr-defined]
+        taken = [engine.raw_connection() for _ in range(engine.pool.size() + 10)]
+        try:
+            served = client.app.state.read_cache.served  # type: ignore[attr-defined]
+            assert client.get(f"/api/v1/studies/{sid}").status_code == 200
+            assert client.app.state.read_cache.served == served + 1  # type: ignore[attr-defined]
+        finally:
+            for connection in taken:
+                connection.close()
