@@ -76,7 +76,12 @@ class HpsClient:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        headers = {"Authorization": f"Bearer {api_key.strip()}"} if api_key else {}
+        # Fresh answers always: a script that sees its study end and then reads the board
+        # must not get one kept from before the end (the server's read cache is for the
+        # many watchers of a page, not for one client asking now and then).
+        headers = {"Cache-Control": "no-cache"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key.strip()}"
         try:
             self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
         except httpx.InvalidURL as exc:

@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 
 from search import store
 from service.app import create_app
+from service.client import HpsClient
 from service.keys import revoke_key
 from service.recent_changes import RecentChanges
 from service.runner import upgrade_db
@@ -210,3 +211,14 @@ def test_a_hit_on_sqlite_needs_no_pooled_connection(tmp_path: Path) -> None:
         finally:
             for connection in taken:
                 connection.close()
+
+
+def test_the_cli_client_always_reads_fresh(world: Any) -> None:
+    """A script that sees its study end and then reads the board must get the end."""
+    client, keys, factory = world
+    sid = owned_study(factory, "alice")
+    hps = HpsClient("http://testserver", api_key=keys.alice)
+    hps._http = TestClient(client.app, headers=hps._http.headers)  # the same headers
+    assert hps.get_study(sid)["status"] == "running"
+    _set_status(factory, sid, store.COMPLETED)
+    assert hps.get_study(sid)["status"] == "completed"
