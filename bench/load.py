@@ -2,17 +2,26 @@
 
 Each backend (SQLite file, PostgreSQL throwaway database) gets a fresh database, an API
 key, `hpsearch serve --workers W` with HPS_AUTH=on and one long study of identical-cost
-digits trials. Then, alternating, phases of ``--duration`` seconds without and with load:
+digits trials. Then ``--rounds`` times a quiet phase and a loaded phase of ``--duration``
+seconds each, and a last quiet phase; a loaded phase is:
 ``--clients`` threads, each with its own key-carrying connection, polling the study's
 status, its leaderboard (top 10), its page (HTML) and the changes since its last cursor in
-turn, one request every ``--interval`` seconds (a watching browser polls every 1.5 s).
+turn, one request every ``--interval`` seconds (a watching browser polls every 1.5 s),
+measured after its first two seconds (connections made, answers kept: the steady state).
 Printed per backend: requests/s, p50/p99 latency, errors (any non-200 or transport error),
 the workers' training throughput (trials completed per second) without and with the load,
-and the CPU the API process and the clients used while loaded (% of one core): on a box
-whose cores the workers keep busy, that CPU is what the workers lose.
+the drop, the CPU the workers used without and with the load, and the CPU the API process
+and the clients used while loaded (% of one core): on a box whose cores the workers keep
+busy, what those use is what the workers lose.
 
-    .venv/bin/python bench/load.py [--clients 50] [--duration 30] [--interval 1.0]
-        [--backends sqlite,postgresql] [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]
+The drop is the median over rounds of each loaded phase's throughput against the mean of
+the quiet phases on either side of it (its range is printed too): on a shared machine the
+speed of the same trial wanders by 10-30% over minutes, and short phases side by side
+compare like with like.
+
+    .venv/bin/python bench/load.py [--clients 50] [--duration 10] [--rounds 6]
+        [--interval 1.0] [--backends sqlite,postgresql]
+        [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]
 
 Clients, API and workers share the machine, as they would on a one-box install.
 """
@@ -44,6 +53,7 @@ from _serve import free_port  # noqa: E402
 
 from service.keys import create_key  # noqa: E402
 
+WARM_UP_S = 2.0  # of each loaded phase, before its throughput and CPU are measured
 STUDY = {
     "name": "load-bench",
     "dataset": "digits",
@@ -65,7 +75,11 @@ class Tally:
 
 
 def completed(client: httpx.Client, study_id: int) -> int:
-    counts = client.get(f"/api/v1/studies/{study_id}").json()["counts"]
+    """Trials finished so far, read fresh: a kept answer (the clients keep the study's status
+    in the read cache) would count too few at a loaded phase's end and too many at the next
+    quiet phase's start."""
+    fresh = {"Cache-Control": "no-cache"}
+    counts = client.get(f"/api/v1/studies/{study_id}", headers=fresh).json()["counts"]
     return int(counts["complete"] + counts["pruned"] + counts["fail"])
 
 
@@ -74,6 +88,30 @@ def throughput(client: httpx.Client, study_id: int, seconds: float) -> float:
     before, t0 = completed(client, study_id), time.monotonic()
     time.sleep(seconds)
     return (completed(client, study_id) - before) / (time.monotonic() - t0)
+
+
+def worker_pids(serve_pid: int) -> list[int]:
+    """The local workers: the serve process's children (Linux /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError):
+            if entry.name.isdigit():
+                parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                if int(parent) == serve_pid:
+                    pids.append(int(entry.name))
+    return pids
+
+
+@dataclass
+class Quiet:
+    rate: float
+    workers_cpu: float  # share of one core
+
+
+def quiet_phase(api: httpx.Client, study_id: int, seconds: float, workers: list[int]) -> Quiet:
+    cpu0, t0 = sum(map(cpu_seconds, workers)), time.monotonic()
+    rate = throughput(api, study_id, seconds)
+    return Quiet(rate, (sum(map(cpu_seconds, workers)) - cpu0) / (time.monotonic() - t0))
 
 
 def poller(
@@ -137,27 +175,39 @@ class Phase:
     span: float
     api_cpu: float  # share of one core
     client_cpu: float
+    workers_cpu: float
 
 
 def loaded_phase(
-    base: str, key: str, study_id: int, args: argparse.Namespace, api: httpx.Client, pid: int
+    base: str,
+    key: str,
+    study_id: int,
+    args: argparse.Namespace,
+    api: httpx.Client,
+    pid: int,
+    workers: list[int],
 ) -> Phase:
     tally, stop = Tally(), threading.Event()
-    api0, clients0 = cpu_seconds(pid), time.process_time()
     threads = [
         threading.Thread(target=poller, args=(base, key, study_id, args.interval, stop, tally))
         for _ in range(args.clients)
     ]
+    started = time.monotonic()
     for t in threads:
         t.start()
+    time.sleep(WARM_UP_S)  # connections made, answers kept: measured from here
     t0 = time.monotonic()
+    api0, clients0 = cpu_seconds(pid), time.process_time()
+    workers0 = sum(map(cpu_seconds, workers))
     rate = throughput(api, study_id, args.duration)
+    span = time.monotonic() - t0
+    api_cpu = (cpu_seconds(pid) - api0) / span
+    workers_cpu = (sum(map(cpu_seconds, workers)) - workers0) / span
+    clients_cpu = (time.process_time() - clients0) / span
     stop.set()
     for t in threads:
         t.join()
-    span = time.monotonic() - t0
-    api_cpu = (cpu_seconds(pid) - api0) / span
-    return Phase(rate, tally, span, api_cpu, (time.process_time() - clients0) / span)
+    return Phase(rate, tally, time.monotonic() - started, api_cpu, clients_cpu, workers_cpu)
 
 
 def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
@@ -190,19 +240,23 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
             study_id = api.post("/api/v1/studies", json=STUDY).json()["id"]
             while completed(api, study_id) < 2 * args.workers:  # warmed up
                 time.sleep(0.5)
-            quiet, phases = [], []
+            workers = worker_pids(proc.pid)
+            quiet: list[Quiet] = []
+            phases: list[Phase] = []
             for _ in range(args.rounds):
-                quiet.append(throughput(api, study_id, args.duration))
-                phases.append(loaded_phase(base, key, study_id, args, api, proc.pid))
-            quiet.append(throughput(api, study_id, args.duration))
+                quiet.append(quiet_phase(api, study_id, args.duration, workers))
+                phases.append(loaded_phase(base, key, study_id, args, api, proc.pid, workers))
+            quiet.append(quiet_phase(api, study_id, args.duration, workers))
         finally:
             proc.send_signal(signal.SIGTERM)  # serve stops its workers itself
             proc.wait(timeout=60)
     latencies = sorted(ms for p in phases for ms in p.tally.latencies)
     errors = [e for p in phases for e in p.tally.errors]
     spans = [p.span for p in phases]
-    q = statistics.mean(quiet)
-    w = statistics.mean(p.rate for p in phases)
+    drops = [
+        100 * (1 - p.rate / statistics.mean([before.rate, after.rate]))
+        for p, before, after in zip(phases, quiet[:-1], quiet[1:], strict=True)
+    ]
     return {
         "backend": backend,
         "requests": len(latencies),
@@ -211,9 +265,12 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
         "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "errors": len(errors),
         "error_kinds": sorted(set(errors))[:5],
-        "quiet": q,
-        "loaded": w,
-        "drop": 100 * (q - w) / q if q else float("nan"),
+        "quiet": statistics.mean(q.rate for q in quiet),
+        "loaded": statistics.mean(p.rate for p in phases),
+        "drop": statistics.median(drops),
+        "drops": (min(drops), max(drops)),
+        "workers_quiet": 100 * statistics.mean(q.workers_cpu for q in quiet),
+        "workers_loaded": 100 * statistics.mean(p.workers_cpu for p in phases),
         "api_cpu": 100 * statistics.mean(p.api_cpu for p in phases),
         "client_cpu": 100 * statistics.mean(p.client_cpu for p in phases),
     }
@@ -222,11 +279,11 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds per phase")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
     parser.add_argument(
         "--interval", type=float, default=1.0, help="seconds between a client's requests"
     )
-    parser.add_argument("--rounds", type=int, default=1, help="quiet/loaded pairs (ends quiet)")
+    parser.add_argument("--rounds", type=int, default=6, help="quiet/loaded pairs (ends quiet)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument(
@@ -239,16 +296,19 @@ def main() -> None:
         f"phases, {args.workers} workers, {os.cpu_count()} cores"
     )
     header = (
-        "backend     requests  req/s   p50 ms  p99 ms  errors  trials/s quiet  loaded  drop"
-        "   API CPU  clients CPU"
+        "backend     requests  req/s  p50 ms  p99 ms  errors  trials/s quiet  loaded"
+        "  drop (range)          workers CPU quiet  loaded  API CPU  clients CPU"
     )
     print(header)
     for backend in args.backends.split(","):
         r = run_backend(backend.strip(), args)
+        low, high = r["drops"]  # type: ignore[misc]
+        drop = f"{r['drop']:.1f}% ({low:.1f} to {high:.1f})"
         print(
             f"{r['backend']:<11} {r['requests']:>8}  {r['req_s']:>5.1f}  {r['p50']:>6.1f}  "
             f"{r['p99']:>6.1f}  {r['errors']:>6}  {r['quiet']:>14.3f}  {r['loaded']:>6.3f}  "
-            f"{r['drop']:>4.1f}%  {r['api_cpu']:>6.0f}%  {r['client_cpu']:>10.0f}%",
+            f"{drop:<20}  {r['workers_quiet']:>17.0f}%  {r['workers_loaded']:>5.0f}%  "
+            f"{r['api_cpu']:>6.0f}%  {r['client_cpu']:>10.0f}%",
             flush=True,
         )
         if r["errors"]:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.telemetry import TelemetryConfig
 
-from search.store import get_engine, loop_read_engine, make_session_factory
+from search.store import access_engine, loop_read_engine, make_session_factory
 from service import pages
 from service.errors import install_error_handlers
 from service.middleware import install_middleware
@@ -22,6 +24,20 @@ from service.settings import Settings
 from service.upload_limit import UploadLimit
 
 log = logging.getLogger(__name__)
+# FastAPI's native OpenTelemetry, on only where the environment configures a provider: when
+# on, it looks each of these up in os.environ on every request (three failed lookups, a
+# tenth of the API's CPU under 50 pollers), though hpsearch sets no provider itself.
+OTEL_SWITCHES = (
+    "OTEL_PYTHON_TRACER_PROVIDER",
+    "OTEL_PYTHON_METER_PROVIDER",
+    "OTEL_PYTHON_LOGGER_PROVIDER",
+    "FASTAPI_OTEL_AUTO_CONFIGURE",
+)
+
+
+def _telemetry() -> TelemetryConfig:
+    on = any(os.environ.get(name) for name in OTEL_SWITCHES)
+    return {"tracing": on, "metrics": on, "logs": on, "operation_spans": on}
 
 
 async def _recovery_loop(app: FastAPI) -> None:
@@ -67,6 +83,7 @@ def create_app(
         version=health.VERSION,
         description="Self-hosted hyperparameter search: submit specs, watch leaderboards.",
         lifespan=lifespan,
+        telemetry=_telemetry(),
     )
     app.state.settings = settings
     app.state.session_factory = make_session_factory(settings.database_url)
@@ -76,7 +93,7 @@ def create_app(
     app.state.recent_changes = RecentChanges(settings.read_cache_s)
     app.state.study_summaries = summary_cache(settings.read_cache_s)
     app.state.read_session_factory = make_session_factory(settings.database_url, read_only=True)
-    app.state.read_engine = get_engine(settings.database_url, read_only=True)
+    app.state.access_engine = access_engine(settings.database_url)  # service.auth's reads
     app.state.loop_engine = loop_read_engine(settings.database_url)  # SQLite only
     install_error_handlers(app)
 

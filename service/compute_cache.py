@@ -20,6 +20,7 @@ class ComputeCache(Generic[V]):
     def __init__(self, max_entries: int = 64, ttl_s: float | None = None) -> None:
         self._entries: OrderedDict[Hashable, tuple[float, V]] = OrderedDict()
         self._locks: dict[Hashable, threading.Lock] = {}
+        self._refreshing: set[Hashable] = set()  # aged-out keys a caller went to remake
         self._guard = threading.Lock()
         self.max_entries = max_entries
         self.ttl_s = ttl_s
@@ -57,21 +58,39 @@ class ComputeCache(Generic[V]):
                 self._entries[key] = (made, value)
                 self._entries.move_to_end(key)
                 self._locks.pop(key, None)
+                self._refreshing.discard(key)
                 while len(self._entries) > self.max_entries:
-                    self._entries.popitem(last=False)
+                    old, _ = self._entries.popitem(last=False)
+                    self._refreshing.discard(old)
             return value
 
-    def peek(self, key: Hashable) -> V | None:
-        """The value for ``key`` if one is cached and young enough; never computes."""
+    def peek(self, key: Hashable, *, stale_for: float = 0.0) -> V | None:
+        """The value for ``key`` if one is cached and young enough; never computes.
+
+        ``stale_for``: once the value has aged out, the first caller gets None (to compute
+        its successor) and, until the successor is stored, the others get the aged-out value
+        rather than all queueing to compute, while it is less than ``ttl_s + stale_for`` old
+        (beyond that, as when the first caller never stores one, every caller gets None)."""
+        now = time.monotonic()
         with self._guard:
-            found, value = self._cached(key, time.monotonic())
-        return value if found else None
+            found, value = self._cached(key, now)
+            if found or not stale_for or self.ttl_s is None:
+                return value
+            entry = self._entries.get(key)
+            if entry is None or now - entry[0] >= self.ttl_s + stale_for:
+                return None
+            if key not in self._refreshing:
+                self._refreshing.add(key)
+                return None
+            self.served += 1
+            return entry[1]
 
     def forget(self, match: Callable[[Hashable, V], bool]) -> None:
         """Drop the entries for which ``match(key, value)``."""
         with self._guard:
             for key in [k for k, (_, v) in self._entries.items() if match(k, v)]:
                 del self._entries[key]
+                self._refreshing.discard(key)
 
 
 __all__ = ["ComputeCache"]

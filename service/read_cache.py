@@ -10,8 +10,10 @@ the machine are training. An answer made less than ``HPS_READ_CACHE_S`` seconds 
   revoked key, or a study made private, is refused at once, whatever is cached.
 - The JSON answers are the same for every reader and shared; a page shows who is signed in
   (and their CSRF token), so pages are kept per reader (per key or session cookie).
-- What the workers wrote shows up at most ``HPS_READ_CACHE_S`` later; a change made through
-  this API (cancel, public) drops the study's answers, so it shows at once. A request with
+- What the workers wrote shows up at most ``HPS_READ_CACHE_S`` later; twice that for the
+  callers who ask while an aged-out answer is being made anew: they get the one before
+  rather than queue behind that one computation. A change made through this API (cancel,
+  public) drops the study's answers, so it shows at once. A request with
   ``Cache-Control: no-cache`` always gets a fresh answer; ``HPS_READ_CACHE_S=0`` turns the
   cache off.
 
@@ -19,8 +21,9 @@ Two halves. The routes make their answers through :class:`StudyReads` (after the
 access check), which keeps each encoded and gzipped in the app's
 :class:`~service.compute_cache.ComputeCache`; readers that ask while an answer is being made
 wait for it. :class:`CachedReads`, a middleware, sends a kept answer for the same path and
-query after one access check in one thread-pool call, without the router, the dependency
-injection and the five thread hops of a routed request: that is most of what a poll costs.
+query after one access check (on the event loop on SQLite, else in one thread-pool call),
+without the router, the dependency injection and the five thread hops of a routed request:
+that is most of what a poll costs.
 It knows no routes: what is cacheable is what the routes kept.
 """
 
@@ -219,7 +222,12 @@ class CachedReads:
         request = Request(scope)
         answer = None
         if not _fresh_asked(request):
-            answer = cache.peek(_key(scope, None)) or cache.peek(_key(scope, _credential(request)))
+            # While one caller makes an aged-out answer anew, the others get the one before
+            # (at most two ages old) instead of queueing behind it in the thread pool.
+            for key in (_key(scope, None), _key(scope, _credential(request))):
+                answer = cache.peek(key, stale_for=cache.ttl_s)
+                if answer is not None:
+                    break
         if answer is None:
             return await self.app(scope, receive, send)
         if self.on_loop:
@@ -238,7 +246,7 @@ class CachedReads:
         reads). Anything unusual (a bad key, a database error) goes on to the app, which
         answers it as it always does."""
         use = None
-        engine = self.state.loop_engine if self.on_loop else self.state.read_engine
+        engine = self.state.loop_engine if self.on_loop else self.state.access_engine
         busy_ms = ON_LOOP_BUSY_MS if self.on_loop else None
         try:
             with store.access_reads(engine, busy_timeout_ms=busy_ms) as reads:

@@ -46,29 +46,47 @@ class RecentChanges:
         self.ttl_s = ttl_s
         self._snapshots: dict[int, _Snapshot] = {}
         self._lock = threading.Lock()
+        self._reading: dict[int, threading.Lock] = {}  # study id -> held while one reads
         self.reads = 0  # snapshots read from the database
 
     def since(self, session: Session, study: store.StudyRow, cursor: int) -> store.Changes:
-        """What :func:`search.store.changes_since` answers, from a recent snapshot."""
+        """What :func:`search.store.changes_since` answers, from a recent snapshot. One
+        caller per study reads a new one; the others wait for it rather than read too."""
         if not self.ttl_s:
             return store.changes_since(session=session, study=study, cursor=cursor)
-        now = time.monotonic()
+        kept = self._kept(study.id, cursor)
+        if kept is not None:
+            return kept
         with self._lock:
-            snap = self._snapshots.get(study.id)
-            if snap is not None and now - snap.made < self.ttl_s and snap.base <= cursor:
-                snap.oldest_asked = min(snap.oldest_asked, cursor)
-                return _after(snap.changes, cursor)
-            base = cursor
-            if snap is not None and snap.oldest_asked <= cursor:
-                base = snap.oldest_asked  # the watchers answered last time, and this one
-        changes = store.changes_since(session=session, study=study, cursor=base)
-        if changes.cursor - base <= MAX_SPAN:
+            reading = self._reading.setdefault(study.id, threading.Lock())
+        with reading:
+            kept = self._kept(study.id, cursor)  # read while this caller waited
+            if kept is not None:
+                return kept
             with self._lock:
-                self.reads += 1
-                self._snapshots[study.id] = _Snapshot(now, base, changes, cursor)
-                for sid in [s for s, v in self._snapshots.items() if now - v.made > KEEP_FOR]:
-                    del self._snapshots[sid]
+                snap = self._snapshots.get(study.id)
+                base = cursor
+                if snap is not None and snap.oldest_asked <= cursor:
+                    base = snap.oldest_asked  # the watchers answered last time, and this one
+            now = time.monotonic()
+            changes = store.changes_since(session=session, study=study, cursor=base)
+            if changes.cursor - base <= MAX_SPAN:
+                with self._lock:
+                    self.reads += 1
+                    self._snapshots[study.id] = _Snapshot(now, base, changes, cursor)
+                    for sid in [s for s, v in self._snapshots.items() if now - v.made > KEEP_FOR]:
+                        del self._snapshots[sid]
+                        self._reading.pop(sid, None)
         return _after(changes, cursor)
+
+    def _kept(self, study_id: int, cursor: int) -> store.Changes | None:
+        """The part after ``cursor`` of a young enough snapshot that covers it."""
+        with self._lock:
+            snap = self._snapshots.get(study_id)
+            if snap is None or time.monotonic() - snap.made >= self.ttl_s or snap.base > cursor:
+                return None
+            snap.oldest_asked = min(snap.oldest_asked, cursor)
+            return _after(snap.changes, cursor)
 
     def forget(self, study_id: int) -> None:
         with self._lock:

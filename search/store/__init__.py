@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from search.store._access_reads import AccessReads, KeyRecord, StudyAccess, access_reads
+from search.store._access_reads import (
+    AccessReads,
+    KeyRecord,
+    StudyAccess,
+    access_reads,
+    read_access,
+)
 from search.store._changes import Changes, changes_since
 from search.store._datasets import (
     dataset_bytes,
@@ -18,6 +24,7 @@ from search.store._datasets import (
 )
 from search.store._engine import (
     SQLITE_BUSY_TIMEOUT_S,
+    access_engine,
     db_now,
     engine_kwargs,
     get_engine,
@@ -147,6 +154,7 @@ __all__ = [
     "KeyRecord",
     "StudyAccess",
     "access_reads",
+    "read_access",
     "DEFAULT_KEEP",
     "TEST_CLAIMED",
     "TEST_DONE",
@@ -183,6 +191,7 @@ __all__ = [
     "insert_key",
     "insert_web_session",
     "list_keys",
+    "access_engine",
     "loop_read_engine",
     "touch_key",
     "set_public",

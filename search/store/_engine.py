@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
+# Kept open between uses: as many connections as the API's thread pool runs requests at
+# once (anyio's 40). One to a local file costs little to keep, while one opened anew costs
+# its PRAGMAs and a parse of the schema at its first query; with SQLAlchemy's default of 5,
+# 50 pollers made the API open about 3 connections a second.
+SQLITE_POOL_SIZE = 40
 
 
 def utcnow() -> datetime:
@@ -114,8 +119,11 @@ def normalize_url(url: str) -> str:
 def engine_kwargs(url: str) -> dict[str, Any]:
     """create_engine() keyword arguments for ``url``, shared with Optuna's RDBStorage."""
     if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
-    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}, "pool_size": SQLITE_POOL_SIZE}
+    # Ten kept, none beyond: a connection past the kept ones is closed when given back, and
+    # a new one costs the server a process (a burst of 50 pollers made the API open twelve
+    # a second with 5 kept and 5 more allowed). Callers beyond ten wait for one.
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 0}
 
 
 def get_engine(url: str, *, read_only: bool = False) -> Engine:
@@ -140,6 +148,19 @@ def loop_read_engine(url: str) -> Engine | None:
     connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
     engine = create_engine(url, poolclass=StaticPool, connect_args=connect_args)
     return harden_sqlite(engine, read_only=True)
+
+
+@lru_cache(maxsize=16)
+def access_engine(url: str) -> Engine:
+    """The engine for the access reads every request makes (:mod:`._access_reads`): two
+    single-row lookups, each its own transaction. On PostgreSQL its connections are in
+    autocommit and are not pinged at checkout, so a check is its two queries' round trips
+    instead of five (ping, BEGIN, the queries, ROLLBACK); a connection that fails is
+    dropped (``access_reads``) instead of pinged. SQLite: the read-only engine."""
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        return get_engine(url, read_only=True)
+    return create_engine(url, isolation_level="AUTOCOMMIT", pool_size=8, max_overflow=0)
 
 
 def make_session_factory(url: str, *, read_only: bool = False) -> sessionmaker[Session]:

@@ -116,13 +116,11 @@ def _resolve(request: Request, settings: SettingsDep) -> Principal:
     if settings.auth == "off":
         return AUTH_OFF
     state = request.app.state
-    with store.access_reads(state.read_engine) as reads:
-        principal, use = lookup(
-            reads,
-            settings,
-            request.headers.get("authorization"),
-            request.cookies.get(SESSION_COOKIE),
-        )
+    authorization = request.headers.get("authorization")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    principal, use = store.read_access(
+        state.access_engine, lambda reads: lookup(reads, settings, authorization, cookie)
+    )
     record_use(state, use)
     return principal
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 import gzip
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import event, select, text, update
 
 from search import store
 from service.app import create_app
@@ -96,6 +97,68 @@ def test_every_hit_checks_the_caller(world: Any) -> None:
     revoke_key(client.app.state.settings.database_url, "alice")
     for url in urls:
         assert client.get(url, headers=bearer(keys.alice)).status_code == 401
+
+
+def _age(client: TestClient, seconds: float) -> None:
+    """Make every kept answer (and the study summaries they are made from) older."""
+    state = client.app.state  # type: ignore[attr-defined]
+    for cache in (state.read_cache, state.study_summaries):
+        for key, (made, value) in list(cache._entries.items()):
+            cache._entries[key] = (made - seconds, value)
+
+
+def test_while_one_caller_remakes_an_aged_out_answer_the_others_get_it(world: Any) -> None:
+    """Pollers that ask while an aged-out answer is being made anew get the one before
+    (checked like any other) instead of queueing behind that one computation; a caller who
+    asks for a fresh one still gets it."""
+    client, keys, factory = world
+    sid = owned_study(factory, "alice")
+    url, alice = f"/api/v1/studies/{sid}", bearer(keys.alice)
+    assert client.get(url, headers=alice).json()["status"] == "running"
+    _set_status(factory, sid, store.CANCELLED)
+    cache = client.app.state.read_cache
+    _age(client, 61)  # past its age of 60 s
+    assert cache.peek((url, "", None), stale_for=60) is None  # one caller goes to remake it
+    served = cache.served
+    assert client.get(url, headers=alice).json()["status"] == "running"  # the one before
+    assert cache.served == served + 1
+    assert client.get(url, headers=bearer(keys.bob)).status_code == 404  # still checked
+    assert client.get(url, headers=alice | FRESH).json()["status"] == "cancelled"
+    assert client.get(url, headers=alice).json()["status"] == "cancelled"
+
+
+def test_an_aged_out_answer_is_remade_by_the_first_caller(world: Any) -> None:
+    client, keys, factory = world
+    sid = owned_study(factory, "alice")
+    url, alice = f"/api/v1/studies/{sid}", bearer(keys.alice)
+    assert client.get(url, headers=alice).json()["status"] == "running"
+    _set_status(factory, sid, store.CANCELLED)
+    _age(client, 61)
+    assert client.get(url, headers=alice).json()["status"] == "cancelled"
+
+
+def test_a_server_that_dropped_every_connection_is_reconnected(postgres_url: str) -> None:
+    """The access reads' connections are not pinged before use: after the server drops
+    them (a restart), requests still succeed, on new connections."""
+    upgrade_db(postgres_url)
+    settings = Settings(database_url=postgres_url, auth="on", read_cache_s=60)
+    with TestClient(create_app(settings, recover=False)) as client:
+        keys = make_keys(postgres_url)
+        factory = client.app.state.session_factory  # type: ignore[attr-defined]
+        sid = owned_study(factory, "alice")
+        url, alice = f"/api/v1/studies/{sid}", bearer(keys.alice)
+        assert client.get(url, headers=alice).status_code == 200
+        assert client.get(url, headers=alice).status_code == 200  # a kept answer
+        with store.session_scope(factory) as s:
+            s.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        for headers in (alice | FRESH, alice, alice):  # routed first, then kept answers
+            assert client.get(url, headers=headers).status_code == 200
+        assert client.get(url, headers=bearer(keys.bob)).status_code == 404
 
 
 def test_a_study_made_private_is_refused_at_once(world: Any) -> None:
@@ -202,7 +265,7 @@ def test_a_hit_on_sqlite_needs_no_pooled_connection(tmp_path: Path) -> None:
         factory = client.app.state.session_factory  # type: ignore[attr-defined]
         sid = owned_study(factory, None)
         assert client.get(f"/api/v1/studies/{sid}").status_code == 200
-        engine = client.app.state.read_engine  # type: ignore[attr-defined]
+        engine = client.app.state.access_engine  # type: ignore[attr-defined]
         taken = [engine.raw_connection() for _ in range(engine.pool.size() + 10)]
         try:
             served = client.app.state.read_cache.served  # type: ignore[attr-defined]
@@ -222,3 +285,29 @@ def test_the_cli_client_always_reads_fresh(world: Any) -> None:
     assert hps.get_study(sid)["status"] == "running"
     _set_status(factory, sid, store.COMPLETED)
     assert hps.get_study(sid)["status"] == "completed"
+
+
+def test_bursts_of_readers_reuse_the_apis_connections(migrated_url: str) -> None:
+    """A burst of concurrent readers takes connections that are then kept: the next burst
+    opens none (each new one costs a server process on PostgreSQL, a schema parse on
+    SQLite; with SQLAlchemy's default pool the API opened several a second under load)."""
+    settings = Settings(database_url=migrated_url, auth="on", read_cache_s=0)
+    with TestClient(create_app(settings, recover=False)) as client:
+        keys = make_keys(migrated_url)
+        sid = owned_study(client.app.state.session_factory, "alice")  # type: ignore[attr-defined]
+        opened = []
+        for engine in (store.get_engine(migrated_url), store.access_engine(migrated_url)):
+            event.listen(engine, "connect", lambda *_: opened.append(1))
+
+        def burst() -> None:
+            def read(_: int) -> int:
+                return client.get(f"/api/v1/studies/{sid}", headers=bearer(keys.alice)).status_code
+
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                assert set(pool.map(read, range(32))) == {200}
+
+        burst()
+        first = len(opened)
+        burst()
+        burst()
+        assert len(opened) == first
