@@ -163,18 +163,16 @@ def access_reads(engine: Engine, *, busy_timeout_ms: int | None = None) -> Itera
             connection.close()
 
 
-def read_access(
-    engine: Engine, read: Callable[[AccessReads], T], *, busy_timeout_ms: int | None = None
-) -> T:
+def read_access(engine: Engine, read: Callable[[AccessReads], T]) -> T:
     """``read(reads)`` on a connection of ``engine`` (:func:`access_reads`), once more on a
     fresh connection when the server had dropped the first (a restart): the access engine's
     connections are not pinged before use."""
     try:
-        with access_reads(engine, busy_timeout_ms=busy_timeout_ms) as reads:
+        with access_reads(engine) as reads:
             return read(reads)
     except ConnectionLost:
         pass
-    with access_reads(engine, busy_timeout_ms=busy_timeout_ms) as reads:
+    with access_reads(engine) as reads:
         return read(reads)
 
 
