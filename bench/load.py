@@ -10,9 +10,10 @@ turn, one request every ``--interval`` seconds (a watching browser polls every 1
 measured after its first two seconds (connections made, answers kept: the steady state).
 Printed per backend: requests/s, p50/p99 latency, errors (any non-200 or transport error),
 the workers' training throughput (trials completed per second) without and with the load,
-the drop, the CPU the workers used without and with the load, and the CPU the API process
-and the clients used while loaded (% of one core): on a box whose cores the workers keep
-busy, what those use is what the workers lose.
+the drop, the CPU the workers used without and with the load, the CPU the API process
+and the clients used while loaded, and the CPU of the PostgreSQL server's processes
+without and with the load (% of one core; SQLite has no server): on a box whose cores the
+workers keep busy, what those use is what the workers lose.
 
 The drop is the median over rounds of each loaded phase's throughput against the mean of
 the quiet phases on either side of it (its range is printed too): on a shared machine the
@@ -102,16 +103,37 @@ def worker_pids(serve_pid: int) -> list[int]:
     return pids
 
 
+def server_cpu() -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL server process on this machine (its backends
+    serve the API and the workers); empty where none runs (SQLite)."""
+    cpu = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "postgres":
+                cpu[int(entry.name)] = cpu_seconds(int(entry.name))
+    return cpu
+
+
+def server_used(before: dict[int, float]) -> float:
+    """CPU seconds the server's processes used since ``before`` (a process started since
+    counts whole; one that ended since is lost: the pools keep theirs)."""
+    after = server_cpu()
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
 @dataclass
 class Quiet:
     rate: float
     workers_cpu: float  # share of one core
+    db_cpu: float
 
 
 def quiet_phase(api: httpx.Client, study_id: int, seconds: float, workers: list[int]) -> Quiet:
-    cpu0, t0 = sum(map(cpu_seconds, workers)), time.monotonic()
+    cpu0, db0, t0 = sum(map(cpu_seconds, workers)), server_cpu(), time.monotonic()
     rate = throughput(api, study_id, seconds)
-    return Quiet(rate, (sum(map(cpu_seconds, workers)) - cpu0) / (time.monotonic() - t0))
+    span = time.monotonic() - t0
+    workers_cpu = (sum(map(cpu_seconds, workers)) - cpu0) / span
+    return Quiet(rate, workers_cpu, server_used(db0) / span)
 
 
 def poller(
@@ -176,6 +198,7 @@ class Phase:
     api_cpu: float  # share of one core
     client_cpu: float
     workers_cpu: float
+    db_cpu: float
 
 
 def loaded_phase(
@@ -198,16 +221,18 @@ def loaded_phase(
     time.sleep(WARM_UP_S)  # connections made, answers kept: measured from here
     t0 = time.monotonic()
     api0, clients0 = cpu_seconds(pid), time.process_time()
-    workers0 = sum(map(cpu_seconds, workers))
+    workers0, db0 = sum(map(cpu_seconds, workers)), server_cpu()
     rate = throughput(api, study_id, args.duration)
     span = time.monotonic() - t0
     api_cpu = (cpu_seconds(pid) - api0) / span
     workers_cpu = (sum(map(cpu_seconds, workers)) - workers0) / span
     clients_cpu = (time.process_time() - clients0) / span
+    db_cpu = server_used(db0) / span
     stop.set()
     for t in threads:
         t.join()
-    return Phase(rate, tally, time.monotonic() - started, api_cpu, clients_cpu, workers_cpu)
+    span = time.monotonic() - started
+    return Phase(rate, tally, span, api_cpu, clients_cpu, workers_cpu, db_cpu)
 
 
 def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
@@ -273,7 +298,15 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
         "workers_loaded": 100 * statistics.mean(p.workers_cpu for p in phases),
         "api_cpu": 100 * statistics.mean(p.api_cpu for p in phases),
         "client_cpu": 100 * statistics.mean(p.client_cpu for p in phases),
+        "db_quiet": 100 * statistics.mean(q.db_cpu for q in quiet),
+        "db_loaded": 100 * statistics.mean(p.db_cpu for p in phases),
     }
+
+
+def db_column(r: dict[str, object]) -> str:
+    if r["backend"] != "postgresql":  # SQLite runs in the API's and the workers' processes
+        return f"{'-':>18}  {'-':>6}"
+    return f"{r['db_quiet']:>17.0f}%  {r['db_loaded']:>5.0f}%"
 
 
 def main() -> None:
@@ -298,6 +331,7 @@ def main() -> None:
     header = (
         "backend     requests  req/s  p50 ms  p99 ms  errors  trials/s quiet  loaded"
         "  drop (range)          workers CPU quiet  loaded  API CPU  clients CPU"
+        "  database CPU quiet  loaded"
     )
     print(header)
     for backend in args.backends.split(","):
@@ -308,7 +342,8 @@ def main() -> None:
             f"{r['backend']:<11} {r['requests']:>8}  {r['req_s']:>5.1f}  {r['p50']:>6.1f}  "
             f"{r['p99']:>6.1f}  {r['errors']:>6}  {r['quiet']:>14.3f}  {r['loaded']:>6.3f}  "
             f"{drop:<20}  {r['workers_quiet']:>17.0f}%  {r['workers_loaded']:>5.0f}%  "
-            f"{r['api_cpu']:>6.0f}%  {r['client_cpu']:>10.0f}%",
+            f"{r['api_cpu']:>6.0f}%  {r['client_cpu']:>10.0f}%  "
+            f"{db_column(r)}",
             flush=True,
         )
         if r["errors"]:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.telemetry import TelemetryConfig
 
-from search.store import access_engine, loop_read_engine, make_session_factory
+from search.store import access_engine, loop_reads, make_session_factory
 from service import pages
 from service.errors import install_error_handlers
 from service.middleware import install_middleware
@@ -71,8 +71,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_recovery_loop(app)) if recover else None
         yield
-        if app.state.loop_engine is not None:
-            app.state.loop_engine.dispose()
+        await app.state.loop_reads.close()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -94,7 +93,7 @@ def create_app(
     app.state.study_summaries = summary_cache(settings.read_cache_s)
     app.state.read_session_factory = make_session_factory(settings.database_url, read_only=True)
     app.state.access_engine = access_engine(settings.database_url)  # service.auth's reads
-    app.state.loop_engine = loop_read_engine(settings.database_url)  # SQLite only
+    app.state.loop_reads = loop_reads(settings.database_url)  # service.read_cache's checks
     install_error_handlers(app)
 
     api = APIRouter(prefix="/api/v1")

@@ -21,9 +21,9 @@ Two halves. The routes make their answers through :class:`StudyReads` (after the
 access check), which keeps each encoded and gzipped in the app's
 :class:`~service.compute_cache.ComputeCache`; readers that ask while an answer is being made
 wait for it. :class:`CachedReads`, a middleware, sends a kept answer for the same path and
-query after one access check (on the event loop on SQLite, else in one thread-pool call),
-without the router, the dependency injection and the five thread hops of a routed request:
-that is most of what a poll costs.
+query after one access check (one read, on the event loop), without the router, the
+dependency injection and the five thread hops of a routed request: that is most of what a
+poll costs.
 It knows no routes: what is cacheable is what the routes kept.
 """
 
@@ -50,7 +50,8 @@ from service.auth import (
     PrincipalDep,
     ReadableStudyDep,
     can_read,
-    lookup,
+    credential,
+    principal_of,
     record_use,
     token_hash,
 )
@@ -61,7 +62,6 @@ from service.schemas import StudyPublic
 from service.views import study_public
 
 log = logging.getLogger(__name__)
-ON_LOOP_BUSY_MS = 50  # SQLite: how long a check on the event loop may wait for a lock
 GZIP_MIN = 1000  # as the app's GZipMiddleware: smaller answers are sent as they are
 MAX_ANSWERS = 512  # the least recently used go first beyond this (a page is ~50 kB)
 
@@ -207,13 +207,7 @@ class CachedReads:
 
     def __init__(self, app: ASGIApp, state: Any) -> None:
         self.app = app
-        self.state = state  # the app's: settings, read engine, read_cache
-        # SQLite: the reads are of a local file in WAL mode (microseconds; readers never
-        # wait for writers), made on the event loop on a connection of its own (never a
-        # pooled one: the requests holding those may be waiting for the loop) with a short
-        # busy timeout, which sends a rare wait to the routed path instead of stalling the
-        # loop. PostgreSQL: a round trip to a server, made in the thread pool.
-        self.on_loop = state.loop_engine is not None
+        self.state = state  # the app's: settings, loop_reads, read_cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         cache: ComputeCache[Answer] = self.state.read_cache
@@ -230,36 +224,36 @@ class CachedReads:
                     break
         if answer is None:
             return await self.app(scope, receive, send)
-        if self.on_loop:
-            allowed, use = self._may_read(request, answer)
-        else:
-            allowed, use = await run_in_threadpool(self._may_read, request, answer)
+        allowed, use = await self._may_read(request, answer)
         if use is not None and use.due:  # a write, once a minute per key: never on the loop
             await run_in_threadpool(record_use, self.state, use)
         if not allowed:
             return await self.app(scope, receive, send)
         await _send(request, answer)(scope, receive, send)
 
-    def _may_read(self, request: Request, answer: Answer) -> tuple[bool, KeyUse | None]:
-        """Whether this caller may have ``answer`` (as the routes decide: the key or
-        session, then the study's owner and ``public``, read now; one connection, two indexed
-        reads). Anything unusual (a bad key, a database error) goes on to the app, which
-        answers it as it always does."""
+    async def _may_read(self, request: Request, answer: Answer) -> tuple[bool, KeyUse | None]:
+        """Whether this caller may have ``answer``, as the routes decide: the key or session,
+        then the study's owner and ``public``, read now, in one read on the event loop's own
+        connection (:mod:`search.store._loop_reads`). Anything unusual (a bad key, a
+        database error) goes on to the app, which answers it as it always does."""
         use = None
-        engine = self.state.loop_engine if self.on_loop else self.state.access_engine
-        busy_ms = ON_LOOP_BUSY_MS if self.on_loop else None
         try:
-            with store.access_reads(engine, busy_timeout_ms=busy_ms) as reads:
-                principal, use = lookup(
-                    reads,
-                    self.state.settings,
-                    request.headers.get("authorization"),
-                    request.cookies.get(SESSION_COOKIE),
-                )
-                if answer.reader is not None and answer.reader != principal:
-                    return False, use
-                study = reads.study_access(answer.study_id)
-            return study is not None and can_read(principal, study), use
+            presented = credential(
+                self.state.settings,
+                request.headers.get("authorization"),
+                request.cookies.get(SESSION_COOKIE),
+            )
+            read = store.read_study_and_key(
+                answer.study_id, key_hash=presented.key_hash, session_hash=presented.session_hash
+            )
+            found = await self.state.loop_reads.run(read)
+            if found is None:  # no such study (any more)
+                return False, None
+            study, key = found
+            principal, use = principal_of(presented, key)
+            if answer.reader is not None and answer.reader != principal:
+                return False, use
+            return can_read(principal, study), use
         except HpsError:
             return False, use
         except Exception:

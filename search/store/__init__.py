@@ -5,9 +5,15 @@ from __future__ import annotations
 from search.store._access_reads import (
     AccessReads,
     KeyRecord,
+    Read,
     StudyAccess,
+    StudyAndKey,
     access_reads,
     read_access,
+    read_key,
+    read_session_key,
+    read_study_access,
+    read_study_and_key,
 )
 from search.store._changes import Changes, changes_since
 from search.store._datasets import (
@@ -30,7 +36,6 @@ from search.store._engine import (
     get_engine,
     harden_sqlite,
     is_transient,
-    loop_read_engine,
     make_session_factory,
     normalize_url,
     session_scope,
@@ -48,6 +53,7 @@ from search.store._keys import (
     list_keys,
     touch_key,
 )
+from search.store._loop_reads import LoopReads, NotReady, loop_reads
 from search.store._models import (
     DEFAULT_KEEP,
     best_model,
@@ -155,6 +161,15 @@ __all__ = [
     "StudyAccess",
     "access_reads",
     "read_access",
+    "read_key",
+    "read_session_key",
+    "read_study_access",
+    "read_study_and_key",
+    "Read",
+    "StudyAndKey",
+    "LoopReads",
+    "NotReady",
+    "loop_reads",
     "DEFAULT_KEEP",
     "TEST_CLAIMED",
     "TEST_DONE",
@@ -192,7 +207,6 @@ __all__ = [
     "insert_web_session",
     "list_keys",
     "access_engine",
-    "loop_read_engine",
     "touch_key",
     "set_public",
     "COLUMN_SORTS",

@@ -31,7 +31,6 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -135,19 +134,6 @@ def get_engine(url: str, *, read_only: bool = False) -> Engine:
 @lru_cache(maxsize=16)
 def _engine(url: str, read_only: bool) -> Engine:
     return harden_sqlite(create_engine(url, **engine_kwargs(url)), read_only=read_only)
-
-
-def loop_read_engine(url: str) -> Engine | None:
-    """For SQLite, an engine of one read-only connection, for reads made on an event loop:
-    a loop must never wait for a pooled connection (the requests holding them may be
-    waiting for the loop), and one connection used by one thread at a time needs no pool.
-    None for a server database (its reads are round trips, made off the loop)."""
-    url = normalize_url(url)
-    if not url.startswith("sqlite"):
-        return None
-    connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
-    engine = create_engine(url, poolclass=StaticPool, connect_args=connect_args)
-    return harden_sqlite(engine, read_only=True)
 
 
 @lru_cache(maxsize=16)

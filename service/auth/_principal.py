@@ -8,7 +8,7 @@ key is refused at once. A key's ``last_used_at`` is written at most once a minut
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -48,15 +48,42 @@ AUTH_OFF = Principal(user=None, admin=True)
 ANONYMOUS = Principal(user=None, admin=False)
 
 
-def _key_for_bearer(reads: store.AccessReads, header: str) -> store.KeyRecord:
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("the Authorization header must be 'Bearer <API key>'")
-    row = reads.key_by_hash(token_hash(token))
-    if row is None or not same_hash(row.token_hash, token):
-        raise Unauthorized("invalid or revoked API key")
-    return row
+@dataclass(frozen=True)
+class Credential:
+    """What a request presents, before any read: nothing, an API key (``key``, with its
+    hash) or a browser session (its cookie's hash, and the CSRF token derived from it).
+    ``off``: auth is off, everyone is an admin."""
+
+    off: bool = False
+    key: str | None = field(default=None, repr=False)  # never in a log line
+    key_hash: str | None = None
+    session_hash: str | None = None
+    csrf: str | None = None
+
+    @property
+    def needs_read(self) -> bool:
+        return self.key_hash is not None or self.session_hash is not None
+
+    def key_read(self) -> store.Read[store.KeyRecord | None]:
+        if self.key_hash is not None:
+            return store.read_key(self.key_hash)
+        assert self.session_hash is not None
+        return store.read_session_key(self.session_hash)
+
+
+def credential(settings: Settings, authorization: str | None, cookie: str | None) -> Credential:
+    """The request's credential. Raises Unauthorized for a malformed Authorization header."""
+    if settings.auth == "off":
+        return Credential(off=True)
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("the Authorization header must be 'Bearer <API key>'")
+        return Credential(key=token, key_hash=token_hash(token))
+    if cookie:
+        return Credential(session_hash=token_hash(cookie), csrf=csrf_token(cookie))
+    return Credential()
 
 
 @dataclass(frozen=True)
@@ -73,26 +100,30 @@ class KeyUse:
         return self.last_used is None or store.utcnow() - self.last_used >= TOUCH_EVERY
 
 
+def principal_of(
+    credential: Credential, key: store.KeyRecord | None
+) -> tuple[Principal, KeyUse | None]:
+    """The caller presenting ``credential``, whose key (read for it) is ``key``, and the
+    key use to record. Raises Unauthorized for a wrong or revoked key."""
+    if credential.off:
+        return AUTH_OFF, None
+    if credential.key is not None:
+        if key is None or not same_hash(key.token_hash, credential.key):
+            raise Unauthorized("invalid or revoked API key")
+    elif key is None:  # nobody; or an expired or signed-out session, which is nobody
+        return ANONYMOUS, None
+    principal = Principal(user=key.user, admin=key.admin, key_name=key.name, csrf=credential.csrf)
+    return principal, KeyUse(key.id, key.name, key.last_used_at)
+
+
 def lookup(
     reads: store.AccessReads, settings: Settings, authorization: str | None, cookie: str | None
 ) -> tuple[Principal, KeyUse | None]:
     """The caller with this ``Authorization`` header or session ``cookie``, and the key
     use to record. Raises Unauthorized for a wrong or revoked key."""
-    if settings.auth == "off":
-        return AUTH_OFF, None
-    if authorization is None and not cookie:
-        return ANONYMOUS, None
-    if authorization is not None:
-        key = _key_for_bearer(reads, authorization)
-        csrf = None
-    else:
-        assert cookie is not None
-        found = reads.web_session_key(token_hash(cookie))
-        if found is None:  # an expired or signed-out session is nobody
-            return ANONYMOUS, None
-        key, csrf = found, csrf_token(cookie)
-    principal = Principal(user=key.user, admin=key.admin, key_name=key.name, csrf=csrf)
-    return principal, KeyUse(key.id, key.name, key.last_used_at)
+    presented = credential(settings, authorization, cookie)
+    key = reads.run(presented.key_read()) if presented.needs_read else None
+    return principal_of(presented, key)
 
 
 def record_use(state: Any, use: KeyUse | None) -> None:
@@ -163,8 +194,11 @@ __all__ = [
     "PrincipalDep",
     "SignedInDep",
     "current_principal",
+    "Credential",
     "KeyUse",
+    "credential",
     "lookup",
+    "principal_of",
     "record_use",
     "signed_in",
 ]

@@ -1,20 +1,27 @@
 """The key, browser-session and study-access reads that every request makes
 (search.store.access_reads: precompiled statements on a DBAPI connection) answer what the
-ORM queries answer, on SQLite and PostgreSQL."""
+ORM queries answer, on SQLite and PostgreSQL; so does the one read of a study and a key
+together, made by a kept answer's check, on a pooled connection and on an event loop's own
+(search.store.loop_reads)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
+import psycopg
+import pytest
+from sqlalchemy import func, select, update
 
 from search import store
 from tests.study_data import make_study
 
 
-def test_access_reads_match_the_tables(migrated_url: str) -> None:
+def _ann_and_her_study(migrated_url: str) -> tuple[int, int]:
+    """A key "k" of ann's (admin, hash "h1") with a live browser session ("live") and an
+    expired one ("gone"), and a study of ann's: the key's id and the study's."""
     factory = store.make_session_factory(migrated_url)
     with store.session_scope(factory) as s:
         key = store.insert_key(session=s, name="k", user="ann", token_hash="h1", admin=True)
@@ -29,6 +36,12 @@ def test_access_reads_match_the_tables(migrated_url: str) -> None:
     study_id = make_study(factory, [])
     with store.session_scope(factory) as s:
         s.execute(update(store.StudyRow).where(store.StudyRow.id == study_id).values(owner="ann"))
+    return key_id, study_id
+
+
+def test_access_reads_match_the_tables(migrated_url: str) -> None:
+    key_id, study_id = _ann_and_her_study(migrated_url)
+    factory = store.make_session_factory(migrated_url)
     with factory() as s:
         orm_key = s.get(store.ApiKeyRow, key_id)
         assert orm_key is not None
@@ -71,3 +84,93 @@ def test_a_short_busy_timeout_is_given_back(tmp_path: Path) -> None:
         assert timeout_ms(connection) == int(store.SQLITE_BUSY_TIMEOUT_S * 1000)
     finally:
         connection.close()
+
+
+def _study_and_key_reads(study_id: int) -> dict[str, store.Read[store.StudyAndKey | None]]:
+    return {
+        "key": store.read_study_and_key(study_id, key_hash="h1"),
+        "wrong key": store.read_study_and_key(study_id, key_hash="nope"),
+        "session": store.read_study_and_key(study_id, session_hash="live"),
+        "expired session": store.read_study_and_key(study_id, session_hash="gone"),
+        "nobody": store.read_study_and_key(study_id),
+        "no study": store.read_study_and_key(study_id + 1, key_hash="h1"),
+    }
+
+
+def _expect_study_and_key(found: dict[str, Any], key_id: int) -> None:
+    ann = store.StudyAccess(owner="ann", public=False)
+    key = found["key"][1]
+    assert found["key"][0] == ann and key is not None
+    assert (key.id, key.name, key.user, key.admin, key.token_hash) == (
+        key_id,
+        "k",
+        "ann",
+        True,
+        "h1",
+    )
+    assert found["session"] == (ann, key)  # the key the session was signed in with
+    for nobody in ("wrong key", "expired session", "nobody"):
+        assert found[nobody] == (ann, None), nobody
+    assert found["no study"] is None
+
+
+@pytest.mark.parametrize("where", ["pooled", "loop"])
+def test_a_study_and_a_key_in_one_read(migrated_url: str, where: str) -> None:
+    """A kept answer's check reads the study's access and the caller's key in one round
+    trip: the same answers as the two reads, on a pooled connection and on an event
+    loop's own."""
+    key_id, study_id = _ann_and_her_study(migrated_url)
+    reads = _study_and_key_reads(study_id)
+    if where == "pooled":
+        with store.access_reads(store.access_engine(migrated_url)) as pooled:
+            found = {name: pooled.run(read) for name, read in reads.items()}
+    else:
+
+        async def on_a_loop() -> dict[str, Any]:
+            loop_reads = store.loop_reads(migrated_url)
+            try:
+                return {name: await loop_reads.run(read) for name, read in reads.items()}
+            finally:
+                await loop_reads.close()
+
+        found = asyncio.run(on_a_loop())
+    _expect_study_and_key(found, key_id)
+
+
+def test_a_loops_reads_survive_a_new_loop_and_a_dropped_connection(postgres_url: str) -> None:
+    """The PostgreSQL connection of a loop's reads belongs to the loop it was opened on: on
+    another loop (a test client's next one), a new one is opened; one the server dropped
+    fails that read (its caller answers the usual way) and the next read reconnects."""
+    from service.runner import upgrade_db
+
+    upgrade_db(postgres_url)
+    _, study_id = _ann_and_her_study(postgres_url)
+    loop_reads = store.loop_reads(postgres_url)
+    read = store.read_study_access(study_id)
+    expected = store.StudyAccess(owner="ann", public=False)
+
+    async def backend_pid() -> int:
+        pid = await loop_reads.run(
+            store.Read(select(func.pg_backend_pid()), {}, lambda row: row and row[0])
+        )
+        assert isinstance(pid, int)
+        return pid
+
+    async def first() -> int:
+        assert await loop_reads.run(read) == expected
+        return await backend_pid()
+
+    async def second(dropped: int) -> int:
+        assert await backend_pid() != dropped  # a new loop: a new connection
+        pid = await backend_pid()
+        engine = store.get_engine(postgres_url)
+        with engine.connect() as conn:
+            conn.execute(select(func.pg_terminate_backend(pid)))
+        with pytest.raises(psycopg.OperationalError):
+            await loop_reads.run(read)
+        assert await loop_reads.run(read) == expected  # on a new connection
+        assert await backend_pid() != pid
+        await loop_reads.close()
+        return pid
+
+    asyncio.run(second(asyncio.run(first())))

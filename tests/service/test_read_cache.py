@@ -276,6 +276,52 @@ def test_a_hit_on_sqlite_needs_no_pooled_connection(tmp_path: Path) -> None:
                 connection.close()
 
 
+class _NoConnections:
+    """An engine whose pool is empty for good (every pooled connection taken)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.dialect = engine.dialect
+
+    def raw_connection(self) -> Any:
+        raise RuntimeError("no pooled connection to be had")
+
+
+def test_a_hit_is_checked_in_one_read_on_the_loops_own_connection(migrated_url: str) -> None:
+    """On both backends a kept answer's check (a key, a browser session or nobody; and the
+    study) is read on the event loop's own connection, never a pooled one: with the pool
+    empty for good, hits are still answered (a routed request would fail). And it still
+    refuses whom the database would refuse."""
+    settings = Settings(database_url=migrated_url, auth="on", read_cache_s=60)
+    with TestClient(create_app(settings, recover=False)) as client:
+        keys = make_keys(migrated_url)
+        state = client.app.state  # type: ignore[attr-defined]
+        sid = owned_study(state.session_factory, "alice")
+        public = owned_study(state.session_factory, "bob")
+        with store.session_scope(state.session_factory) as s:
+            s.execute(update(store.StudyRow).where(store.StudyRow.id == public).values(public=True))
+        browser = TestClient(client.app)
+        form = {"key": keys.alice}
+        assert browser.post("/signin", data=form, follow_redirects=False).status_code == 303
+        status, board = f"/api/v1/studies/{sid}", f"/api/v1/studies/{public}/leaderboard"
+        page = f"/studies/{sid}"
+        for url in (status, board):
+            assert client.get(url, headers=bearer(keys.alice)).status_code == 200  # kept
+        assert browser.get(page, headers=HTML).status_code == 200  # kept for this session
+        pooled, state.access_engine = state.access_engine, _NoConnections(state.access_engine)
+        try:
+            assert client.get(status, headers=bearer(keys.alice)).status_code == 200
+            assert client.get(board, headers=bearer(keys.alice)).status_code == 200
+            assert client.get(board).status_code == 200  # nobody: a public study
+            assert browser.get(board).status_code == 200  # a browser session
+            assert "alice" in browser.get(page, headers=HTML).text
+        finally:
+            state.access_engine = pooled
+        assert client.get(status, headers=bearer(keys.bob)).status_code == 404
+        assert client.get(status).status_code == 401
+        assert client.get(status, headers=bearer("hps_wrong")).status_code == 401
+        assert client.get(page, headers=bearer(keys.bob) | HTML).status_code == 404
+
+
 def test_the_cli_client_always_reads_fresh(world: Any) -> None:
     """A script that sees its study end and then reads the board must get the end."""
     client, keys, factory = world
