@@ -10,8 +10,8 @@ own here:
   wait (another connection recovering the log) to the caller as an error instead of
   stalling the loop.
 - PostgreSQL: one psycopg ``AsyncConnection`` in autocommit, so the round trip does not
-  block the loop. It is opened on first use, and dropped after an error that broke it (the
-  next read opens another). While it is being opened, reads fail at once instead of
+  block the loop. It is opened on first use, and dropped after any error (the next read
+  opens another). While it is being opened, reads fail at once instead of
   queueing behind the connect. A read is one prepared statement after the fifth use
   (psycopg's default), capped by a server-side statement timeout.
 
@@ -107,7 +107,9 @@ class ServerLoopReads:
             cursor = await conn.execute(sql, params)
             raw = await cursor.fetchone()
         except psycopg.Error:
-            if conn.broken or conn.closed:
+            # Broken, or left with what a fresh one would not have (a prepared statement
+            # from before a migration): the next read opens another.
+            if conn is self._conn:
                 self._drop()
             raise
         return read.result(self._dialect, raw)
