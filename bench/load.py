@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -103,21 +104,36 @@ def worker_pids(serve_pid: int) -> list[int]:
     return pids
 
 
-def server_cpu() -> dict[int, float]:
-    """CPU seconds so far of each PostgreSQL server process on this machine (its backends
-    serve the API and the workers); empty where none runs (SQLite)."""
-    cpu = {}
+def _serves(cmdline: bytes, database: str) -> bool:
+    """Whether a PostgreSQL server process works for ``database``: its own backends
+    ("postgres: 15/main: USER DATABASE 127.0.0.1(PORT) idle", autovacuum on it) and the
+    server's shared processes (writers, checkpointer); not other databases' backends."""
+    words = cmdline.decode(errors="replace").split()
+    client = any("(" in w or w == "[local]" for w in words) or "autovacuum worker" in " ".join(
+        words
+    )
+    return database in words or not client
+
+
+def server_cpu(database: str | None) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL server process that works for ``database``
+    (the API's and the workers' backends, the server's own); empty for None (SQLite)."""
+    cpu: dict[int, float] = {}
+    if database is None:
+        return cpu
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError, ValueError):
-            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "postgres":
+            if not entry.name.isdigit() or (entry / "comm").read_text().strip() != "postgres":
+                continue
+            if _serves((entry / "cmdline").read_bytes().replace(b"\0", b" "), database):
                 cpu[int(entry.name)] = cpu_seconds(int(entry.name))
     return cpu
 
 
-def server_used(before: dict[int, float]) -> float:
-    """CPU seconds the server's processes used since ``before`` (a process started since
-    counts whole; one that ended since is lost: the pools keep theirs)."""
-    after = server_cpu()
+def server_used(database: str | None, before: dict[int, float]) -> float:
+    """CPU seconds those processes used since ``before`` (a process started since counts
+    whole; one that ended since is lost: the pools keep theirs)."""
+    after = server_cpu(database)
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
@@ -128,12 +144,14 @@ class Quiet:
     db_cpu: float
 
 
-def quiet_phase(api: httpx.Client, study_id: int, seconds: float, workers: list[int]) -> Quiet:
-    cpu0, db0, t0 = sum(map(cpu_seconds, workers)), server_cpu(), time.monotonic()
+def quiet_phase(
+    api: httpx.Client, study_id: int, seconds: float, workers: list[int], database: str | None
+) -> Quiet:
+    cpu0, db0, t0 = sum(map(cpu_seconds, workers)), server_cpu(database), time.monotonic()
     rate = throughput(api, study_id, seconds)
     span = time.monotonic() - t0
     workers_cpu = (sum(map(cpu_seconds, workers)) - cpu0) / span
-    return Quiet(rate, workers_cpu, server_used(db0) / span)
+    return Quiet(rate, workers_cpu, server_used(database, db0) / span)
 
 
 def poller(
@@ -209,6 +227,7 @@ def loaded_phase(
     api: httpx.Client,
     pid: int,
     workers: list[int],
+    database: str | None,
 ) -> Phase:
     tally, stop = Tally(), threading.Event()
     threads = [
@@ -221,13 +240,13 @@ def loaded_phase(
     time.sleep(WARM_UP_S)  # connections made, answers kept: measured from here
     t0 = time.monotonic()
     api0, clients0 = cpu_seconds(pid), time.process_time()
-    workers0, db0 = sum(map(cpu_seconds, workers)), server_cpu()
+    workers0, db0 = sum(map(cpu_seconds, workers)), server_cpu(database)
     rate = throughput(api, study_id, args.duration)
     span = time.monotonic() - t0
     api_cpu = (cpu_seconds(pid) - api0) / span
     workers_cpu = (sum(map(cpu_seconds, workers)) - workers0) / span
     clients_cpu = (time.process_time() - clients0) / span
-    db_cpu = server_used(db0) / span
+    db_cpu = server_used(database, db0) / span
     stop.set()
     for t in threads:
         t.join()
@@ -238,6 +257,7 @@ def loaded_phase(
 def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
     with database(backend, args.pg_url) as url:
         key = create_key(url, "bench")
+        server_db = make_url(url).database if backend == "postgresql" else None
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         env = os.environ | {
@@ -269,9 +289,11 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
             quiet: list[Quiet] = []
             phases: list[Phase] = []
             for _ in range(args.rounds):
-                quiet.append(quiet_phase(api, study_id, args.duration, workers))
-                phases.append(loaded_phase(base, key, study_id, args, api, proc.pid, workers))
-            quiet.append(quiet_phase(api, study_id, args.duration, workers))
+                quiet.append(quiet_phase(api, study_id, args.duration, workers, server_db))
+                phases.append(
+                    loaded_phase(base, key, study_id, args, api, proc.pid, workers, server_db)
+                )
+            quiet.append(quiet_phase(api, study_id, args.duration, workers, server_db))
         finally:
             proc.send_signal(signal.SIGTERM)  # serve stops its workers itself
             proc.wait(timeout=60)

@@ -196,15 +196,6 @@ class AccessReads:
             cursor.close()
         return read.result(self._dialect, raw)
 
-    def key_by_hash(self, token_hash: str) -> KeyRecord | None:
-        return self.run(read_key(token_hash))
-
-    def web_session_key(self, token_hash: str) -> KeyRecord | None:
-        return self.run(read_session_key(token_hash))
-
-    def study_access(self, study_id: int) -> StudyAccess | None:
-        return self.run(read_study_access(study_id))
-
 
 @contextmanager
 def access_reads(engine: Engine, *, busy_timeout_ms: int | None = None) -> Iterator[AccessReads]:

@@ -9,11 +9,14 @@ own here:
   takes microseconds and never waits for a writer; a short busy timeout sends the rare
   wait (another connection recovering the log) to the caller as an error instead of
   stalling the loop.
-- PostgreSQL: one psycopg ``AsyncConnection`` in autocommit, so the round trip does not
-  block the loop. It is opened on first use, and dropped after any error (the next read
-  opens another). While it is being opened, reads fail at once instead of
-  queueing behind the connect. A read is one prepared statement after the fifth use
-  (psycopg's default), capped by a server-side statement timeout.
+- PostgreSQL: one psycopg ``AsyncConnection`` per event loop, in autocommit, so the round
+  trip does not block the loop. It is opened on first use, and dropped after any error
+  (the next read opens another). Reads fail at once instead of waiting while it is being
+  opened, or when ``PG_MAX_QUEUED`` are already on it (a stalled one: the routes' pooled
+  connections spread the rest). A read is one prepared statement after the fifth use
+  (psycopg's default), capped by a server-side statement timeout given at connect (no
+  ``SET``: a pooler in front keeps no session state); keepalives and a TCP timeout end a
+  connection to a server that is gone in seconds.
 
 Any failure is raised: the caller answers that request the usual way (routed, with the
 pooled connections and their retries).
@@ -23,9 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Protocol, TypeVar
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from weakref import WeakKeyDictionary, WeakSet
 
-import psycopg
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
@@ -38,10 +43,24 @@ from search.store._engine import (
     normalize_url,
 )
 
+if TYPE_CHECKING:  # imported where used: a worker or CLI on SQLite never needs it
+    import psycopg
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 SQLITE_BUSY_MS = 50  # how long a read on the loop may wait for a SQLite lock
 PG_STATEMENT_TIMEOUT_MS = 2000  # a read on the loop that takes longer is given up
+PG_MAX_QUEUED = 8  # reads on the loop's connection beyond which the next goes elsewhere
+# A connection to a server that is gone (a lost host, a dropped route) fails in seconds
+# instead of when the kernel gives up (minutes): libpq's keepalives and TCP timeout.
+PG_CONNECT = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
 
 
 class NotReady(Exception):
@@ -68,59 +87,89 @@ class SqliteLoopReads:
         self.engine.dispose()
 
 
+@dataclass
+class _Connection:
+    """A loop's connection, and how many reads are on it (waiting their turn or running)."""
+
+    conn: psycopg.AsyncConnection[Any]
+    # Closes its socket when its loop is gone.
+    closer: weakref.finalize[[], asyncio.AbstractEventLoop]
+    reads: int = 0
+
+    def drop(self) -> None:
+        self.closer()  # at once (closing is a coroutine; this is its socket, synchronously)
+
+
 class ServerLoopReads:
     def __init__(self, url: str) -> None:
         # The pooled access reads' engine lends its dialect (SQL, parameter and result
         # conversion) and its connect arguments: these reads are what the pooled ones send.
         engine = access_engine(url)
         self._dialect = engine.dialect
-        _, self._connect_args = self._dialect.create_connect_args(engine.url)
-        self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._opening = False
+        _, args = self._dialect.create_connect_args(engine.url)
+        options = f"{args.get('options', '')} -c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"
+        self._connect_args = {**PG_CONNECT, **args, "options": options.strip()}
+        # One connection per event loop (a server runs one; tests run many, one after
+        # another or in other threads): a psycopg connection belongs to the loop it was
+        # opened on. A loop's connection is closed when the loop is gone.
+        self._connections: WeakKeyDictionary[asyncio.AbstractEventLoop, _Connection] = (
+            WeakKeyDictionary()
+        )
+        self._opening: WeakSet[asyncio.AbstractEventLoop] = WeakSet()
+        self._closed = False
 
-    async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        loop = asyncio.get_running_loop()
-        if self._conn is not None and (self._loop is not loop or self._conn.closed):
-            self._drop()  # made on another event loop (a test's), or closed by an error
-        if self._conn is None:
-            if self._opening:
-                raise NotReady("the event loop's database connection is being opened")
-            self._opening = True
-            try:
-                conn = await psycopg.AsyncConnection.connect(**self._connect_args, autocommit=True)
-                await conn.execute(f"SET statement_timeout = {PG_STATEMENT_TIMEOUT_MS}")
-                self._conn, self._loop = conn, loop
-            finally:
-                self._opening = False
-        return self._conn
+    async def _connection(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        import psycopg
 
-    def _drop(self) -> None:
-        if self._conn is not None:
-            self._conn.pgconn.finish()  # its socket, at once (closing is a coroutine)
-        self._conn = self._loop = None
+        held = self._connections.get(loop)
+        if held is not None:
+            if not held.conn.closed:
+                return held
+            held.closer.detach()  # closed by psycopg (a cancelled read it could not end)
+        if self._closed:
+            raise NotReady("the API is shutting down")
+        if loop in self._opening:
+            raise NotReady("the event loop's database connection is being opened")
+        self._opening.add(loop)
+        try:
+            conn = await psycopg.AsyncConnection.connect(**self._connect_args, autocommit=True)
+        finally:
+            self._opening.discard(loop)
+        closer = weakref.finalize(loop, conn.pgconn.finish)
+        held = self._connections[loop] = _Connection(conn, closer)
+        return held
 
     async def run(self, read: Read[T]) -> T:
-        conn = await self._connection()
+        import psycopg
+
+        loop = asyncio.get_running_loop()
+        held = await self._connection(loop)
+        if held.reads >= PG_MAX_QUEUED:  # one stalled: the routes' pool spreads the rest
+            raise NotReady("the event loop's database connection is busy")
         sql, params = read.statement(self._dialect)
+        held.reads += 1
         try:
-            cursor = await conn.execute(sql, params)
+            cursor = await held.conn.execute(sql, params)
             raw = await cursor.fetchone()
         except psycopg.Error:
             # Broken, or left with what a fresh one would not have (a prepared statement
             # from before a migration): the next read opens another.
-            if conn is self._conn:
-                self._drop()
+            if self._connections.get(loop) is held:
+                del self._connections[loop]
+                held.drop()
             raise
+        finally:
+            held.reads -= 1
         return read.result(self._dialect, raw)
 
     async def close(self) -> None:
-        conn, loop = self._conn, self._loop
-        self._conn = self._loop = None
-        if conn is not None and loop is asyncio.get_running_loop():
-            await conn.close()
-        elif conn is not None:
-            conn.pgconn.finish()
+        """Close this loop's connection (the others close with their loops); no more are
+        opened."""
+        self._closed = True
+        held = self._connections.pop(asyncio.get_running_loop(), None)
+        if held is not None:
+            held.closer.detach()
+            await held.conn.close()
 
 
 def loop_reads(url: str) -> LoopReads:

@@ -58,7 +58,7 @@ class Credential:
     key: str | None = field(default=None, repr=False)  # never in a log line
     key_hash: str | None = None
     session_hash: str | None = None
-    csrf: str | None = None
+    csrf: str | None = field(default=None, repr=False)
 
     @property
     def needs_read(self) -> bool:

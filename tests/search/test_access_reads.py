@@ -13,9 +13,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal_column, select, update
 
 from search import store
+from search.store._loop_reads import PG_MAX_QUEUED as MAX_QUEUED
 from tests.study_data import make_study
 
 
@@ -46,7 +47,7 @@ def test_access_reads_match_the_tables(migrated_url: str) -> None:
         orm_key = s.get(store.ApiKeyRow, key_id)
         assert orm_key is not None
         with store.access_reads(store.get_engine(migrated_url, read_only=True)) as reads:
-            found = reads.key_by_hash("h1")
+            found = reads.run(store.read_key("h1"))
             assert found is not None
             assert (found.id, found.name, found.user, found.admin, found.token_hash) == (
                 key_id,
@@ -56,12 +57,14 @@ def test_access_reads_match_the_tables(migrated_url: str) -> None:
                 "h1",
             )
             assert found.last_used_at == orm_key.last_used_at is not None
-            assert reads.key_by_hash("nope") is None
-            live = reads.web_session_key("live")
+            assert reads.run(store.read_key("nope")) is None
+            live = reads.run(store.read_session_key("live"))
             assert live is not None and live.id == key_id
-            assert reads.web_session_key("gone") is None  # expired
-            assert reads.study_access(study_id) == store.StudyAccess(owner="ann", public=False)
-            assert reads.study_access(study_id + 1) is None
+            assert reads.run(store.read_session_key("gone")) is None  # expired
+            assert reads.run(store.read_study_access(study_id)) == store.StudyAccess(
+                owner="ann", public=False
+            )
+            assert reads.run(store.read_study_access(study_id + 1)) is None
 
 
 def test_a_short_busy_timeout_is_given_back(tmp_path: Path) -> None:
@@ -137,10 +140,15 @@ def test_a_study_and_a_key_in_one_read(migrated_url: str, where: str) -> None:
     _expect_study_and_key(found, key_id)
 
 
+def _pid_read() -> store.Read[int]:
+    return store.Read(select(func.pg_backend_pid()), {}, lambda row: int(row[0]) if row else 0)
+
+
 def test_a_loops_reads_survive_a_new_loop_and_a_dropped_connection(postgres_url: str) -> None:
     """The PostgreSQL connection of a loop's reads belongs to the loop it was opened on: on
-    another loop (a test client's next one), a new one is opened; one the server dropped
-    fails that read (its caller answers the usual way) and the next read reconnects."""
+    another loop (a test client's next one), another is opened. After any error, even one
+    that leaves it usable, and after the server dropped it, that read fails (its caller
+    answers the usual way) and the next read is on a new connection."""
     from service.runner import upgrade_db
 
     upgrade_db(postgres_url)
@@ -149,28 +157,59 @@ def test_a_loops_reads_survive_a_new_loop_and_a_dropped_connection(postgres_url:
     read = store.read_study_access(study_id)
     expected = store.StudyAccess(owner="ann", public=False)
 
-    async def backend_pid() -> int:
-        pid = await loop_reads.run(
-            store.Read(select(func.pg_backend_pid()), {}, lambda row: row and row[0])
-        )
-        assert isinstance(pid, int)
-        return pid
-
     async def first() -> int:
         assert await loop_reads.run(read) == expected
-        return await backend_pid()
+        return await loop_reads.run(_pid_read())
 
-    async def second(dropped: int) -> int:
-        assert await backend_pid() != dropped  # a new loop: a new connection
-        pid = await backend_pid()
-        engine = store.get_engine(postgres_url)
-        with engine.connect() as conn:
+    async def second(first_loops: int) -> None:
+        pid = await loop_reads.run(_pid_read())
+        assert pid != first_loops  # a new loop: a new connection
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            await loop_reads.run(store.Read(select(literal_column("1 / 0")), {}, bool))
+        assert await loop_reads.run(read) == expected
+        pid, dropped = await loop_reads.run(_pid_read()), pid
+        assert pid != dropped  # dropped after the error
+        with store.get_engine(postgres_url).connect() as conn:
             conn.execute(select(func.pg_terminate_backend(pid)))
         with pytest.raises(psycopg.OperationalError):
             await loop_reads.run(read)
         assert await loop_reads.run(read) == expected  # on a new connection
-        assert await backend_pid() != pid
+        assert await loop_reads.run(_pid_read()) != pid
         await loop_reads.close()
-        return pid
+        with pytest.raises(store.NotReady):  # closed for good
+            await loop_reads.run(read)
 
     asyncio.run(second(asyncio.run(first())))
+
+
+def test_a_loops_connection_is_opened_once_and_never_queues_long(postgres_url: str) -> None:
+    """Reads on a loop share one connection: while it is being opened, and beyond
+    PG_MAX_QUEUED on it at once, a read fails at once (NotReady: the caller answers the
+    usual way) instead of waiting its turn."""
+    from service.runner import upgrade_db
+
+    upgrade_db(postgres_url)
+    _, study_id = _ann_and_her_study(postgres_url)
+    read = store.read_study_access(study_id)
+    expected = store.StudyAccess(owner="ann", public=False)
+
+    async def on_a_loop() -> None:
+        loop_reads = store.loop_reads(postgres_url)
+        try:
+            opening = await asyncio.gather(
+                *(loop_reads.run(read) for _ in range(3)), return_exceptions=True
+            )
+            assert opening[0] == expected
+            assert [type(r) for r in opening[1:]] == [store.NotReady] * 2
+            many = MAX_QUEUED + 3
+            found = await asyncio.gather(
+                *(loop_reads.run(read) for _ in range(many)), return_exceptions=True
+            )
+            assert found[:MAX_QUEUED] == [expected] * MAX_QUEUED
+            assert [type(r) for r in found[MAX_QUEUED:]] == [store.NotReady] * 3
+            pids = await asyncio.gather(*(loop_reads.run(_pid_read()) for _ in range(MAX_QUEUED)))
+            assert len(set(pids)) == 1  # one connection
+        finally:
+            await loop_reads.close()
+
+    asyncio.run(on_a_loop())

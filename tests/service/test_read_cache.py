@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, select, text, update
+from sqlalchemy import delete, event, select, text, update
 
 from search import store
 from service.app import create_app
@@ -288,38 +288,54 @@ class _NoConnections:
 
 def test_a_hit_is_checked_in_one_read_on_the_loops_own_connection(migrated_url: str) -> None:
     """On both backends a kept answer's check (a key, a browser session or nobody; and the
-    study) is read on the event loop's own connection, never a pooled one: with the pool
+    study) is one read on the event loop's own connection, never a pooled one: with the pool
     empty for good, hits are still answered (a routed request would fail). And it still
-    refuses whom the database would refuse."""
+    refuses whom the database would refuse: those go on to the routes."""
     settings = Settings(database_url=migrated_url, auth="on", read_cache_s=60)
-    with TestClient(create_app(settings, recover=False)) as client:
+    with (
+        TestClient(create_app(settings, recover=False)) as client,
+        TestClient(client.app) as browser,
+    ):
         keys = make_keys(migrated_url)
         state = client.app.state  # type: ignore[attr-defined]
         sid = owned_study(state.session_factory, "alice")
-        public = owned_study(state.session_factory, "bob")
-        with store.session_scope(state.session_factory) as s:
-            s.execute(update(store.StudyRow).where(store.StudyRow.id == public).values(public=True))
-        browser = TestClient(client.app)
+        public = owned_study(state.session_factory, "bob", public=True)
         form = {"key": keys.alice}
         assert browser.post("/signin", data=form, follow_redirects=False).status_code == 303
-        status, board = f"/api/v1/studies/{sid}", f"/api/v1/studies/{public}/leaderboard"
-        page = f"/studies/{sid}"
-        for url in (status, board):
+        status, board = f"/api/v1/studies/{sid}", f"/api/v1/studies/{sid}/leaderboard"
+        public_board, page = f"/api/v1/studies/{public}/leaderboard", f"/studies/{sid}"
+        for url in (status, board, public_board):
             assert client.get(url, headers=bearer(keys.alice)).status_code == 200  # kept
         assert browser.get(page, headers=HTML).status_code == 200  # kept for this session
+        reads = []
+        loop_run = state.loop_reads.run
+
+        async def counted(read: Any) -> Any:
+            reads.append(read)
+            return await loop_run(read)
+
+        state.loop_reads.run = counted
         pooled, state.access_engine = state.access_engine, _NoConnections(state.access_engine)
         try:
+            served = state.read_cache.served
             assert client.get(status, headers=bearer(keys.alice)).status_code == 200
-            assert client.get(board, headers=bearer(keys.alice)).status_code == 200
-            assert client.get(board).status_code == 200  # nobody: a public study
-            assert browser.get(board).status_code == 200  # a browser session
+            assert browser.get(board).status_code == 200  # alice's, through her session
+            assert client.get(public_board).status_code == 200  # nobody: a public study
             assert "alice" in browser.get(page, headers=HTML).text
+            assert state.read_cache.served == served + 4 and len(reads) == 4  # one read each
         finally:
             state.access_engine = pooled
-        assert client.get(status, headers=bearer(keys.bob)).status_code == 404
-        assert client.get(status).status_code == 401
-        assert client.get(status, headers=bearer("hps_wrong")).status_code == 401
-        assert client.get(page, headers=bearer(keys.bob) | HTML).status_code == 404
+        for url in (status, board):
+            assert client.get(url, headers=bearer(keys.bob)).status_code == 404
+            assert client.get(url).status_code == 401
+            assert client.get(url, headers=bearer("hps_wrong")).status_code == 401
+        assert client.get(page, headers=bearer(keys.bob) | HTML).status_code == 404  # no hit
+        with store.session_scope(state.session_factory) as s:
+            s.execute(delete(store.WebSessionRow))  # signed out behind the API's back
+        signed_out = browser.get(page, headers=HTML, follow_redirects=False)
+        assert signed_out.status_code == 303
+        assert signed_out.headers["location"].startswith("/signin")
+        assert state.read_cache.served == served + 4 + 7  # refused hits went on to the routes
 
 
 def test_the_cli_client_always_reads_fresh(world: Any) -> None:
