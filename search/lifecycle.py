@@ -16,6 +16,8 @@ finishes:
 - ``reap_trial``: a trial whose heartbeat, by the database's clock, is older than the grace
   period is failed on both sides and its slot retried, at most ``max_retries`` times per
   slot; then it fails for good with the reason shown to the user.
+- ``hand_back_trials``: a stopping worker fails, for a retry, any trial it still holds
+  (claimed as a signal stopped it), instead of leaving it to the reaper.
 
 The transactions take row locks in the order given in ``search.store._trials``.
 """
@@ -39,6 +41,7 @@ from search.store import (
     W_BUSY,
     W_IDLE,
     W_LOST,
+    UnfinishedTrial,
     claim_slot,
     finish_trial,
     insert_trial,
@@ -49,6 +52,7 @@ from search.store import (
     session_scope,
     set_worker_state,
     stale_trials,
+    trials_held_by,
     with_retry,
 )
 from search.trial_runner import Outcome
@@ -159,6 +163,24 @@ def end_trial(
     return recorded
 
 
+def _fail_unfinished(
+    *, session: Session, row: UnfinishedTrial, reason: str, retry: bool, **values: Any
+) -> None:
+    """Fail a locked, unfinished trial on both sides (``retry``: its slot waits for the
+    next claim)."""
+    if row.optuna_trial_id is not None:
+        optuna_rows.finish_trial(
+            session=session,
+            trial_id=row.optuna_trial_id,
+            state=TrialState.FAIL,
+            value=None,
+            new_intermediate_values={},
+            reason=reason,
+        )
+    values = {"reason": reason, **values}
+    finish_trial(session=session, trial=row, state=T_FAIL, values=values, retry=retry)
+
+
 def reap_trial(
     *, session: Session, trial_row_id: int, study_id: int, grace_s: float, max_retries: int
 ) -> str | None:
@@ -174,20 +196,23 @@ def reap_trial(
     reason = LOST_REASON
     if losses > max_retries:
         reason = f"{LOST_REASON} {losses} times; not retried (max retries {max_retries})"
-    if row.optuna_trial_id is not None:
-        optuna_rows.finish_trial(
-            session=session,
-            trial_id=row.optuna_trial_id,
-            state=TrialState.FAIL,
-            value=None,
-            new_intermediate_values={},
-            reason=reason,
-        )
-    values = {"reason": reason, "losses": losses}
-    finish_trial(session=session, trial=row, state=T_FAIL, values=values, retry=retry)
+    _fail_unfinished(session=session, row=row, reason=reason, retry=retry, losses=losses)
     if row.worker_id is not None:
         set_worker_state(session=session, worker_id=row.worker_id, status=W_LOST)
     return reason
+
+
+def _in_transactions(session_factory: sessionmaker[Session]) -> Any:
+    """``txn(fn)``: ``fn(session)`` in a transaction of its own, retried on transient errors."""
+
+    def txn(fn: Any) -> Any:
+        def run() -> Any:
+            with session_scope(session_factory) as session:
+                return fn(session)
+
+        return with_retry(run)
+
+    return txn
 
 
 def reap_lost_trials(
@@ -200,14 +225,7 @@ def reap_lost_trials(
     """Reap every trial whose heartbeat is older than ``grace_s`` (one transaction each)
     and mark silent workers lost. Safe from any number of processes at once: the stale
     check is repeated under the rows' locks. Returns the number of trials reaped."""
-
-    def txn(fn: Any) -> Any:
-        def run() -> Any:
-            with session_scope(session_factory) as session:
-                return fn(session)
-
-        return with_retry(run)
-
+    txn = _in_transactions(session_factory)
     with session_scope(read_session_factory or session_factory) as session:
         stale = stale_trials(session=session, grace_s=grace_s)
     reaped = 0
@@ -224,6 +242,31 @@ def reap_lost_trials(
     return reaped
 
 
+def hand_back_trials(*, session_factory: sessionmaker[Session], worker_id: int, reason: str) -> int:
+    """Fail, for a retry (unless the study was cancelled), every trial a stopping worker
+    still holds (one transaction each): one it claimed as a signal stopped it, before it
+    learned of the claim (the signal landed in the claim's commit). Without this such a
+    trial stays RUNNING until the reaper's grace period ends. Returns how many."""
+    txn = _in_transactions(session_factory)
+    with session_scope(session_factory) as session:
+        held = trials_held_by(session=session, worker_id=worker_id)
+
+    def hand_back(session: Session, row_id: int, study_id: int) -> bool:
+        status = lock_study(session=session, study_id=study_id)
+        row = lock_running_trial(session=session, trial_row_id=row_id)
+        if status is None or row is None or row.worker_id != worker_id:
+            return False
+        _fail_unfinished(session=session, row=row, reason=reason, retry=status != CANCELLED)
+        return True
+
+    handed = 0
+    for row_id, study_id in held:
+        if txn(lambda s, r=row_id, sid=study_id: hand_back(s, r, sid)):
+            handed += 1
+            log.warning("trial row %s of study %s handed back: %s", row_id, study_id, reason)
+    return handed
+
+
 __all__ = [
     "DEFAULT_MAX_RETRIES",
     "LOST_REASON",
@@ -231,6 +274,7 @@ __all__ = [
     "StudyContext",
     "begin_trial",
     "end_trial",
+    "hand_back_trials",
     "reap_lost_trials",
     "reap_trial",
 ]

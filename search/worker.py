@@ -33,7 +33,13 @@ from search._worker_options import KILLED_REASON, STOPPED_REASON, WorkerKilled, 
 from search._worker_studies import ServedStudy, Studies, prepare_trial
 from search.datasets import trial_dataset
 from search.heartbeat import Heartbeat
-from search.lifecycle import StartedTrial, begin_trial, end_trial, reap_lost_trials
+from search.lifecycle import (
+    StartedTrial,
+    begin_trial,
+    end_trial,
+    hand_back_trials,
+    reap_lost_trials,
+)
 from search.store import (
     T_FAIL,
     W_STOPPED,
@@ -111,6 +117,7 @@ class Worker:
         no work is left. Returns the number of trials this worker ran."""
         o = self.options
         self.register()
+        killed = True  # until the loop ends by itself or by an error of its own
         try:
             while not self.stop.event.is_set():
                 if o.max_trials is not None and self.trials_run >= o.max_trials:
@@ -126,11 +133,17 @@ class Worker:
                     pause = o.poll_interval * 10
                     log.warning("database unavailable (%s); retrying in %.1f s", exc, pause)
                     self.stop.event.wait(pause)
+            killed = False
+        except Exception:
+            killed = False
+            raise
         finally:
-            self.close()
+            self.close(killed=killed)
         return self.trials_run
 
-    def close(self) -> None:
+    def close(self, *, killed: bool = False) -> None:
+        """Hand back what this worker holds and mark it stopped. ``killed``: it is stopping
+        on a kill (WorkerKilled, Ctrl-C)."""
         if self._next is not None:  # claimed as the last trial ended, never started
             _, started = self._next
             self._next = None
@@ -143,6 +156,14 @@ class Worker:
             self.heartbeat.halt()
         if self.worker_id is not None:
             wid = self.worker_id
+            try:  # a trial claimed as a kill landed in the claim's commit, never learned of
+                hand_back_trials(
+                    session_factory=self.sessions,
+                    worker_id=wid,
+                    reason=KILLED_REASON if killed else STOPPED_REASON,
+                )
+            except Exception:
+                log.exception("could not hand back the trials of worker %s", wid)
             try:
                 self._db(lambda s: set_worker_state(session=s, worker_id=wid, status=W_STOPPED))
             except Exception:

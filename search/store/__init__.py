@@ -144,6 +144,7 @@ from search.store._trials import (
     lock_study,
     set_trial_params,
     stale_trials,
+    trials_held_by,
 )
 from search.store._workers import (
     count_live_workers,
@@ -284,6 +285,7 @@ __all__ = [
     "set_trial_params",
     "set_worker_state",
     "stale_trials",
+    "trials_held_by",
     "trial_counts",
     "utcnow",
     "with_retry",

@@ -163,7 +163,12 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
         session.commit()
     except BaseException:
-        session.rollback()
+        try:
+            session.rollback()
+        except Exception:
+            # E.g. a signal's exception raised as the commit ended (the session is then
+            # committed, with nothing to roll back): the error to raise is the first one.
+            log.debug("rollback after an error failed", exc_info=True)
         raise
     finally:
         session.close()

@@ -261,6 +261,16 @@ def stale_trials(*, session: Session, grace_s: float, limit: int = 50) -> list[t
     return [(int(r.id), int(r.study_id)) for r in rows]
 
 
+def trials_held_by(*, session: Session, worker_id: int) -> list[tuple[int, int]]:
+    """(trial row id, study id) of the unfinished trials a worker holds (a read)."""
+    rows = session.execute(
+        select(TrialRow.id, TrialRow.study_id)
+        .where(TrialRow.state.in_((T_RUNNING, T_LOST)), TrialRow.worker_id == worker_id)
+        .order_by(TrialRow.id)
+    )
+    return [(int(r.id), int(r.study_id)) for r in rows]
+
+
 __all__ = [
     "BEAT_CANCELLED",
     "BEAT_GONE",
@@ -276,4 +286,5 @@ __all__ = [
     "lock_study",
     "set_trial_params",
     "stale_trials",
+    "trials_held_by",
 ]

@@ -9,13 +9,14 @@ from typing import Any
 
 import optuna
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from search import store
+from search import worker as worker_module
 from search.lifecycle import begin_trial, reap_lost_trials
 from search.spec import ExperimentSpec
 from search.studies import create_study, get_storage
-from search.worker import Worker, WorkerOptions
+from search.worker import KILLED_REASON, Worker, WorkerKilled, WorkerOptions
 
 
 def _spec(**search: Any) -> ExperimentSpec:
@@ -301,3 +302,32 @@ def test_worker_runs_a_cnn_study_with_augmentation(migrated_url: str) -> None:
     test = split_table(builtin_table("digits"), (0.6, 0.2, 0.2), 0)[2]
     accuracy = float(np.mean(predictor(test) == test["y"].to_numpy()))
     assert accuracy > 0.5  # ten classes: chance is 0.1
+
+
+def test_a_kill_landing_in_a_claims_commit_leaves_nothing_running(
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill (SIGINT) whose exception is raised as a claim's commit ends, after the
+    database committed it: the worker never learns of the trial it claimed. It hands it
+    back as it stops (before, it stayed RUNNING until the reaper's grace period ended, and
+    the failed rollback replaced the kill with an InvalidRequestError)."""
+    sid = _create(migrated_url, _spec(n_trials=3, parallelism=1))
+    claim = worker_module.begin_trial
+
+    def claimed_then_killed(*, session: Any, **kwargs: Any) -> Any:
+        def kill(_: Any) -> None:
+            raise WorkerKilled
+
+        event.listen(session, "after_commit", kill, once=True)
+        return claim(session=session, **kwargs)
+
+    monkeypatch.setattr(worker_module, "begin_trial", claimed_then_killed)
+    with pytest.raises(WorkerKilled):
+        Worker(WorkerOptions(db_url=migrated_url, study_id=sid)).run()
+    (trial,) = _trials(migrated_url, sid)
+    assert (trial.state, trial.reason) == ("FAIL", KILLED_REASON)
+    with store.session_scope(store.make_session_factory(migrated_url)) as s:
+        study = store.get_study(session=s, study_id=sid)
+        assert (study.claimed, study.running) == (0, 0)  # its slot waits for a retry
+    monkeypatch.setattr(worker_module, "begin_trial", claim)
+    assert _run(migrated_url, study_id=sid) == 3
