@@ -11,12 +11,12 @@ own here:
   stalling the loop.
 - PostgreSQL: one psycopg ``AsyncConnection`` per event loop, in autocommit, so the round
   trip does not block the loop. It is opened on first use, and dropped after any error
-  (the next read opens another). Reads fail at once instead of waiting while it is being
-  opened, or when ``PG_MAX_QUEUED`` are already on it (a stalled one: the routes' pooled
-  connections spread the rest). A read is one prepared statement after the fifth use
-  (psycopg's default), capped by a server-side statement timeout given at connect (no
-  ``SET``: a pooler in front keeps no session state); keepalives and a TCP timeout end a
-  connection to a server that is gone in seconds.
+  (the next read opens another). Reads wait their turn on it, but fail at once while it is
+  being opened, or once no read on it has finished for ``PG_STALLED_S`` (a stalled
+  connection: the routes' pooled ones serve meanwhile). A read is one prepared statement
+  after the fifth use (psycopg's default), capped by a server-side statement timeout given
+  at connect (no ``SET``: a pooler in front keeps no session state); keepalives and a TCP
+  timeout end a connection to a server that is gone in seconds.
 
 Any failure is raised: the caller answers that request the usual way (routed, with the
 pooled connections and their retries).
@@ -50,7 +50,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 SQLITE_BUSY_MS = 50  # how long a read on the loop may wait for a SQLite lock
 PG_STATEMENT_TIMEOUT_MS = 2000  # a read on the loop that takes longer is given up
-PG_MAX_QUEUED = 8  # reads on the loop's connection beyond which the next goes elsewhere
+# Reads wait their turn on the loop's connection (50 pollers come in bursts: each read is
+# well under a millisecond); once none has finished for this long, the connection is taken
+# for stalled and the next reads go elsewhere.
+PG_STALLED_S = 1.0
 # A connection to a server that is gone (a lost host, a dropped route) fails in seconds
 # instead of when the kernel gives up (minutes): libpq's keepalives and TCP timeout.
 PG_CONNECT = {
@@ -95,6 +98,10 @@ class _Connection:
     # Closes its socket when its loop is gone.
     closer: weakref.finalize[[], asyncio.AbstractEventLoop]
     reads: int = 0
+    progress: float = 0.0  # when a read last finished (or the connection opened); loop time
+
+    def stalled(self, now: float) -> bool:
+        return self.reads > 0 and now - self.progress > PG_STALLED_S
 
     def drop(self) -> None:
         self.closer()  # at once (closing is a coroutine; this is its socket, synchronously)
@@ -136,7 +143,7 @@ class ServerLoopReads:
         finally:
             self._opening.discard(loop)
         closer = weakref.finalize(loop, conn.pgconn.finish)
-        held = self._connections[loop] = _Connection(conn, closer)
+        held = self._connections[loop] = _Connection(conn, closer, progress=loop.time())
         return held
 
     async def run(self, read: Read[T]) -> T:
@@ -144,13 +151,14 @@ class ServerLoopReads:
 
         loop = asyncio.get_running_loop()
         held = await self._connection(loop)
-        if held.reads >= PG_MAX_QUEUED:  # one stalled: the routes' pool spreads the rest
-            raise NotReady("the event loop's database connection is busy")
+        if held.stalled(loop.time()):  # the routes' pooled connections serve meanwhile
+            raise NotReady("the event loop's database connection is stalled")
         sql, params = read.statement(self._dialect)
         held.reads += 1
         try:
             cursor = await held.conn.execute(sql, params)
             raw = await cursor.fetchone()
+            held.progress = loop.time()
         except psycopg.Error:
             # Broken, or left with what a fresh one would not have (a prepared statement
             # from before a migration): the next read opens another.

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, literal_column, select, update
 
 from search import store
-from search.store._loop_reads import PG_MAX_QUEUED as MAX_QUEUED
+from search.store import _loop_reads as loop_reads_module
 from tests.study_data import make_study
 
 
@@ -182,16 +182,19 @@ def test_a_loops_reads_survive_a_new_loop_and_a_dropped_connection(postgres_url:
     asyncio.run(second(asyncio.run(first())))
 
 
-def test_a_loops_connection_is_opened_once_and_never_queues_long(postgres_url: str) -> None:
-    """Reads on a loop share one connection: while it is being opened, and beyond
-    PG_MAX_QUEUED on it at once, a read fails at once (NotReady: the caller answers the
-    usual way) instead of waiting its turn."""
+def test_a_loops_connection_is_opened_once_and_stalls_send_reads_elsewhere(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads on a loop share one connection and wait their turn on it (a burst of pollers);
+    while it is being opened, and once no read on it has finished for PG_STALLED_S, a read
+    fails at once (NotReady: the caller answers the usual way) instead of waiting."""
     from service.runner import upgrade_db
 
     upgrade_db(postgres_url)
     _, study_id = _ann_and_her_study(postgres_url)
     read = store.read_study_access(study_id)
     expected = store.StudyAccess(owner="ann", public=False)
+    monkeypatch.setattr(loop_reads_module, "PG_STALLED_S", 0.2)
 
     async def on_a_loop() -> None:
         loop_reads = store.loop_reads(postgres_url)
@@ -201,14 +204,15 @@ def test_a_loops_connection_is_opened_once_and_never_queues_long(postgres_url: s
             )
             assert opening[0] == expected
             assert [type(r) for r in opening[1:]] == [store.NotReady] * 2
-            many = MAX_QUEUED + 3
-            found = await asyncio.gather(
-                *(loop_reads.run(read) for _ in range(many)), return_exceptions=True
-            )
-            assert found[:MAX_QUEUED] == [expected] * MAX_QUEUED
-            assert [type(r) for r in found[MAX_QUEUED:]] == [store.NotReady] * 3
-            pids = await asyncio.gather(*(loop_reads.run(_pid_read()) for _ in range(MAX_QUEUED)))
-            assert len(set(pids)) == 1  # one connection
+            burst = await asyncio.gather(*(loop_reads.run(_pid_read()) for _ in range(50)))
+            assert len(set(burst)) == 1  # all answered, on one connection
+            slow = store.Read(select(func.pg_sleep(literal_column("1.5"))), {}, bool)
+            stalled = asyncio.ensure_future(loop_reads.run(slow))
+            await asyncio.sleep(0.5)  # well past PG_STALLED_S, well before the read ends
+            with pytest.raises(store.NotReady):
+                await loop_reads.run(read)
+            await stalled
+            assert await loop_reads.run(read) == expected  # going again
         finally:
             await loop_reads.close()
 
