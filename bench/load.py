@@ -4,9 +4,10 @@ Each backend (SQLite file, PostgreSQL throwaway database) gets a fresh database,
 key, `hpsearch serve --workers W` with HPS_AUTH=on and one long study of identical-cost
 digits trials. Then ``--rounds`` times a quiet phase and a loaded phase of ``--duration``
 seconds each, and a last quiet phase; a loaded phase is:
-``--clients`` threads, each with its own key-carrying connection, polling the study's
-status, its leaderboard (top 10), its page (HTML) and the changes since its last cursor in
-turn, one request every ``--interval`` seconds (a watching browser polls every 1.5 s),
+``--clients`` watchers, each on its own key-carrying keep-alive connection, polling the
+study's status, its leaderboard (top 10), its page (HTML) and the changes since its last
+cursor in turn, one request every ``--interval`` seconds (a watching browser polls every
+1.5 s; one thread drives them all, :mod:`_pollers`),
 measured after its first two seconds (connections made, answers kept: the steady state).
 Printed per backend: requests/s, p50/p99 latency, errors (any non-200 or transport error),
 the workers' training throughput (trials completed per second) without and with the load,
@@ -31,9 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gzip
-import http.client
-import json
 import os
 import signal
 import statistics
@@ -41,7 +39,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -51,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from _databases import PG_ADMIN, database  # noqa: E402
+from _pollers import Pollers, Tally  # noqa: E402
 from _serve import free_port  # noqa: E402
 
 from service.keys import create_key  # noqa: E402
@@ -67,13 +66,6 @@ STUDY = {
     },
     "training": {"epochs": 20, "batch_size": 64, "hidden": [64], "lr": 1e-3},
 }
-
-
-@dataclass
-class Tally:
-    latencies: list[float] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def completed(client: httpx.Client, study_id: int) -> int:
@@ -154,54 +146,6 @@ def quiet_phase(
     return Quiet(rate, workers_cpu, server_used(database, db0) / span)
 
 
-def poller(
-    base: str, key: str, study_id: int, interval: float, stop: threading.Event, tally: Tally
-) -> None:
-    """One watcher: a keep-alive connection asking for the study's status, leaderboard, page
-    and the changes since its last answer's cursor, in turn, one request per ``interval``.
-
-    It uses ``http.client`` rather than httpx: the clients share the 2 cores with the server
-    and the workers, and a lighter client leaves less of its own cost in the workers' figure
-    (the clients' CPU is printed beside it). Bodies are read but, like a browser's gzip,
-    not decoded."""
-    host, port = base.removeprefix("http://").split(":")
-    api = f"/api/v1/studies/{study_id}"
-    headers = {
-        "Authorization": f"Bearer {key}",
-        "Accept": "text/html",
-        "Accept-Encoding": "gzip",
-    }
-    cursor = 0
-    i = int.from_bytes(os.urandom(1), "big")  # clients start at different urls
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    try:
-        while not stop.is_set():
-            urls = [api, f"{api}/leaderboard?top=10", f"/studies/{study_id}"]
-            changes = i % 4 == 3
-            url = f"{api}/changes?cursor={cursor}" if changes else urls[i % 4]
-            i += 1
-            t0 = time.perf_counter()
-            try:
-                conn.request("GET", url, headers=headers)
-                r = conn.getresponse()
-                body = r.read()
-                bad = None if r.status == 200 else f"{url}: HTTP {r.status}"
-                if changes and r.status == 200:
-                    gzipped = r.getheader("Content-Encoding") == "gzip"
-                    cursor = json.loads(gzip.decompress(body) if gzipped else body)["cursor"]
-            except (OSError, http.client.HTTPException) as exc:
-                bad = f"{url}: {type(exc).__name__}"
-                conn.close()
-            ms = (time.perf_counter() - t0) * 1000
-            with tally.lock:
-                tally.latencies.append(ms)
-                if bad:
-                    tally.errors.append(bad)
-            stop.wait(max(0.0, interval - ms / 1000))
-    finally:
-        conn.close()
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of one process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -229,14 +173,12 @@ def loaded_phase(
     workers: list[int],
     database: str | None,
 ) -> Phase:
-    tally, stop = Tally(), threading.Event()
-    threads = [
-        threading.Thread(target=poller, args=(base, key, study_id, args.interval, stop, tally))
-        for _ in range(args.clients)
-    ]
+    host, port = base.removeprefix("http://").split(":")
+    pollers = Pollers(host, int(port), key, study_id, args.clients, args.interval)
+    stop = threading.Event()
+    thread = threading.Thread(target=pollers.run, args=(stop,))
     started = time.monotonic()
-    for t in threads:
-        t.start()
+    thread.start()
     time.sleep(WARM_UP_S)  # connections made, answers kept: measured from here
     t0 = time.monotonic()
     api0, clients0 = cpu_seconds(pid), time.process_time()
@@ -248,10 +190,9 @@ def loaded_phase(
     clients_cpu = (time.process_time() - clients0) / span
     db_cpu = server_used(database, db0) / span
     stop.set()
-    for t in threads:
-        t.join()
+    thread.join()
     span = time.monotonic() - started
-    return Phase(rate, tally, span, api_cpu, clients_cpu, workers_cpu, db_cpu)
+    return Phase(rate, pollers.tally, span, api_cpu, clients_cpu, workers_cpu, db_cpu)
 
 
 def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:

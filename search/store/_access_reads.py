@@ -25,11 +25,12 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Select, and_, bindparam, join, select
 from sqlalchemy.engine import Dialect, Engine
 
-from search.store._engine import SQLITE_BUSY_TIMEOUT_S, utcnow
+from search.store._engine import utcnow
 from search.store._tables import ApiKeyRow, StudyRow, WebSessionRow
 
 AnySelect = Select[*tuple[Any, ...]]
 T = TypeVar("T")
+NOW = "now"  # the value that says when a read was made
 
 
 class ConnectionLost(Exception):
@@ -67,7 +68,7 @@ _KEY_COLUMNS = (
 )
 _LIVE_SESSION = and_(
     WebSessionRow.token_hash == bindparam("hash"),
-    WebSessionRow.expires_at > bindparam("now", type_=WebSessionRow.expires_at.type),
+    WebSessionRow.expires_at > bindparam(NOW, type_=WebSessionRow.expires_at.type),
 )
 KEY_BY_HASH = select(*_KEY_COLUMNS).where(ApiKeyRow.token_hash == bindparam("hash"))
 KEY_BY_WEB_SESSION = (
@@ -140,6 +141,13 @@ class Read(Generic[T]):
         """What the driver's row ``raw`` (or None) means."""
         return self.decode(None if raw is None else _compiled(self.stmt, dialect).row(raw))
 
+    @property
+    def question(self) -> tuple[Any, ...]:
+        """What the read asks, whenever it is made: its statement and values, less the time
+        it was made (``now``, a session's expiry is checked against): of two reads that ask
+        the same, the one made later answers for both."""
+        return (self.stmt, *sorted((k, v) for k, v in self.values.items() if k != NOW))
+
 
 def _key(row: tuple[Any, ...] | None) -> KeyRecord | None:
     return None if row is None or row[0] is None else KeyRecord(*row)
@@ -159,7 +167,7 @@ def read_key(token_hash: str) -> Read[KeyRecord | None]:
 
 def read_session_key(token_hash: str) -> Read[KeyRecord | None]:
     """The key a live (unexpired) browser session was signed in with."""
-    return Read(KEY_BY_WEB_SESSION, {"hash": token_hash, "now": utcnow()}, _key)
+    return Read(KEY_BY_WEB_SESSION, {"hash": token_hash, NOW: utcnow()}, _key)
 
 
 def read_study_access(study_id: int) -> Read[StudyAccess | None]:
@@ -173,7 +181,7 @@ def read_study_and_key(
     with this hash (at most one of the two; neither: no key), in one read. None: no such
     study."""
     if session_hash is not None:
-        values = {"id": study_id, "hash": session_hash, "now": utcnow()}
+        values = {"id": study_id, "hash": session_hash, NOW: utcnow()}
         return Read(STUDY_AND_SESSION_KEY, values, _study_and_key)
     # A hash is 64 hex digits: the empty string matches no key.
     return Read(STUDY_AND_KEY, {"id": study_id, "hash": key_hash or ""}, _study_and_key)
@@ -198,17 +206,11 @@ class AccessReads:
 
 
 @contextmanager
-def access_reads(engine: Engine, *, busy_timeout_ms: int | None = None) -> Iterator[AccessReads]:
+def access_reads(engine: Engine) -> Iterator[AccessReads]:
     """A pooled connection of ``engine`` for the access reads; given back (rolled back)
-    at the end. Reads only: on SQLite each runs in its own implicit transaction, and
-    ``busy_timeout_ms`` replaces the connection's long busy timeout meanwhile (for a
-    caller that must not wait: a read in WAL mode waits only in rare cases, e.g. while
-    another connection recovers the log)."""
+    at the end. Reads only: on SQLite each runs in its own implicit transaction."""
     connection = engine.raw_connection()
-    short = busy_timeout_ms is not None and engine.dialect.name == "sqlite"
     try:
-        if short:
-            _busy_timeout(connection, busy_timeout_ms)
         yield AccessReads(connection, engine.dialect)
     except engine.dialect.loaded_dbapi.Error as exc:
         if engine.dialect.name == "sqlite":
@@ -222,11 +224,7 @@ def access_reads(engine: Engine, *, busy_timeout_ms: int | None = None) -> Itera
             raise ConnectionLost(str(exc)) from exc
         raise
     finally:
-        try:
-            if short:
-                _busy_timeout(connection, int(SQLITE_BUSY_TIMEOUT_S * 1000))
-        finally:
-            connection.close()
+        connection.close()
 
 
 def read_access(engine: Engine, read: Callable[[AccessReads], T]) -> T:
@@ -240,14 +238,6 @@ def read_access(engine: Engine, read: Callable[[AccessReads], T]) -> T:
         pass
     with access_reads(engine) as reads:
         return read(reads)
-
-
-def _busy_timeout(connection: Any, ms: int | None) -> None:
-    cursor = connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout = {int(ms or 0)}")
-    finally:
-        cursor.close()
 
 
 __all__ = [

@@ -18,6 +18,13 @@ own here:
   at connect (no ``SET``: a pooler in front keeps no session state); keepalives and a TCP
   timeout end a connection to a server that is gone in seconds.
 
+  The reads that wait together are sent together, once each: those that ask the same
+  (fifty pollers of a study with one key) as one read, the others in one pipeline (one
+  round trip). Each is sent after every read it answers was made, so each caller sees the
+  database as it was when it asked, or later: a key revoked before is refused, as by a
+  read of its own. Each round trip wakes a server process on a box whose cores the
+  workers keep busy.
+
 Any failure is raised: the caller answers that request the usual way (routed, with the
 pooled connections and their retries).
 """
@@ -27,21 +34,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from dataclasses import dataclass
+from collections.abc import Hashable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from weakref import WeakKeyDictionary, WeakSet
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
 from search.store._access_reads import Read, access_reads
-from search.store._engine import (
-    SQLITE_BUSY_TIMEOUT_S,
-    access_engine,
-    harden_sqlite,
-    normalize_url,
-)
+from search.store._engine import access_engine, harden_sqlite, normalize_url
 
 if TYPE_CHECKING:  # imported where used: a worker or CLI on SQLite never needs it
     import psycopg
@@ -78,30 +81,60 @@ class LoopReads(Protocol):
 
 class SqliteLoopReads:
     def __init__(self, url: str) -> None:
-        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+        connect_args = {"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False}
         engine = create_engine(url, poolclass=StaticPool, connect_args=connect_args)
         self.engine: Engine = harden_sqlite(engine, read_only=True)
+        # Its own connection: the short wait is set once, after the usual settings, not
+        # around each read (two statements a read, as much as the read itself).
+        event.listen(self.engine, "connect", _short_busy_timeout)
 
     async def run(self, read: Read[T]) -> T:
-        with access_reads(self.engine, busy_timeout_ms=SQLITE_BUSY_MS) as reads:
+        with access_reads(self.engine) as reads:
             return reads.run(read)
 
     async def close(self) -> None:
         self.engine.dispose()
 
 
+def _short_busy_timeout(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+    finally:
+        cursor.close()
+
+
+@dataclass
+class _Asked:
+    """Reads waiting to be sent that ask the same: the last made is sent, and its row
+    answers them all."""
+
+    read: Read[Any]
+    answers: list[asyncio.Future[Any]]
+
+
 @dataclass
 class _Connection:
-    """A loop's connection, and how many reads are on it (waiting their turn or running)."""
+    """A loop's connection, the reads waiting to be sent on it, and the task sending them."""
 
     conn: psycopg.AsyncConnection[Any]
     # Closes its socket when its loop is gone.
     closer: weakref.finalize[[], asyncio.AbstractEventLoop]
-    reads: int = 0
+    reads: int = 0  # callers waiting for an answer
     progress: float = 0.0  # when a read last finished (or the connection opened); loop time
+    waiting: dict[Hashable, _Asked] = field(default_factory=dict)  # by Read.question
+    sender: asyncio.Task[None] | None = None
 
     def stalled(self, now: float) -> bool:
         return self.reads > 0 and now - self.progress > PG_STALLED_S
+
+    def ask(self, read: Read[Any], answer: asyncio.Future[Any]) -> None:
+        asked = self.waiting.get(read.question)
+        if asked is None:
+            self.waiting[read.question] = _Asked(read, [answer])
+        else:
+            asked.read = read  # made later (a later "now")
+            asked.answers.append(answer)
 
     def drop(self) -> None:
         self.closer()  # at once (closing is a coroutine; this is its socket, synchronously)
@@ -147,28 +180,65 @@ class ServerLoopReads:
         return held
 
     async def run(self, read: Read[T]) -> T:
-        import psycopg
-
         loop = asyncio.get_running_loop()
         held = await self._connection(loop)
         if held.stalled(loop.time()):  # the routes' pooled connections serve meanwhile
             raise NotReady("the event loop's database connection is stalled")
-        sql, params = read.statement(self._dialect)
+        answer: asyncio.Future[Any] = loop.create_future()
+        held.ask(read, answer)
+        if held.sender is None or held.sender.done():
+            held.sender = loop.create_task(self._send(loop, held))
         held.reads += 1
         try:
-            cursor = await held.conn.execute(sql, params)
-            raw = await cursor.fetchone()
-            held.progress = loop.time()
-        except psycopg.Error:
-            # Broken, or left with what a fresh one would not have (a prepared statement
-            # from before a migration): the next read opens another.
-            if self._connections.get(loop) is held:
-                del self._connections[loop]
-                held.drop()
-            raise
+            raw = await answer
         finally:
             held.reads -= 1
         return read.result(self._dialect, raw)
+
+    async def _send(self, loop: asyncio.AbstractEventLoop, held: _Connection) -> None:
+        """Send what waits on ``held``, and what waits once that is answered, until none
+        does. Its own task: a caller that goes away (a closed request) ends no one else's
+        read."""
+        while held.waiting:
+            batch = list(held.waiting.values())
+            held.waiting = {}
+            try:
+                rows = await self._execute(held.conn, [asked.read for asked in batch])
+            except BaseException as exc:
+                # Broken, or left with what a fresh one would not have (a prepared statement
+                # from before a migration): the next read opens another.
+                if self._connections.get(loop) is held:
+                    del self._connections[loop]
+                    held.drop()
+                for asked in [*batch, *held.waiting.values()]:
+                    for answer in asked.answers:
+                        if answer.done():
+                            continue
+                        if isinstance(exc, Exception):
+                            answer.set_exception(exc)
+                        else:  # the loop is going away
+                            answer.cancel()
+                held.waiting = {}
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            held.progress = loop.time()
+            for asked, raw in zip(batch, rows, strict=True):
+                for answer in asked.answers:
+                    if not answer.done():  # else its caller went away
+                        answer.set_result(raw)
+
+    async def _execute(
+        self, conn: psycopg.AsyncConnection[Any], reads: list[Read[Any]]
+    ) -> list[Any]:
+        """Each read's row (or None), in one round trip."""
+        statements = [read.statement(self._dialect) for read in reads]
+        if len(statements) == 1:
+            cursor = await conn.execute(*statements[0])
+            return [await cursor.fetchone()]
+        async with conn.pipeline():
+            cursors = [await conn.execute(sql, params) for sql, params in statements]
+            return [await cursor.fetchone() for cursor in cursors]
 
     async def close(self) -> None:
         """Close this loop's connection (the others close with their loops); no more are

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import func, literal_column, select, update
+from sqlalchemy import Float, Integer, bindparam, func, literal_column, select, text, update
 
 from search import store
 from search.store import _loop_reads as loop_reads_module
@@ -67,11 +67,11 @@ def test_access_reads_match_the_tables(migrated_url: str) -> None:
             assert reads.run(store.read_study_access(study_id + 1)) is None
 
 
-def test_a_short_busy_timeout_is_given_back(tmp_path: Path) -> None:
-    """The event loop's reads wait at most 50 ms for a SQLite lock; the pooled connection
-    goes back with its usual timeout for everyone else."""
+def test_the_loops_sqlite_reads_wait_briefly_and_the_pool_as_usual(tmp_path: Path) -> None:
+    """The event loop's reads wait at most 50 ms for a SQLite lock, on a connection of their
+    own; the pooled connections keep their usual timeout for everyone else."""
     url = f"sqlite:///{tmp_path / 'busy.db'}"
-    engine = store.get_engine(url, read_only=True)
+    timeout = store.Read(select(literal_column("1")), {}, bool)
 
     def timeout_ms(connection: Any) -> int:
         cursor = connection.cursor()
@@ -80,13 +80,19 @@ def test_a_short_busy_timeout_is_given_back(tmp_path: Path) -> None:
         cursor.close()
         return value
 
-    with store.access_reads(engine, busy_timeout_ms=50) as reads:
-        assert timeout_ms(reads._conn) == 50
-    connection = engine.raw_connection()
-    try:
-        assert timeout_ms(connection) == int(store.SQLITE_BUSY_TIMEOUT_S * 1000)
-    finally:
-        connection.close()
+    loop_reads = store.loop_reads(url)
+    assert isinstance(loop_reads, loop_reads_module.SqliteLoopReads)
+    assert asyncio.run(loop_reads.run(timeout)) is True
+    for engine, expected in (
+        (loop_reads.engine, loop_reads_module.SQLITE_BUSY_MS),
+        (store.get_engine(url, read_only=True), int(store.SQLITE_BUSY_TIMEOUT_S * 1000)),
+    ):
+        connection = engine.raw_connection()
+        try:
+            assert timeout_ms(connection) == expected
+        finally:
+            connection.close()
+    asyncio.run(loop_reads.close())
 
 
 def _study_and_key_reads(study_id: int) -> dict[str, store.Read[store.StudyAndKey | None]]:
@@ -117,11 +123,12 @@ def _expect_study_and_key(found: dict[str, Any], key_id: int) -> None:
     assert found["no study"] is None
 
 
-@pytest.mark.parametrize("where", ["pooled", "loop"])
+@pytest.mark.parametrize("where", ["pooled", "loop", "loop, together"])
 def test_a_study_and_a_key_in_one_read(migrated_url: str, where: str) -> None:
     """A kept answer's check reads the study's access and the caller's key in one round
     trip: the same answers as the two reads, on a pooled connection and on an event
-    loop's own."""
+    loop's own, one after another or all at once (on PostgreSQL, sent together in one
+    pipeline)."""
     key_id, study_id = _ann_and_her_study(migrated_url)
     reads = _study_and_key_reads(study_id)
     if where == "pooled":
@@ -132,7 +139,11 @@ def test_a_study_and_a_key_in_one_read(migrated_url: str, where: str) -> None:
         async def on_a_loop() -> dict[str, Any]:
             loop_reads = store.loop_reads(migrated_url)
             try:
-                return {name: await loop_reads.run(read) for name, read in reads.items()}
+                if where == "loop":
+                    return {name: await loop_reads.run(read) for name, read in reads.items()}
+                await loop_reads.run(store.read_study_access(study_id))  # connected
+                found = await asyncio.gather(*map(loop_reads.run, reads.values()))
+                return dict(zip(reads, found, strict=True))
             finally:
                 await loop_reads.close()
 
@@ -213,6 +224,81 @@ def test_a_loops_connection_is_opened_once_and_stalls_send_reads_elsewhere(
                 await loop_reads.run(read)
             await stalled
             assert await loop_reads.run(read) == expected  # going again
+        finally:
+            await loop_reads.close()
+
+    asyncio.run(on_a_loop())
+
+
+# Takes the sequence's next number (so each time it is sent shows) and asks about "n".
+TICKET = select(
+    literal_column("nextval('hps_test_tickets')"),
+    bindparam("n", type_=Integer),
+    func.pg_sleep(bindparam("sleep", type_=Float)),
+)
+
+
+def _ticket(n: int, sleep_s: float = 0.0) -> store.Read[tuple[int, int]]:
+    return store.Read(TICKET, {"n": n, "sleep": sleep_s}, lambda row: (int(row[0]), int(row[1])))
+
+
+def test_reads_that_wait_together_are_sent_once_each_and_only_answer_earlier_ones(
+    postgres_url: str,
+) -> None:
+    """On PostgreSQL, reads that wait for the loop's connection together are sent together:
+    those asking the same once (one answer for all), the others in one pipeline, each
+    caller getting the answer to its own question. A read made while another that asks the
+    same is on its way is sent again: an answer is never older than its question (a key
+    revoked before a poll asked is refused)."""
+    with store.get_engine(postgres_url).connect() as conn:
+        conn.execute(text("CREATE SEQUENCE hps_test_tickets"))
+        conn.commit()
+
+    async def on_a_loop() -> None:
+        loop_reads = store.loop_reads(postgres_url)
+        try:
+            first = await loop_reads.run(_ticket(0))
+            same = await asyncio.gather(*(loop_reads.run(_ticket(0)) for _ in range(50)))
+            assert set(same) == {(first[0] + 1, 0)}  # sent once
+            mixed = await asyncio.gather(*(loop_reads.run(_ticket(n % 5)) for n in range(50)))
+            assert [asked for _, asked in mixed] == [n % 5 for n in range(50)]
+            by_question = {asked: ticket for ticket, asked in mixed}
+            assert sorted(by_question.values()) == list(range(first[0] + 2, first[0] + 7))
+            assert all(by_question[asked] == ticket for ticket, asked in mixed)
+            on_its_way = asyncio.ensure_future(loop_reads.run(_ticket(1, sleep_s=0.3)))
+            await asyncio.sleep(0.1)  # sent, not answered
+            later = await loop_reads.run(_ticket(1, sleep_s=0.3))
+            assert later[0] == (await on_its_way)[0] + 1  # sent after it, not answered by it
+        finally:
+            await loop_reads.close()
+
+    asyncio.run(on_a_loop())
+
+
+def test_a_failed_read_fails_those_sent_with_it_and_the_next_connect_anew(
+    postgres_url: str,
+) -> None:
+    """Reads sent together share their fate: one that fails fails the round trip (their
+    callers answer the usual way), the connection is dropped, and the next reads are on a
+    new one."""
+    from service.runner import upgrade_db
+
+    upgrade_db(postgres_url)
+    _, study_id = _ann_and_her_study(postgres_url)
+    read = store.read_study_access(study_id)
+    expected = store.StudyAccess(owner="ann", public=False)
+
+    async def on_a_loop() -> None:
+        loop_reads = store.loop_reads(postgres_url)
+        try:
+            pid = await loop_reads.run(_pid_read())
+            bad = store.Read(select(literal_column("1 / 0")), {}, bool)
+            together = await asyncio.gather(
+                loop_reads.run(read), loop_reads.run(bad), return_exceptions=True
+            )
+            assert all(isinstance(r, psycopg.Error) for r in together), together
+            assert await loop_reads.run(read) == expected
+            assert await loop_reads.run(_pid_read()) != pid
         finally:
             await loop_reads.close()
 
