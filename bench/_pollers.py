@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
+import random
 import selectors
 import socket
 import threading
@@ -81,29 +81,49 @@ class Pollers:
             f"Host: {host}:{port}\r\nAuthorization: Bearer {key}\r\n"
             "Accept: text/html\r\nAccept-Encoding: gzip\r\n\r\n"
         ).encode()
-        # Watchers start at different urls, as the threads they replace did.
-        self.watchers = [_Watcher(i=b) for b in os.urandom(clients)]
+        # Watchers start at different urls and at different moments of an interval, as
+        # independent browsers do: not in lockstep (fifty requests in the same millisecond
+        # every second is no one's traffic).
+        self._random = random.Random()
+        self.watchers = [_Watcher(i=self._random.randrange(4)) for _ in range(clients)]
+        self.polling = threading.Event()
+        self.polling.set()
         self.selector = selectors.DefaultSelector()
         self.tally = Tally()
 
+    def pause(self) -> None:
+        """Ask nothing more until :meth:`resume` (connections stay open; what is out is
+        still answered)."""
+        self.polling.clear()
+
+    def resume(self) -> None:
+        self.polling.set()
+
     def run(self, stop: threading.Event) -> None:
-        """Poll until ``stop`` is set; what was asked by then is still answered."""
+        """Poll while :attr:`polling` is set, until ``stop`` is set; what was asked by then
+        is still answered. Each time polling starts, the watchers' first requests are spread
+        over one interval again."""
+        was_polling = False
         try:
             while True:
                 now = time.monotonic()
-                if not stop.is_set():
+                polling = self.polling.is_set() and not stop.is_set()
+                if polling and not was_polling:
                     for w in self.watchers:
-                        if w.sent_at is None and w.due <= now:
-                            self._ask(w, now)
+                        w.due = now + self._random.uniform(0, self.interval)
+                was_polling = polling
+                idle = [w for w in self.watchers if w.sent_at is None] if polling else []
+                for w in idle:
+                    if w.due <= now:
+                        self._ask(w, now)
                 out = [w for w in self.watchers if w.sent_at is not None]
                 if stop.is_set() and not out:
                     return
                 for w in out:
                     if now - (w.sent_at or now) > TIMEOUT_S:
                         self._failed(w, "timed out")
-                waits = [w.due - now for w in self.watchers if w.sent_at is None]
-                timeout = max(0.0, min([0.05, *waits]))
-                for key, _ in self.selector.select(timeout):
+                waits = [w.due - now for w in idle if w.sent_at is None]
+                for key, _ in self.selector.select(max(0.0, min([0.05, *waits]))):
                     self._read(key.data)
         finally:
             for w in self.watchers:

@@ -2,13 +2,13 @@
 
 Each backend (SQLite file, PostgreSQL throwaway database) gets a fresh database, an API
 key, `hpsearch serve --workers W` with HPS_AUTH=on and one long study of identical-cost
-digits trials. Then ``--rounds`` times a quiet phase and a loaded phase of ``--duration``
-seconds each, and a last quiet phase; a loaded phase is:
-``--clients`` watchers, each on its own key-carrying keep-alive connection, polling the
-study's status, its leaderboard (top 10), its page (HTML) and the changes since its last
-cursor in turn, one request every ``--interval`` seconds (a watching browser polls every
-1.5 s; one thread drives them all, :mod:`_pollers`),
-measured after its first two seconds (connections made, answers kept: the steady state).
+digits trials, and ``--clients`` watchers, each on its own key-carrying keep-alive
+connection, polling the study's status, its leaderboard (top 10), its page (HTML) and the
+changes since its last cursor in turn, one request every ``--interval`` seconds (a watching
+browser polls every 1.5 s), at independent moments (one thread drives them all:
+:mod:`_pollers`). After a few seconds of polling (connections made, answers kept), the
+watchers pause and resume: ``--rounds`` times a quiet phase and a loaded phase of
+``--duration`` seconds each, and a last quiet phase.
 Printed per backend: requests/s, p50/p99 latency, errors (any non-200 or transport error),
 the workers' training throughput (trials completed per second) without and with the load,
 the drop, the CPU the workers used without and with the load, the CPU the API process
@@ -18,10 +18,12 @@ workers keep busy, what those use is what the workers lose.
 
 The drop is the median over rounds of each loaded phase's throughput against the mean of
 the quiet phases on either side of it (its range is printed too): on a shared machine the
-speed of the same trial wanders by 10-30% over minutes, and short phases side by side
-compare like with like.
+speed of the same trial wanders by 10-30% within a minute, so short phases, side by side
+and many of them, compare like with like. The watchers keep their connections over the
+pauses, so a loaded phase is the steady state from its first second (their first polls
+after a pause find the answers aged out, as every second of polling does).
 
-    .venv/bin/python bench/load.py [--clients 50] [--duration 10] [--rounds 6]
+    .venv/bin/python bench/load.py [--clients 50] [--duration 5] [--rounds 16]
         [--interval 1.0] [--backends sqlite,postgresql]
         [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]
 
@@ -49,12 +51,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from _databases import PG_ADMIN, database  # noqa: E402
-from _pollers import Pollers, Tally  # noqa: E402
+from _pollers import Pollers  # noqa: E402
 from _serve import free_port  # noqa: E402
 
 from service.keys import create_key  # noqa: E402
 
-WARM_UP_S = 2.0  # of each loaded phase, before its throughput and CPU are measured
+WARM_UP_S = 3.0  # of polling before the first phase: connections made, answers kept
 STUDY = {
     "name": "load-bench",
     "dataset": "digits",
@@ -129,23 +131,6 @@ def server_used(database: str | None, before: dict[int, float]) -> float:
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
-@dataclass
-class Quiet:
-    rate: float
-    workers_cpu: float  # share of one core
-    db_cpu: float
-
-
-def quiet_phase(
-    api: httpx.Client, study_id: int, seconds: float, workers: list[int], database: str | None
-) -> Quiet:
-    cpu0, db0, t0 = sum(map(cpu_seconds, workers)), server_cpu(database), time.monotonic()
-    rate = throughput(api, study_id, seconds)
-    span = time.monotonic() - t0
-    workers_cpu = (sum(map(cpu_seconds, workers)) - cpu0) / span
-    return Quiet(rate, workers_cpu, server_used(database, db0) / span)
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of one process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -154,45 +139,67 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclass
 class Phase:
-    rate: float
-    tally: Tally
-    span: float
+    rate: float  # trials finished per second
+    span: float  # seconds
     api_cpu: float  # share of one core
-    client_cpu: float
+    client_cpu: float  # the watchers' (this process's)
     workers_cpu: float
     db_cpu: float
 
 
-def loaded_phase(
-    base: str,
-    key: str,
-    study_id: int,
-    args: argparse.Namespace,
+def measure(
     api: httpx.Client,
+    study_id: int,
+    seconds: float,
     pid: int,
     workers: list[int],
     database: str | None,
 ) -> Phase:
-    host, port = base.removeprefix("http://").split(":")
-    pollers = Pollers(host, int(port), key, study_id, args.clients, args.interval)
-    stop = threading.Event()
-    thread = threading.Thread(target=pollers.run, args=(stop,))
-    started = time.monotonic()
-    thread.start()
-    time.sleep(WARM_UP_S)  # connections made, answers kept: measured from here
+    """The workers' throughput over the next ``seconds``, and the CPU each party used."""
     t0 = time.monotonic()
     api0, clients0 = cpu_seconds(pid), time.process_time()
     workers0, db0 = sum(map(cpu_seconds, workers)), server_cpu(database)
-    rate = throughput(api, study_id, args.duration)
+    rate = throughput(api, study_id, seconds)
     span = time.monotonic() - t0
-    api_cpu = (cpu_seconds(pid) - api0) / span
-    workers_cpu = (sum(map(cpu_seconds, workers)) - workers0) / span
-    clients_cpu = (time.process_time() - clients0) / span
-    db_cpu = server_used(database, db0) / span
-    stop.set()
-    thread.join()
-    span = time.monotonic() - started
-    return Phase(rate, pollers.tally, span, api_cpu, clients_cpu, workers_cpu, db_cpu)
+    return Phase(
+        rate,
+        span,
+        api_cpu=(cpu_seconds(pid) - api0) / span,
+        client_cpu=(time.process_time() - clients0) / span,
+        workers_cpu=(sum(map(cpu_seconds, workers)) - workers0) / span,
+        db_cpu=server_used(database, db0) / span,
+    )
+
+
+def phases(
+    api: httpx.Client,
+    study_id: int,
+    pollers: Pollers,
+    parties: tuple[int, list[int], str | None],
+    args: argparse.Namespace,
+) -> tuple[list[Phase], list[Phase], tuple[int, int]]:
+    """The quiet phases (``--rounds`` + 1), the loaded ones between them, and how many
+    requests and errors the warm-up made."""
+    stop = threading.Event()
+    thread = threading.Thread(target=pollers.run, args=(stop,))
+    thread.start()
+    try:
+        time.sleep(WARM_UP_S)  # connections made, answers kept
+        pollers.pause()
+        time.sleep(args.interval)  # what was out is answered
+        warm_up = len(pollers.tally.latencies), len(pollers.tally.errors)
+        quiet: list[Phase] = []
+        loaded: list[Phase] = []
+        for _ in range(args.rounds):
+            quiet.append(measure(api, study_id, args.duration, *parties))
+            pollers.resume()
+            loaded.append(measure(api, study_id, args.duration, *parties))
+            pollers.pause()
+        quiet.append(measure(api, study_id, args.duration, *parties))
+    finally:
+        stop.set()
+        thread.join()
+    return quiet, loaded, warm_up
 
 
 def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
@@ -200,7 +207,6 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
         key = create_key(url, "bench")
         server_db = make_url(url).database if backend == "postgresql" else None
         port = free_port()
-        base = f"http://127.0.0.1:{port}"
         env = os.environ | {
             "HPS_DATABASE_URL": url,
             "HPS_AUTH": "on",
@@ -214,7 +220,9 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
         )
         try:
             api = httpx.Client(
-                base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30
+                base_url=f"http://127.0.0.1:{port}",
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=30,
             )
             deadline = time.monotonic() + 120
             while True:
@@ -226,43 +234,36 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
             study_id = api.post("/api/v1/studies", json=STUDY).json()["id"]
             while completed(api, study_id) < 2 * args.workers:  # warmed up
                 time.sleep(0.5)
-            workers = worker_pids(proc.pid)
-            quiet: list[Quiet] = []
-            phases: list[Phase] = []
-            for _ in range(args.rounds):
-                quiet.append(quiet_phase(api, study_id, args.duration, workers, server_db))
-                phases.append(
-                    loaded_phase(base, key, study_id, args, api, proc.pid, workers, server_db)
-                )
-            quiet.append(quiet_phase(api, study_id, args.duration, workers, server_db))
+            parties = (proc.pid, worker_pids(proc.pid), server_db)
+            pollers = Pollers("127.0.0.1", port, key, study_id, args.clients, args.interval)
+            quiet, loaded, warm_up = phases(api, study_id, pollers, parties, args)
         finally:
             proc.send_signal(signal.SIGTERM)  # serve stops its workers itself
             proc.wait(timeout=60)
-    latencies = sorted(ms for p in phases for ms in p.tally.latencies)
-    errors = [e for p in phases for e in p.tally.errors]
-    spans = [p.span for p in phases]
+    latencies = sorted(pollers.tally.latencies[warm_up[0] :])
+    errors = pollers.tally.errors[warm_up[1] :]
     drops = [
         100 * (1 - p.rate / statistics.mean([before.rate, after.rate]))
-        for p, before, after in zip(phases, quiet[:-1], quiet[1:], strict=True)
+        for p, before, after in zip(loaded, quiet[:-1], quiet[1:], strict=True)
     ]
     return {
         "backend": backend,
         "requests": len(latencies),
-        "req_s": len(latencies) / sum(spans),
+        "req_s": len(latencies) / sum(p.span for p in loaded),
         "p50": latencies[len(latencies) // 2],
         "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "errors": len(errors),
         "error_kinds": sorted(set(errors))[:5],
         "quiet": statistics.mean(q.rate for q in quiet),
-        "loaded": statistics.mean(p.rate for p in phases),
+        "loaded": statistics.mean(p.rate for p in loaded),
         "drop": statistics.median(drops),
         "drops": (min(drops), max(drops)),
         "workers_quiet": 100 * statistics.mean(q.workers_cpu for q in quiet),
-        "workers_loaded": 100 * statistics.mean(p.workers_cpu for p in phases),
-        "api_cpu": 100 * statistics.mean(p.api_cpu for p in phases),
-        "client_cpu": 100 * statistics.mean(p.client_cpu for p in phases),
+        "workers_loaded": 100 * statistics.mean(p.workers_cpu for p in loaded),
+        "api_cpu": 100 * statistics.mean(p.api_cpu for p in loaded),
+        "client_cpu": 100 * statistics.mean(p.client_cpu for p in loaded),
         "db_quiet": 100 * statistics.mean(q.db_cpu for q in quiet),
-        "db_loaded": 100 * statistics.mean(p.db_cpu for p in phases),
+        "db_loaded": 100 * statistics.mean(p.db_cpu for p in loaded),
     }
 
 
@@ -275,11 +276,11 @@ def db_column(r: dict[str, object]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per phase")
     parser.add_argument(
         "--interval", type=float, default=1.0, help="seconds between a client's requests"
     )
-    parser.add_argument("--rounds", type=int, default=6, help="quiet/loaded pairs (ends quiet)")
+    parser.add_argument("--rounds", type=int, default=16, help="quiet/loaded pairs (ends quiet)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument(

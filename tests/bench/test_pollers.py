@@ -1,6 +1,7 @@
 """bench/_pollers.py, the load bench's watchers: each asks for the study's four reads in
-turn with its key, follows the changes' cursor, and counts what a watcher would call a
-failure (an answer other than 200, a connection the server dropped) without stopping."""
+turn with its key, follows the changes' cursor, counts what a watcher would call a failure
+(an answer other than 200, a connection the server dropped) without stopping, and asks
+nothing while paused."""
 
 from __future__ import annotations
 
@@ -66,6 +67,14 @@ def test_watchers_poll_in_turn_follow_the_cursor_and_count_failures() -> None:
         thread = threading.Thread(target=pollers.run, args=(stop,))
         thread.start()
         time.sleep(1.0)
+        pollers.pause()
+        time.sleep(0.5)  # what was out is answered
+        paused_at = sum(_Study.asked.values())
+        time.sleep(0.3)
+        assert sum(_Study.asked.values()) == paused_at  # nothing asked while paused
+        pollers.resume()
+        time.sleep(0.3)
+        assert sum(_Study.asked.values()) > paused_at
         stop.set()
         thread.join(timeout=10)
         assert not thread.is_alive()
