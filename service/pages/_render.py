@@ -55,7 +55,9 @@ def number(value: Any) -> Markup:
     several times a function call)."""
     if value is None:
         return Markup('<span class="missing">–</span>')
-    return Markup('<span title="{}">{}</span>').format(full(value), num(value))
+    # escape() and an f-string: what Markup.format does, at 2.5 times the speed (its
+    # formatter is Python's string.Formatter); 11% of a study page's render.
+    return Markup(f'<span title="{escape(full(value))}">{escape(num(value))}</span>')
 
 
 def utc(value: datetime | None) -> str:

@@ -187,3 +187,16 @@ def test_assets_are_served_by_the_app(client: TestClient, sid: int) -> None:
         assert asset.status_code == 200, name
         assert "immutable" in asset.headers["cache-control"]
     assert client.get("/static/../settings.py").status_code == 404
+
+
+def test_a_number_cell_is_rounded_with_full_precision_on_hover_and_escaped() -> None:
+    from markupsafe import Markup
+
+    from service.pages._render import number
+
+    assert number(0.123456789) == '<span title="0.123456789">0.1235</span>'
+    assert number(None) == '<span class="missing">–</span>'
+    assert number([64, 32]) == number((64, 32))  # layer sizes, either form
+    cell = number('<b a="1">&')
+    assert isinstance(cell, Markup) and "<b" not in cell and "&amp;" in cell
+    assert 'title="&lt;b a=&#34;1&#34;&gt;&amp;"' in cell  # quotes cannot end the title
