@@ -39,9 +39,15 @@ class _Answer:
     """httptools' callbacks for one response."""
 
     def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
         self.body: list[bytes] = []
         self.gzipped = False
+        self.keep_alive = False
         self.complete = False
+
+    def on_headers_complete(self) -> None:
+        # Asked here: once the message is complete, the parser says False whatever it was.
+        self.keep_alive = self.parser.should_keep_alive()
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if name.lower() == b"content-encoding" and value.strip().lower() == b"gzip":
@@ -63,7 +69,6 @@ class _Watcher:
     url: str = ""
     sent_at: float | None = None  # while a request is out
     answer: _Answer | None = None
-    parser: httptools.HttpResponseParser | None = None
 
 
 class Pollers:
@@ -137,7 +142,6 @@ class Pollers:
         w.url = self._url(w)
         w.i += 1
         w.answer = _Answer()
-        w.parser = httptools.HttpResponseParser(w.answer)
         w.sent_at = now
         try:
             if w.sock is None:
@@ -149,17 +153,19 @@ class Pollers:
             self._failed(w, type(exc).__name__)
 
     def _read(self, w: _Watcher) -> None:
-        assert w.sock is not None and w.parser is not None and w.answer is not None
+        assert w.sock is not None and w.answer is not None
+        if w.sent_at is None:  # the server closed a connection it kept open (keep-alive)
+            return self._close(w)  # as a browser does: the next request opens another
         try:
             data = w.sock.recv(1 << 16)
             if not data:
                 raise ConnectionResetError("closed by the server")
-            w.parser.feed_data(data)
+            w.answer.parser.feed_data(data)
         except (OSError, httptools.HttpParserError) as exc:
             return self._failed(w, type(exc).__name__)
         if not w.answer.complete:
             return None
-        status = w.parser.get_status_code()
+        status = w.answer.parser.get_status_code()
         done = time.monotonic()
         sent = w.sent_at or done
         self.tally.latencies.append((done - sent) * 1000)
@@ -169,7 +175,7 @@ class Pollers:
             body = b"".join(w.answer.body)
             w.cursor = json.loads(gzip.decompress(body) if w.answer.gzipped else body)["cursor"]
         w.sent_at, w.due = None, sent + self.interval
-        if not w.parser.should_keep_alive():
+        if not w.answer.keep_alive:
             self._close(w)
         return None
 

@@ -1,7 +1,8 @@
 """bench/_pollers.py, the load bench's watchers: each asks for the study's four reads in
 turn with its key, follows the changes' cursor, counts what a watcher would call a failure
-(an answer other than 200, a connection the server dropped) without stopping, and asks
-nothing while paused."""
+(an answer other than 200, a connection the server dropped mid-answer) without stopping,
+connects again after a connection the server closed between answers, and asks nothing
+while paused."""
 
 from __future__ import annotations
 
@@ -23,8 +24,14 @@ from _pollers import Pollers  # noqa: E402
 class _Study(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as uvicorn
     asked: Counter[str] = Counter()
+    connections = 0
     cursors: list[int] = []
     lock = threading.Lock()
+
+    def setup(self) -> None:
+        super().setup()
+        with self.lock:
+            type(self).connections += 1
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         assert self.headers["Authorization"] == "Bearer k1"
@@ -42,6 +49,7 @@ class _Study(BaseHTTPRequestHandler):
         if path == "/studies/7":
             self.close_connection = True  # the watcher connects again
             return self._answer(200, b"<html>" + b"x" * 70_000, close=True)
+        self.close_connection = True  # after the answer, unannounced (a keep-alive ending)
         return self._answer(200, b'{"id": 7}')
 
     def _answer(self, status: int, body: bytes, gzipped: bool = False, close: bool = False) -> None:
@@ -86,7 +94,10 @@ def test_watchers_poll_in_turn_follow_the_cursor_and_count_failures() -> None:
     assert asked["leaderboard"] >= 3 and asked["changes"] >= 3
     assert len(tally.latencies) == sum(asked.values())  # every request answered, timed
     assert set(tally.errors) == {"/api/v1/studies/7/leaderboard?top=10: HTTP 500"}
-    assert len(tally.errors) == asked["leaderboard"]  # the page's dropped connections: none
+    # Connections the server closed after an answer (the page's, the status's): no errors.
+    assert len(tally.errors) == asked["leaderboard"]
+    # Kept open otherwise: one per watcher, and one more after each answer that closed one.
+    assert _Study.connections <= asked["7"] + 3 < sum(asked.values())
     # Each watcher starts from 0 once, then sends the cursor it was given last.
     assert _Study.cursors.count(0) == 3
     assert all(c % 10 == 0 for c in _Study.cursors) and max(_Study.cursors) > 0
