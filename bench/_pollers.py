@@ -43,6 +43,7 @@ class _Answer:
         self.body: list[bytes] = []
         self.gzipped = False
         self.keep_alive = False
+        self.received = False  # any of it
         self.complete = False
 
     def on_headers_complete(self) -> None:
@@ -69,6 +70,7 @@ class _Watcher:
     url: str = ""
     sent_at: float | None = None  # while a request is out
     answer: _Answer | None = None
+    reused: bool = False  # the request went out on a connection kept from an earlier one
 
 
 class Pollers:
@@ -141,8 +143,12 @@ class Pollers:
     def _ask(self, w: _Watcher, now: float) -> None:
         w.url = self._url(w)
         w.i += 1
-        w.answer = _Answer()
         w.sent_at = now
+        self._send(w)
+
+    def _send(self, w: _Watcher) -> None:
+        w.answer = _Answer()
+        w.reused = w.sock is not None
         try:
             if w.sock is None:
                 w.sock = socket.create_connection(self.address, timeout=TIMEOUT_S)
@@ -150,7 +156,7 @@ class Pollers:
                 self.selector.register(w.sock, selectors.EVENT_READ, w)
             w.sock.sendall(f"GET {w.url} HTTP/1.1\r\n".encode() + self.headers)
         except OSError as exc:
-            self._failed(w, type(exc).__name__)
+            self._lost(w, type(exc).__name__)
 
     def _read(self, w: _Watcher) -> None:
         assert w.sock is not None and w.answer is not None
@@ -160,9 +166,12 @@ class Pollers:
             data = w.sock.recv(1 << 16)
             if not data:
                 raise ConnectionResetError("closed by the server")
+            w.answer.received = True
             w.answer.parser.feed_data(data)
-        except (OSError, httptools.HttpParserError) as exc:
+        except httptools.HttpParserError as exc:
             return self._failed(w, type(exc).__name__)
+        except OSError as exc:
+            return self._lost(w, type(exc).__name__)
         if not w.answer.complete:
             return None
         status = w.answer.parser.get_status_code()
@@ -178,6 +187,16 @@ class Pollers:
         if not w.answer.keep_alive:
             self._close(w)
         return None
+
+    def _lost(self, w: _Watcher, why: str) -> None:
+        """The connection failed. One kept from an earlier answer that failed before any of
+        this one came may have been closed by the server as the request went out (its
+        keep-alive ended): the request is sent again on a new connection, as browsers do;
+        anything else is a failure."""
+        if w.reused and w.answer is not None and not w.answer.received:
+            self._close(w)
+            return self._send(w)
+        return self._failed(w, why)
 
     def _failed(self, w: _Watcher, why: str) -> None:
         done = time.monotonic()
