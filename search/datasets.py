@@ -226,7 +226,7 @@ def trial_dataset(
     """What a trial of ``spec`` trains on: None for the synthetic model (no data)."""
     if spec.model == SYNTHETIC:
         return None
-    return load_spec_dataset(session_factory=session_factory, dataset=spec.dataset)
+    return load_spec_dataset(session_factory=session_factory, dataset=spec.data)
 
 
 def load_spec_dataset(*, session_factory: sessionmaker[Session], dataset: DatasetSpec) -> Dataset:

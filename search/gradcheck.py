@@ -45,11 +45,11 @@ def check_spec(
     grid). Raises ValueError for a dataset that is not built in, or the synthetic model."""
     if spec.model == "synthetic":
         raise ValueError("model: synthetic has no network to check")
-    if not spec.dataset.builtin:
+    if not spec.data.builtin:
         raise ValueError(
-            f"dataset: gradcheck needs a built-in dataset; {spec.dataset.label} is uploaded"
+            f"dataset: gradcheck needs a built-in dataset; {spec.data.label} is uploaded"
         )
-    data: Dataset = load_dataset(spec.dataset.name or "", split=spec.dataset.split)
+    data: Dataset = load_dataset(spec.data.name or "", split=spec.data.split)
     checks = []
     for slot in range(min(trials, spec.search.n_trials)):
         knobs = configuration_knobs(spec, slot)

@@ -32,6 +32,7 @@ from optuna.trial import TrialState
 from sqlalchemy.orm import Session, sessionmaker
 
 from search import optuna_rows
+from search.outcome import Outcome
 from search.slots import SlotParams, is_adaptive, slot_params
 from search.spec import ExperimentSpec
 from search.store import (
@@ -55,11 +56,11 @@ from search.store import (
     trials_held_by,
     with_retry,
 )
-from search.trial_runner import Outcome
 
 log = logging.getLogger(__name__)
 
 LOST_REASON = "worker lost (no heartbeat)"
+CLIENT_LOST_REASON = "client lost (lease not renewed)"  # a remote attempt's
 DEFAULT_MAX_RETRIES = 2
 
 
@@ -83,10 +84,19 @@ class StartedTrial:
     knobs: dict[str, Any]  # decoded parameters; empty until an adaptive sampler suggests
 
 
-def begin_trial(*, session: Session, ctx: StudyContext, worker_id: int) -> StartedTrial | None:
+def begin_trial(
+    *,
+    session: Session,
+    ctx: StudyContext,
+    worker_id: int | None,
+    lease: str | None = None,
+    client: str | None = None,
+) -> StartedTrial | None:
     """Claim a slot of ``ctx``'s study and start its trial on both sides, or None if the
-    study has no budget or free running slot."""
-    claim = claim_slot(session=session, study_id=ctx.study_id)
+    study has no budget or free running slot. A worker (``worker_id``) claims built-in
+    studies; a remote client's claim (``lease``: the token it will hold, ``client``: who it
+    says it is) claims a study of the user's own code."""
+    claim = claim_slot(session=session, study_id=ctx.study_id, remote=lease is not None)
     if claim is None:
         return None
     chosen = SlotParams({}, {}, {}) if is_adaptive(ctx.spec) else slot_params(ctx.spec, claim.slot)
@@ -104,14 +114,17 @@ def begin_trial(*, session: Session, ctx: StudyContext, worker_id: int) -> Start
         number=ref.number,
         optuna_trial_id=ref.trial_id,
         params=chosen.knobs,
+        lease=lease,
+        client=client,
     )
-    set_worker_state(
-        session=session,
-        worker_id=worker_id,
-        status=W_BUSY,
-        study_id=ctx.study_id,
-        trial_number=ref.number,
-    )
+    if worker_id is not None:
+        set_worker_state(
+            session=session,
+            worker_id=worker_id,
+            status=W_BUSY,
+            study_id=ctx.study_id,
+            trial_number=ref.number,
+        )
     return StartedTrial(ctx.study_id, row_id, claim.slot, ref.number, ref.trial_id, chosen.knobs)
 
 
@@ -193,9 +206,10 @@ def reap_trial(
         return None
     losses = row.losses + 1
     retry = losses <= max_retries and status != CANCELLED
-    reason = LOST_REASON
+    lost = LOST_REASON if row.worker_id is not None else CLIENT_LOST_REASON
+    reason = lost
     if losses > max_retries:
-        reason = f"{LOST_REASON} {losses} times; not retried (max retries {max_retries})"
+        reason = f"{lost} {losses} times; not retried (max retries {max_retries})"
     _fail_unfinished(session=session, row=row, reason=reason, retry=retry, losses=losses)
     if row.worker_id is not None:
         set_worker_state(session=session, worker_id=row.worker_id, status=W_LOST)
@@ -268,6 +282,7 @@ def hand_back_trials(*, session_factory: sessionmaker[Session], worker_id: int, 
 
 
 __all__ = [
+    "CLIENT_LOST_REASON",
     "DEFAULT_MAX_RETRIES",
     "LOST_REASON",
     "StartedTrial",

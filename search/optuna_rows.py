@@ -140,6 +140,12 @@ def _set_system_attr(session: Session, trial_id: int, key: str, value: Any) -> N
         attr.value_json = json.dumps(value)
 
 
+def intermediate_steps(*, session: Session, trial_id: int) -> set[int]:
+    """The steps of a trial's intermediate values Optuna already has (a read)."""
+    model = models.TrialIntermediateValueModel
+    return set(session.scalars(select(model.step).where(model.trial_id == trial_id)))
+
+
 def set_study_user_attrs(
     *, session: Session, optuna_study_id: int, attrs: Mapping[str, Any]
 ) -> None:
@@ -199,6 +205,7 @@ __all__ = [
     "OptunaTrialRef",
     "create_trial",
     "finish_trial",
+    "intermediate_steps",
     "set_study_user_attrs",
     "study_ids_by_name",
     "trial_states",

@@ -72,7 +72,7 @@ def mlp_params(
 def _may_be_on(spec: ExperimentSpec, knob: str) -> bool:
     """Whether some trial of the spec can turn the boolean ``knob`` on."""
     p = spec.search.space.get(knob)
-    return bool(getattr(spec.training, knob)) if p is None else True in param_values(p)
+    return bool(getattr(spec.train, knob)) if p is None else True in param_values(p)
 
 
 def cnn_params(
@@ -109,8 +109,8 @@ def _layer_candidates(spec: ExperimentSpec, knob: str, fixed: list[int]) -> list
 def _largest_cnn(spec: ExperimentSpec, n_out: int) -> int:
     """Every kernel size, stride, pooling, head and depth the space can choose, at the most
     channels and units (a shallower stack can flatten a larger map, so all depths)."""
-    image_shape = IMAGE_SHAPES[spec.dataset.name or ""]
-    space, training = spec.search.space, spec.training
+    image_shape = IMAGE_SHAPES[spec.data.name or ""]
+    space, training = spec.search.space, spec.train
     searched = [k for k in ("kernel_size", "stride", "pool") if k in space]
     knobs: dict[str, list[Any]] = {k: block_knob_values(space[k]) for k in searched}
     if "conv_batch_norm" in space:  # batch norm adds a scale and a shift per channel
@@ -131,9 +131,9 @@ def _largest_cnn(spec: ExperimentSpec, n_out: int) -> int:
 def largest_network(spec: ExperimentSpec, shape: tuple[int, int] | None = None) -> tuple[str, int]:
     """The parameter count of the largest network the spec can choose, and the field
     its layers come from. ``shape``: (inputs, outputs) of an uploaded dataset."""
-    if spec.model == SYNTHETIC:
-        return "model", 0  # an analytic function: no network
-    n_in, n_out = shape or DATASET_SHAPES[spec.dataset.name or ""]
+    if spec.model == SYNTHETIC or spec.external:
+        return "model", 0  # an analytic function, or the user's own code: no network of ours
+    n_in, n_out = shape or DATASET_SHAPES[spec.data.name or ""]
     if spec.model == "cnn":
         field = "conv_channels" if "conv_channels" in spec.search.space else "conv"
         where = "search.space" if field == "conv_channels" else "training"
@@ -144,7 +144,7 @@ def largest_network(spec: ExperimentSpec, shape: tuple[int, int] | None = None) 
     }
     p = spec.search.space.get("hidden")
     if not isinstance(p, LayersParam):
-        return "training.hidden", mlp_params(n_in, list(spec.training.hidden), n_out, **options)
+        return "training.hidden", mlp_params(n_in, list(spec.train.hidden), n_out, **options)
     if p.values is not None:
         return "search.space.hidden", max(mlp_params(n_in, h, n_out, **options) for h in p.values)
     assert p.depth is not None and p.units is not None
@@ -154,11 +154,14 @@ def largest_network(spec: ExperimentSpec, shape: tuple[int, int] | None = None) 
     )
 
 
-def max_epochs(spec: ExperimentSpec) -> int:
-    """The most epochs a trial of the spec can run (Hyperband's ``max_resource``)."""
+def max_epochs(spec: ExperimentSpec) -> int | None:
+    """The most epochs a trial of the spec can run (Hyperband's ``max_resource``); None
+    for the user's own code, whose epochs hpsearch does not know."""
+    if spec.external:
+        return None
     p = spec.search.space.get("epochs")
     if p is None:
-        return spec.training.epochs
+        return spec.train.epochs
     return max(int(v) for v in param_values(p))
 
 
@@ -182,7 +185,7 @@ def check_budget(spec: ExperimentSpec, *, trials_cap: int | None, epochs_cap: in
             f"{trials_cap} per study (HPS_MAX_TRIALS)",
         )
     epochs = max_epochs(spec)
-    if epochs_cap is not None and epochs > epochs_cap:
+    if epochs_cap is not None and epochs is not None and epochs > epochs_cap:
         field = "search.space.epochs" if "epochs" in spec.search.space else "training.epochs"
         raise SpecTooLarge(
             field,

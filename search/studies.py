@@ -22,7 +22,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from search import optuna_rows
 from search.size import check_budget, check_size
-from search.spec import DATASET_TASKS, ExperimentSpec, check_image_fits, check_objective_fits
+from search.spec import (
+    DATASET_TASKS,
+    EXTERNAL_TASK,
+    ExperimentSpec,
+    check_image_fits,
+    check_objective_fits,
+)
 from search.store import (
     ALL_OWNERS,
     StudyRow,
@@ -64,8 +70,11 @@ def resolve_dataset(
     """The spec with an uploaded dataset named by both id and name, the study's task and
     an uploaded dataset's (inputs, outputs) at most. Raises ``UnknownDataset`` when there
     is no such dataset among ``owner``'s (``ALL_OWNERS``: anyone's; another user's is
-    answered like a missing one) or the objective does not fit its task."""
-    ds = spec.dataset
+    answered like a missing one) or the objective does not fit its task. A study of the
+    user's own code (model external) has no dataset: its task is ``external``."""
+    if spec.external:
+        return spec, EXTERNAL_TASK, None
+    ds = spec.data
     if ds.builtin:
         assert ds.task is not None
         return spec, ds.task, None
@@ -182,7 +191,7 @@ def _insert(
 ) -> StudyRow:
     """The hps row, and the Optuna study's user attributes naming it (one transaction).
     An uploaded dataset's row is locked first: it cannot be deleted meanwhile."""
-    dataset_id = spec.dataset.id
+    dataset_id = None if spec.dataset is None else spec.dataset.id
     if dataset_id is not None and lock_dataset(session=session, dataset_id=dataset_id) is None:
         raise UnknownDataset("dataset", f"dataset {dataset_id} was deleted meanwhile")
     row = insert_study(

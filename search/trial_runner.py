@@ -13,9 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import optuna
+from typing import Any
 
 from models import (
     CNN,
@@ -32,10 +30,11 @@ from models import (
 )
 from models import train as train_model
 from search.initial_loss import expected_initial_loss
-from search.pruners import is_diverged
+from search.judging import Judge
+from search.outcome import Outcome, TrainedModel, finite_or_none, trial_metrics
 from search.samplers import derive_seed
 from search.spec import SYNTHETIC, ExperimentSpec, conv_blocks
-from search.store import T_COMPLETE, T_FAIL, T_PRUNED, with_retry
+from search.store import T_COMPLETE, T_FAIL, T_PRUNED
 
 KNOB_FIELDS = (
     "epochs",
@@ -64,14 +63,6 @@ KNOB_FIELDS = (
 )
 Train = Callable[[TrainConfig, Any, Callable[[EpochMetrics], bool]], TrainResult]
 CURVES = ("train_loss", "dev_loss", "dev_accuracy", "dev_rmse")  # per epoch, in hps_trials
-
-
-@dataclass(frozen=True)
-class TrainedModel:
-    """A complete trial's network as a model file's two halves (``models._export``)."""
-
-    config: dict[str, Any]
-    weights: bytes
 
 
 @dataclass
@@ -112,10 +103,10 @@ class Progress:
         value = metric_of(m, self.metric)
         with self._lock:
             self.reported[m.epoch] = value
-            self._curves["train_loss"].append(_finite_or_none(m.train_loss))
-            self._curves["dev_loss"].append(_finite_or_none(m.dev_loss))
+            self._curves["train_loss"].append(finite_or_none(m.train_loss))
+            self._curves["dev_loss"].append(finite_or_none(m.dev_loss))
             self._curves["dev_accuracy"].append(m.dev_accuracy)
-            self._curves["dev_rmse"].append(_finite_or_none(m.dev_rmse))
+            self._curves["dev_rmse"].append(finite_or_none(m.dev_rmse))
         return value
 
     def not_in_optuna(self) -> dict[int, float]:
@@ -131,123 +122,6 @@ class Progress:
         return {"curves": curves, "epochs_run": max(len(curves["train_loss"]) - 1, 0)}
 
 
-class Judge(Protocol):
-    def __call__(self, epoch: int, value: float) -> str | None:
-        """A prune reason for this epoch's value, or None to carry on."""
-
-
-@dataclass
-class LocalJudge:
-    """The divergence rule on the worker's own copy of the values: no database."""
-
-    progress: Progress
-    factor: float
-    minimize: bool
-
-    def __call__(self, epoch: int, value: float) -> str | None:
-        diverged = is_diverged(self.progress.reported, epoch, self.factor, self.minimize)
-        return "diverged" if diverged else None
-
-
-@dataclass
-class OptunaJudge:
-    """Report each value to Optuna and ask its pruner (which wraps the divergence rule)."""
-
-    trial: optuna.Trial
-    progress: Progress
-    spec: ExperimentSpec
-
-    def __call__(self, epoch: int, value: float) -> str | None:
-        with_retry(lambda: self.trial.report(value, epoch))
-        self.progress.in_optuna.add(epoch)
-        if not with_retry(self.trial.should_prune):
-            return None
-        p = self.spec.pruning
-        minimize = self.spec.direction == "minimize"
-        if is_diverged(self.progress.reported, epoch, p.divergence_factor, minimize):
-            return "diverged"
-        return f"pruned ({p.pruner})"
-
-
-@dataclass
-class Outcome:
-    state: str  # COMPLETE | PRUNED | FAIL
-    value: float | None
-    reason: str | None
-    result: TrainResult | None
-    retry: bool = False  # stopped by the worker, not by the trial: its slot runs again
-    model: TrainedModel | None = None  # complete trials only
-    baseline_error: float | None = None  # the dataset's trivial predictor, on dev
-    expected_initial_loss: float | None = None  # what an untrained network should score
-
-    def row_values(self, duration_s: float) -> dict[str, Any]:
-        r = self.result
-        metrics: dict[str, Any] = {}
-        curves: dict[str, Any] = {}
-        if r is not None:
-            metrics = trial_metrics(r, self.baseline_error)
-            curves = {
-                "train_loss": [_finite_or_none(v) for v in r.train_loss],
-                "dev_loss": [_finite_or_none(v) for v in r.dev_loss],
-                "dev_accuracy": list(r.dev_accuracy),
-            }
-            if any(v is not None for v in r.dev_rmse):
-                curves["dev_rmse"] = [_finite_or_none(v) for v in r.dev_rmse]
-        values: dict[str, Any] = {
-            "value": self.value,
-            "metrics": metrics,
-            "epochs_run": r.epochs_run if r else 0,
-            "duration_s": duration_s,
-            "reason": self.reason,
-        }
-        if r is not None:  # else keep the live curves the heartbeat stored
-            values |= {
-                "curves": curves,
-                "initial_loss": _finite_or_none(r.initial_loss),
-                "expected_initial_loss": self.expected_initial_loss,
-                "stopped_early_at": r.stopped_early_at,
-                "best_epoch": r.best_epoch,
-            }
-        return values
-
-
-def trial_metrics(r: TrainResult, baseline_error: float | None) -> dict[str, Any]:
-    """What hps_trials.metrics records of a run: the last epoch's dev metrics (with early
-    stopping on, the kept best epoch's), the whole training set's scores at the end, and
-    the errors the bias/variance reading compares (``train_error``, ``dev_error``,
-    ``baseline_error``: error rate or RMSE)."""
-    metrics: dict[str, Any] = {"initial_loss": _finite_or_none(r.initial_loss)}
-    final = r.final
-    if final is not None:
-        metrics |= {
-            "train_loss": _finite_or_none(final.train_loss),
-            "dev_loss": _finite_or_none(final.dev_loss),
-            "dev_accuracy": final.dev_accuracy,
-        }
-        if final.dev_rmse is not None:
-            metrics |= {
-                "dev_rmse": _finite_or_none(final.dev_rmse),
-                "dev_r2": _finite_or_none(final.dev_r2),
-            }
-    t = r.train_scores
-    if t is not None and final is not None:
-        dev_error = 1.0 - final.dev_accuracy if final.dev_accuracy is not None else final.dev_rmse
-        metrics |= {
-            "train_error": _finite_or_none(t.error),
-            "dev_error": _finite_or_none(dev_error),
-            "baseline_error": _finite_or_none(baseline_error),
-        }
-        if t.accuracy is not None:
-            metrics["train_accuracy"] = t.accuracy
-        else:
-            metrics["train_rmse"] = _finite_or_none(t.rmse)
-    return {k: v for k, v in metrics.items() if v is not None}
-
-
-def _finite_or_none(v: float | None) -> float | None:
-    return v if v is not None and math.isfinite(v) else None
-
-
 def metric_of(m: EpochMetrics, metric: str) -> float:
     value = getattr(m, metric)
     return float("nan") if value is None else float(value)
@@ -258,10 +132,10 @@ def build_config(
 ) -> TrainConfig:
     """The slot's training configuration; its seed depends on (seed, slot) only, so a
     retried slot trains the same way."""
-    fixed = spec.training.model_dump()
+    fixed = spec.train.model_dump()
     chosen = {k: knobs.get(k, fixed[k]) for k in KNOB_FIELDS}
     chosen["hidden"] = tuple(int(u) for u in chosen["hidden"])
-    blocks = tuple(ConvBlock(**b) for b in conv_blocks(spec.training.conv, knobs))
+    blocks = tuple(ConvBlock(**b) for b in conv_blocks(spec.train.conv, knobs))
     return TrainConfig(
         **chosen,
         model=spec.model,
@@ -269,8 +143,8 @@ def build_config(
         divergence_factor=spec.pruning.divergence_factor,
         seed=derive_seed(spec.search.seed, "train", slot),
         device=device,
-        seconds_per_epoch=spec.training.seconds_per_epoch,
-        noise=spec.training.noise,
+        seconds_per_epoch=spec.train.seconds_per_epoch,
+        noise=spec.train.noise,
     )
 
 
@@ -309,7 +183,7 @@ def run_trial(
         result = train_synthetic(config, None, on_epoch)
         return _outcome(result, verdict, spec.objective.metric, stop)
     if data is None:
-        ds = spec.dataset
+        ds = spec.data
         data = load_dataset(ds.name or "", split=tuple(ds.split), seed=ds.seed)
     result = train(config, data, on_epoch)
     outcome = _outcome(result, verdict, spec.objective.metric, stop)
@@ -344,9 +218,6 @@ __all__ = [
     "CURVES",
     "TrainedModel",
     "trial_metrics",
-    "Judge",
-    "LocalJudge",
-    "OptunaJudge",
     "Outcome",
     "Progress",
     "StopSignal",

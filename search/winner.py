@@ -66,8 +66,8 @@ def test_metrics(
     weights: bytes,
 ) -> dict[str, Any]:
     """The kept model's metrics on the spec's test split (raw rows, as a user has them)."""
-    table = spec_table(session_factory=session_factory, dataset=spec.dataset)
-    ds = spec.dataset
+    table = spec_table(session_factory=session_factory, dataset=spec.data)
+    ds = spec.data
     test = split_table(table, ds.split, ds.seed)[2]
     predictor = Predictor(config, weights)
     predicted = predictor(test.drop(columns=[table.target]))

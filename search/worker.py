@@ -30,7 +30,6 @@ from typing import Any
 from models import train as train_model
 from models import warm_up
 from search._worker_options import KILLED_REASON, STOPPED_REASON, WorkerKilled, WorkerOptions
-from search._worker_studies import ServedStudy, Studies, prepare_trial
 from search.datasets import trial_dataset
 from search.heartbeat import Heartbeat
 from search.lifecycle import (
@@ -40,6 +39,7 @@ from search.lifecycle import (
     hand_back_trials,
     reap_lost_trials,
 )
+from search.served import ServedStudy, Studies, prepare_trial
 from search.store import (
     T_FAIL,
     W_STOPPED,

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from service._cli_common import fmt
 from service.csv_cells import csv_cell
+from service.own_code import is_own_code
 
 # The metrics a leaderboard shows for each task (the objective is the value column).
 TASK_METRICS = {
@@ -22,9 +23,13 @@ TASK_METRICS = {
 
 
 def _board_metrics(board: dict[str, Any], rows: list[dict[str, Any]], metric: str) -> list[str]:
-    """Accuracy for classification, RMSE and R^2 for regression (every recorded metric
-    from a server that does not say the task)."""
-    recorded = {name for row in rows for name in (row.get("metrics") or {})}
+    """Accuracy for classification, RMSE and R^2 for regression; every metric the user's
+    own code reported, in the order first seen (every recorded metric from a server that
+    does not say the task)."""
+    seen = dict.fromkeys(name for row in rows for name in (row.get("metrics") or {}))
+    if is_own_code(board):
+        return [name for name in seen if name != metric]
+    recorded = set(seen)
     shown = TASK_METRICS.get(str(board.get("task")))
     if shown is None:
         return sorted(recorded - {metric})
@@ -45,6 +50,11 @@ def held_out_line(test: Any) -> str | None:
         f"held-out test set (trial {test.get('trial')}, scored once after the search; "
         f"never used to choose): {values} on {metrics.get('n_rows')} rows"
     )
+
+
+def held_out_of(study: dict[str, Any]) -> str | None:
+    """The held-out line of a study or leaderboard (the user's own code has none here)."""
+    return None if is_own_code(study) else held_out_line(study.get("test"))
 
 
 def diagnosis_text(diagnosis: Any) -> str:
@@ -84,7 +94,9 @@ def leaderboard_table(board: dict[str, Any]) -> Table:
         box=box.SIMPLE_HEAD,
     )
     states = ["state"] if show_state else []
-    names = ["#", "trial", *states, metric, *params, *metrics, *diagnoses, "epochs", "time (s)"]
+    # A reported metric named like a parameter (the user's own code) says which it is.
+    labels = [f"{m} (metric)" if m in params else m for m in metrics]
+    names = ["#", "trial", *states, metric, *params, *labels, *diagnoses, "epochs", "time (s)"]
     for name in [*names, *checks]:
         left = name in ("state", "bias/variance", "checks")
         table.add_column(name, justify="left" if left else "right", overflow="fold")
@@ -101,14 +113,21 @@ def leaderboard_table(board: dict[str, Any]) -> Table:
 
 
 def write_leaderboard_csv(board: dict[str, Any]) -> None:
+    """rank, number, value, the parameters, epochs and duration; for the user's own code
+    every metric it reported too (as ``metric:NAME`` where a parameter has its name)."""
     rows: list[dict[str, Any]] = board.get("data") or []
     params = sorted({name for row in rows for name in (row.get("params") or {})})
+    own = is_own_code(board)
+    metrics = _board_metrics(board, rows, str(board.get("metric"))) if own else []
+    taken = {"rank", "number", "value", *params, "epochs_run", "duration_s"}
+    named = [f"metric:{m}" if m in taken else m for m in metrics]
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(["rank", "number", "value", *params, "epochs_run", "duration_s"])
+    writer.writerow(["rank", "number", "value", *params, *named, "epochs_run", "duration_s"])
     for row in rows:
-        row_params = row.get("params") or {}
+        row_params, row_metrics = row.get("params") or {}, row.get("metrics") or {}
         cells = [row.get("rank"), row.get("number"), row.get("value")]
         cells += [row_params.get(name) for name in params]
+        cells += [row_metrics.get(name) for name in metrics]
         cells += [row.get("epochs_run"), row.get("duration_s")]
         writer.writerow([csv_cell(cell) for cell in cells])
 

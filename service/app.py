@@ -19,7 +19,7 @@ from service.errors import install_error_handlers
 from service.middleware import install_middleware
 from service.read_cache import CachedReads, read_cache, summary_cache
 from service.recent_changes import RecentChanges
-from service.routes import datasets, health, plots, studies, workers
+from service.routes import datasets, health, plots, studies, trials, workers
 from service.settings import Settings
 from service.upload_limit import UploadLimit
 
@@ -98,6 +98,7 @@ def create_app(
 
     api = APIRouter(prefix="/api/v1")
     api.include_router(studies.router)
+    api.include_router(trials.router)
     api.include_router(datasets.router)
     api.include_router(plots.router)
     api.include_router(workers.router)

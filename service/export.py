@@ -5,19 +5,26 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from collections.abc import Iterator, Sequence
 
 from search import store
 from service.csv_cells import csv_cell
 from service.views import Column
 
+TIMES = ("started_at", "finished_at")
+
 
 def csv_header(columns: Sequence[Column]) -> list[str]:
-    """Column names: the objective under its metric's name, parameters and metrics by name."""
+    """Column names: the objective under its metric's name, parameters and metrics by name;
+    a parameter or metric whose name another column has too (the user's own code names
+    them: a reported ``lr``, a parameter ``state``) as ``param:NAME`` / ``metric:NAME``."""
     names = [
         c.label if c.sort == "value" else (c.sort.partition(":")[2] or c.sort) for c in columns
     ]
-    return [csv_cell(n) for n in names] + ["started_at", "finished_at"]
+    taken = Counter([*names, *TIMES])
+    names = [c.sort if c.group and taken[n] > 1 else n for c, n in zip(columns, names, strict=True)]
+    return [csv_cell(n) for n in [*names, *TIMES]]
 
 
 def trials_csv(rows: Sequence[store.TrialSummary], columns: Sequence[Column]) -> Iterator[str]:

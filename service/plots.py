@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from search import store
 from search.axes import Axis, finite, layers_label, space_axes
-from search.spec import ExperimentSpec
+from search.spec import DEFAULT_LOSS_METRIC, ExperimentSpec
+from service.own_code import is_own_code
 
 CURVE_TOP = 5  # best complete trials whose curves the study page draws
 CURVE_PRUNED = 5  # most recently pruned trials drawn with them
@@ -76,7 +78,40 @@ def points_payload(points: Sequence[store.PlotPoint], axes: Sequence[Axis]) -> d
     }
 
 
-def _initial_loss(c: store.TrialCurves) -> float | None:
+@dataclass(frozen=True)
+class CurveNames:
+    """Which stored curves a study's learning-curve plot draws: the objective (left), the
+    loss the divergence rule watches (right, solid) and a built-in model's dev loss (right,
+    dotted). ``by_epoch``: the curves carry their own ``epoch`` list (the user's own code,
+    whose reports may skip epochs); a built-in model's hold one value per epoch from 0."""
+
+    metric: str
+    loss: str
+    dev_loss: str | None
+    factor: float
+    by_epoch: bool
+
+    @property
+    def limit_text(self) -> str:
+        """What the dashed divergence limit is, in words."""
+        first = f"first reported {self.loss}" if self.by_epoch else "initial loss"
+        return f"{self.factor} × {first}"
+
+
+def curve_names(study: store.StudyRow) -> CurveNames:
+    pruning = study.spec["pruning"]
+    factor = float(pruning["divergence_factor"])
+    if is_own_code(study):
+        loss = pruning.get("loss_metric") or DEFAULT_LOSS_METRIC
+        return CurveNames(study.metric, loss, None, factor, by_epoch=True)
+    return CurveNames(study.metric, "train_loss", "dev_loss", factor, by_epoch=False)
+
+
+def _initial_loss(c: store.TrialCurves, names: CurveNames) -> float | None:
+    """The loss the divergence limit is a multiple of: the untrained network's (a built-in
+    model), or the first value the user's code reported."""
+    if names.by_epoch:
+        return next((v for v in c.curves.get(names.loss) or [] if finite(v)), None)
     if finite(c.initial_loss):
         return c.initial_loss
     train = c.curves.get("train_loss") or []
@@ -84,26 +119,47 @@ def _initial_loss(c: store.TrialCurves) -> float | None:
 
 
 def curves_payload(
-    curves: Sequence[store.TrialCurves], *, metric: str, factor: float
+    curves: Sequence[store.TrialCurves], names: CurveNames, *, others: bool = False
 ) -> list[dict[str, Any]]:
-    """Per-trial curves (index = epoch, 0 before any update), the objective's own curve,
-    and the divergence threshold ``factor`` x the trial's initial training loss."""
+    """Per-trial curves: the objective's, the watched loss as ``train_loss`` (and the dev
+    loss), the divergence threshold ``factor`` x the trial's initial loss, and with
+    ``by_epoch`` the ``epoch`` each value belongs to (else index = epoch, 0 before any
+    update). ``others``: every other stored curve too, by name (a trial's own page)."""
     out = []
     for c in curves:
-        initial = _initial_loss(c)
-        out.append(
-            {
-                "number": c.number,
-                "state": c.state,
-                "value": rounded(c.value),
-                "reason": c.reason,
-                "train_loss": _rounded_list(c.curves.get("train_loss") or []),
-                "dev_loss": _rounded_list(c.curves.get("dev_loss") or []),
-                "objective": _rounded_list(c.curves.get(metric) or []),
-                "threshold": rounded(factor * initial) if initial is not None else None,
-            }
-        )
+        initial = _initial_loss(c, names)
+        item = {
+            "number": c.number,
+            "state": c.state,
+            "value": rounded(c.value),
+            "reason": c.reason,
+            "train_loss": _rounded_list(c.curves.get(names.loss) or []),
+            "dev_loss": _rounded_list(c.curves.get(names.dev_loss or "") or []),
+            "objective": _rounded_list(c.curves.get(names.metric) or []),
+            "threshold": rounded(names.factor * initial) if initial is not None else None,
+        }
+        if names.by_epoch:
+            item["epoch"] = list(c.curves.get("epoch") or [])
+        if others:
+            item["others"] = _other_curves(c, names)
+        out.append(item)
     return out
+
+
+def _other_curves(c: store.TrialCurves, names: CurveNames) -> dict[str, list[float | None]]:
+    """Every stored curve the learning-curve plot does not draw and that has a value."""
+    drawn = {"epoch", names.metric, names.loss, names.dev_loss}
+    shown = {k: _rounded_list(v) for k, v in c.curves.items() if k not in drawn}
+    return {k: v for k, v in shown.items() if any(x is not None for x in v)}
+
+
+def curves_head(names: CurveNames) -> dict[str, Any]:
+    """What a learning-curve plot says about its study: the objective, and (the user's own
+    code) the name of the loss on the right."""
+    head: dict[str, Any] = {"metric": names.metric}
+    if names.by_epoch:
+        head["loss_metric"] = names.loss
+    return head
 
 
 def to_json(data: Any) -> str:
@@ -119,14 +175,14 @@ def study_plot_json(
 ) -> str:
     """The /plots answer (schema ``StudyPlots``) as JSON text around the points' JSON,
     which is the large part and is cached by the caller."""
-    factor = float(study.spec["pruning"]["divergence_factor"])
+    names = curve_names(study)
     head = {
         "study_id": study.id,
-        "metric": study.metric,
+        **curves_head(names),
         "direction": study.direction,
-        "divergence_factor": factor,
+        "divergence_factor": names.factor,
         "axes": axes_payload(study_axes(study.spec)),
-        "curves": curves_payload(curves, metric=study.metric, factor=factor),
+        "curves": curves_payload(curves, names),
         "cursor": cursor,
     }
     return to_json(head)[:-1] + ',"points":' + points_json + "}"
@@ -147,8 +203,11 @@ def best_so_far(values: Sequence[float | None], direction: str) -> list[float | 
 __all__ = [
     "CURVE_PRUNED",
     "CURVE_TOP",
+    "CurveNames",
     "axes_payload",
     "best_so_far",
+    "curve_names",
+    "curves_head",
     "curves_payload",
     "points_payload",
     "rounded",

@@ -5,7 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, computed_field, field_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    computed_field,
+    field_serializer,
+)
 
 from search.initial_loss import initial_loss_off
 
@@ -98,6 +103,9 @@ class StudyPublic(_Out):
     counts: TrialCounts
     best: BestTrial | None
     test: HeldOutPublic
+    model: str = "mlp"
+    # model external: the metrics its ended trials reported, in the order first seen.
+    metric_names: list[str] | None = None
 
 
 class StudyUpdate(BaseModel):
@@ -146,6 +154,9 @@ class TrialPublic(_Out, TrialChecks):
     started_at: datetime
     finished_at: datetime | None
     diagnosis: DiagnosisPublic | None = None
+    # A trial of the user's own code: who claimed it, and a failed one's output (its tail).
+    client: str | None = None
+    log: str | None = None
 
 
 class WorkerPublic(_Out):
@@ -240,6 +251,10 @@ class TrialCurvesPublic(BaseModel):
     dev_loss: list[float | None]
     objective: list[float | None]
     threshold: float | None
+    # The user's own code (model external): the epochs its curves were reported at, and
+    # (a trial's own page) every other reported metric's curve.
+    epoch: list[int] | None = None
+    others: dict[str, list[float | None]] | None = None
 
 
 class StudyPlots(BaseModel):
@@ -251,6 +266,7 @@ class StudyPlots(BaseModel):
     points: PlotPoints
     curves: list[TrialCurvesPublic]
     cursor: int
+    loss_metric: str | None = None  # model external: the loss the divergence rule watches
 
 
 class ParamImportance(BaseModel):

@@ -14,6 +14,7 @@ from search import store
 from search.diagnosis import diagnose
 from service.auth import Principal, can_read
 from service.errors import BadRequest
+from service.own_code import is_own_code
 from service.schemas import (
     BestTrial,
     DiagnosisPublic,
@@ -83,8 +84,14 @@ def study_public(
     )
 
 
+NO_TEST_SPLIT = "no held-out test set: your own code owns its data and its test"
+
+
 def held_out(row: store.StudyRow) -> HeldOutPublic:
-    """The study's test-set result (``pending`` until a worker has scored the winner)."""
+    """The study's test-set result (``pending`` until a worker has scored the winner;
+    ``none`` for the user's own code, which hpsearch never scores)."""
+    if is_own_code(row):
+        return HeldOutPublic(state=store.TEST_NONE, trial=None, metrics=None, label=NO_TEST_SPLIT)
     state = row.test_state if row.test_state not in (None, store.TEST_CLAIMED) else "pending"
     return HeldOutPublic(state=state, trial=row.test_trial, metrics=row.test_metrics)
 
@@ -116,7 +123,13 @@ def make_view(
     """A validated view of ``study``'s trials; bad input is a 422 naming the parameter."""
     try:
         view = store.TrialView(
-            state=state, sort=sort, desc=desc, top=top, offset=offset, limit=limit
+            state=state,
+            sort=sort,
+            desc=desc,
+            top=top,
+            offset=offset,
+            limit=limit,
+            metrics=store.study_metrics(study),
         )
     except store.ViewError as exc:
         raise BadRequest(exc.field, exc.message) from None
@@ -149,6 +162,16 @@ def _metric(name: str) -> Callable[[store.TrialSummary], Any]:
     return lambda t: t.metrics.get(name)
 
 
+def metric_columns(study: store.StudyRow) -> list[str]:
+    """The metrics a study's table shows beside its objective: those its task records
+    (a built-in model), or every other metric its trials reported (the user's own code)."""
+    other_task = store.OTHER_TASK_METRICS.get(study.task, ())
+    return [m for m in store.study_metrics(study) if m != study.metric and m not in other_task]
+
+
+FIXED_LABELS = ("rank", "trial", "epochs", "time", "state", "reason")
+
+
 def table_columns(study: store.StudyRow) -> list[Column]:
     """rank, trial, objective, every searched parameter, the other recorded metrics,
     epochs, duration, state and reason."""
@@ -157,11 +180,14 @@ def table_columns(study: store.StudyRow) -> list[Column]:
         Column("number", "trial", True, lambda t: t.number),
         Column("value", study.metric, True, lambda t: t.value),
     ]
-    for knob in study.spec["search"]["space"]:
+    knobs = list(study.spec["search"]["space"])
+    for knob in knobs:
         cols.append(Column(f"param:{knob}", knob, True, _param(knob), "param"))
-    for metric in store.RECORDED_METRICS:
-        if metric != study.metric and metric not in store.OTHER_TASK_METRICS[study.task]:
-            cols.append(Column(f"metric:{metric}", metric, True, _metric(metric), "metric"))
+    # A reported metric named like another column (the scheduler's lr) says it is one.
+    taken = {*knobs, *FIXED_LABELS}
+    for metric in metric_columns(study):
+        label = f"{metric} (metric)" if metric in taken else metric
+        cols.append(Column(f"metric:{metric}", label, True, _metric(metric), "metric"))
     cols += [
         Column("epochs_run", "epochs", True, lambda t: t.epochs_run),
         Column("duration_s", "time", True, lambda t: t.duration_s),
@@ -177,6 +203,7 @@ __all__ = [
     "Column",
     "visible_workers",
     "make_view",
+    "metric_columns",
     "study_public",
     "table_columns",
     "trial_counts",

@@ -14,15 +14,19 @@ from search.pruners._divergence import DivergencePruner, is_diverged
 from search.spec import PruningSpec
 
 
-def make_pruner(pruning: PruningSpec, *, epochs: int) -> DivergencePruner:
-    """The divergence rule wrapped around the spec's Optuna pruner (if any)."""
+def make_pruner(pruning: PruningSpec, *, epochs: int | None) -> DivergencePruner:
+    """The divergence rule wrapped around the spec's Optuna pruner (if any). ``epochs``:
+    the most a trial runs (Hyperband's resource), None when unknown (the user's own code:
+    Hyperband estimates it from the first trials)."""
     warmup = pruning.warmup_epochs
     wrapped: BasePruner | None = {
         "none": None,
         "median": MedianPruner(n_startup_trials=3, n_warmup_steps=warmup),
         "percentile": PercentilePruner(25.0, n_startup_trials=3, n_warmup_steps=warmup),
         "successive_halving": SuccessiveHalvingPruner(),
-        "hyperband": HyperbandPruner(min_resource=1, max_resource=max(epochs, 1)),
+        "hyperband": HyperbandPruner(
+            min_resource=1, max_resource="auto" if epochs is None else max(epochs, 1)
+        ),
     }[pruning.pruner]
     return DivergencePruner(pruning.divergence_factor, wrapped)
 

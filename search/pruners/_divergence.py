@@ -1,5 +1,5 @@
-"""DivergencePruner: stop a trial whose reported loss climbs above ``factor`` x the value
-reported at step 0 (the loss before any update), or that reports NaN/inf.
+"""DivergencePruner: stop a trial whose reported loss climbs above ``factor`` x its first
+reported value (step 0: the loss before any update, when reported), or that reports NaN/inf.
 
 It can wrap another Optuna pruner (median, percentile, ...), the way optuna's
 PatientPruner does: the divergence rule is checked first, then the wrapped pruner.
@@ -21,11 +21,13 @@ def is_diverged(
     """The divergence rule on one trial's reports, as a pure function.
 
     Non-finite values always diverge; the ``factor`` x initial rule applies to losses
-    (minimised metrics) only, since an accuracy that rises is good news."""
+    (minimised metrics) only, since an accuracy that rises is good news. The initial value
+    is the first one reported: step 0 (before any update) for the built-in trainer, and for
+    a remote client that reports epoch 0 as asked."""
     latest = intermediate_values[step]
     if not math.isfinite(latest):
         return True
-    initial = intermediate_values.get(0)
+    initial = intermediate_values[min(intermediate_values)]
     if not minimize or initial is None or not math.isfinite(initial) or initial <= 0:
         return False
     return latest > factor * initial

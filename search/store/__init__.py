@@ -53,6 +53,18 @@ from search.store._keys import (
     list_keys,
     touch_key,
 )
+from search.store._leases import (
+    Attempt,
+    add_metric_names,
+    appended_report,
+    last_epoch,
+    lock_attempt,
+    record_report,
+    renew_lease,
+    reported_at,
+    reported_series,
+    study_status,
+)
 from search.store._loop_reads import LoopReads, NotReady, loop_reads
 from search.store._models import (
     DEFAULT_KEEP,
@@ -127,6 +139,7 @@ from search.store._trial_views import (
     count_trials,
     list_trials,
     sort_key,
+    study_metrics,
     trial_summaries,
 )
 from search.store._trials import (
@@ -156,6 +169,16 @@ from search.store._workers import (
 )
 
 __all__ = [
+    "Attempt",
+    "add_metric_names",
+    "appended_report",
+    "reported_at",
+    "reported_series",
+    "last_epoch",
+    "lock_attempt",
+    "record_report",
+    "renew_lease",
+    "study_status",
     "SQLITE_BUSY_TIMEOUT_S",
     "AccessReads",
     "KeyRecord",
@@ -229,6 +252,7 @@ __all__ = [
     "list_trials",
     "plot_points",
     "sort_key",
+    "study_metrics",
     "trial_curves",
     "trial_summaries",
     "ACTIVE_STUDY_STATES",

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from search._external import EXTERNAL
 from search.store._engine import db_now
 from search.store._tables import (
     FINISHED_STUDY_STATES,
@@ -89,7 +90,9 @@ def kept_numbers(*, session: Session, study_id: int) -> list[int]:
 
 
 def _awaiting_test(stale_after_s: float) -> Any:
+    """Ended studies of a built-in model (the user's own code has no test split here)."""
     return and_(
+        StudyRow.model != EXTERNAL,
         StudyRow.status.in_(FINISHED_STUDY_STATES),
         StudyRow.running == 0,
         or_(

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, false, func, or_, select, update
 from sqlalchemy.orm import Session, defer
 
+from search._external import EXTERNAL
 from search.store._engine import utcnow
 from search.store._tables import (
     ACTIVE_STUDY_STATES,
@@ -35,7 +36,8 @@ def insert_study(
         name=spec["name"],
         optuna_study_name=optuna_study_name,
         spec=spec,
-        dataset=spec["dataset"]["name"],
+        dataset=(spec.get("dataset") or {}).get("name") or "",
+        model=spec.get("model") or "mlp",
         sampler=spec["search"]["sampler"],
         metric=spec["objective"]["metric"],
         direction=spec["objective"]["direction"],
@@ -137,9 +139,10 @@ def cancel_study(*, session: Session, study_id: int) -> bool:
 
 
 def count_active_studies(*, session: Session, study_id: int | None = None) -> int:
-    """Studies still queued or running (only ``study_id``, when given)."""
+    """Studies of a built-in model still queued or running (only ``study_id``, when
+    given): what a worker may still have work in."""
     stmt = select(func.count()).select_from(StudyRow)
-    stmt = stmt.where(StudyRow.status.in_(ACTIVE_STUDY_STATES))
+    stmt = stmt.where(StudyRow.status.in_(ACTIVE_STUDY_STATES), StudyRow.model != EXTERNAL)
     if study_id is not None:
         stmt = stmt.where(StudyRow.id == study_id)
     return int(session.scalar(stmt) or 0)

@@ -10,6 +10,9 @@
   ``seq`` is the study's ``change_seq`` taken when the trial ended (the cursor of live
   pages). ``initial_loss`` next to ``expected_initial_loss`` is the initial-loss check;
   ``stopped_early_at`` and ``best_epoch`` record early stopping (a complete trial).
+  A study of the user's own code (``model: external``) has its trials claimed over the
+  REST trial API: each attempt holds a ``lease`` token that every call must show, and its
+  ``curves`` carry an ``epoch`` list beside each reported metric's values.
 - hps_workers: one row per worker process (registration and heartbeats, idle or busy).
 - hps_blobs: uploaded files, content-addressed by their sha256 (workers on any machine read
   a dataset from here and cache it by hash).
@@ -40,6 +43,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Text,
     false,
     text,
 )
@@ -108,6 +112,10 @@ class StudyRow(Base):
     # The user who submitted it (NULL: submitted with auth off; only admins see those).
     owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     public: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The spec's model; trials of ``external`` ones are claimed over the REST trial API.
+    model: Mapped[str] = mapped_column(String(16), default="mlp", server_default="mlp")
+    # An external study's reported metrics, in the order first seen (its table's columns).
+    metric_names: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
 class TrialRow(Base):
@@ -146,6 +154,10 @@ class TrialRow(Base):
     expected_initial_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     stopped_early_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
     best_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # A remote attempt (migration 0008): the client's lease, who it is, its output's tail.
+    lease: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    client: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    log: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     @property
     def initial_loss_off(self) -> bool:

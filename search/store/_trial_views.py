@@ -8,7 +8,6 @@ trial number), the same order as :func:`search.store.leaderboard`.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,100 +19,21 @@ from sqlalchemy.orm import Session
 from search.initial_loss import initial_loss_off
 from search.store._tables import (
     T_COMPLETE,
-    T_FAIL,
     T_LOST,
-    T_PRUNED,
     T_RUNNING,
     StudyRow,
     TrialRow,
 )
-
-# The state filters a user can pick, in the order pages offer them.
-STATE_FILTERS: dict[str, tuple[str, ...] | None] = {
-    "all": None,
-    "complete": (T_COMPLETE,),
-    "pruned": (T_PRUNED,),
-    "failed": (T_FAIL,),
-    "running": (T_RUNNING, T_LOST),
-}
-# Sortable columns of hps_trials; params and metrics sort as ``param:NAME`` / ``metric:NAME``.
-COLUMN_SORTS = (
-    "rank",
-    "number",
-    "value",
-    "state",
-    "epochs_run",
-    "duration_s",
-    "reason",
-    "started_at",
-    "finished_at",
+from search.store._view_spec import (
+    COLUMN_SORTS,
+    MAX_PAGE,
+    OTHER_TASK_METRICS,
+    RECORDED_METRICS,
+    STATE_FILTERS,
+    TrialView,
+    ViewError,
+    study_metrics,
 )
-# Metrics a trial records (hps_trials.metrics keys), in display order.
-RECORDED_METRICS = (
-    "train_loss",
-    "dev_loss",
-    "dev_accuracy",
-    "dev_rmse",
-    "dev_r2",
-    "train_error",
-    "initial_loss",
-)
-# Recorded metrics a study of each task has no values for.
-OTHER_TASK_METRICS = {
-    "classification": ("dev_rmse", "dev_r2"),
-    "regression": ("dev_accuracy",),
-}
-MAX_PAGE = 10000
-_NAME = re.compile(r"[A-Za-z0-9_.]{1,64}")
-
-
-class ViewError(ValueError):
-    """A view parameter is invalid: ``field`` names it, the message says why."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-@dataclass(frozen=True)
-class TrialView:
-    """What part of a study's trials to show, in which order. Invalid values raise
-    ``ValueError`` naming the field (the API turns it into a 422)."""
-
-    state: str = "all"
-    sort: str = "rank"
-    desc: bool = False
-    top: int | None = None  # only the best N by the objective
-    offset: int = 0
-    limit: int | None = 50  # None: every matching trial
-
-    def __post_init__(self) -> None:
-        if self.state not in STATE_FILTERS:
-            raise ViewError("state", f"must be one of {list(STATE_FILTERS)}, got {self.state!r}")
-        kind, _, name = self.sort.partition(":")
-        json_sort = kind in ("param", "metric") and _NAME.fullmatch(name)
-        if not (self.sort in COLUMN_SORTS or json_sort):
-            raise ViewError(
-                "sort",
-                f"must be one of {list(COLUMN_SORTS)}, param:NAME or metric:NAME, "
-                f"got {self.sort!r}",
-            )
-        if kind == "metric" and name not in RECORDED_METRICS:
-            raise ViewError(
-                "sort", f"unknown metric {name!r}; metrics are {list(RECORDED_METRICS)}"
-            )
-        if self.top is not None and not 1 <= self.top <= MAX_PAGE:
-            raise ViewError("top", f"must be between 1 and {MAX_PAGE}, got {self.top}")
-        if not 0 <= self.offset <= 10**9:
-            raise ViewError("offset", f"must be >= 0, got {self.offset}")
-        if self.limit is not None and not 1 <= self.limit <= MAX_PAGE:
-            raise ViewError("limit", f"must be between 1 and {MAX_PAGE}, got {self.limit}")
-
-    @property
-    def param(self) -> str | None:
-        kind, _, name = self.sort.partition(":")
-        return name if kind == "param" else None
 
 
 @dataclass(frozen=True)
@@ -394,6 +314,7 @@ __all__ = [
     "list_trials",
     "objective_order",
     "sort_key",
+    "study_metrics",
     "summaries",
     "trial_summaries",
 ]

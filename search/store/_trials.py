@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 
+from search._external import EXTERNAL
 from search.store._engine import db_now
 from search.store._tables import (
     ACTIVE_STUDY_STATES,
@@ -50,29 +51,36 @@ class SlotClaim:
     retry_of: int | None = None  # the row whose slot this claim retries
 
 
-def _claimable() -> Any:
+def _claimable(remote: bool) -> Any:
+    """Studies with budget and a free running slot, of the kind the claimer serves: the
+    user's own code (``remote``: claimed over the REST trial API) or a built-in model."""
+    kind = StudyRow.model == EXTERNAL if remote else StudyRow.model != EXTERNAL
     return and_(
         StudyRow.status.in_(ACTIVE_STUDY_STATES),
         StudyRow.claimed < StudyRow.n_trials,
         StudyRow.running < StudyRow.parallelism,
+        kind,
     )
 
 
 def claimable_studies(*, session: Session, study_id: int | None = None) -> list[int]:
-    """Ids of studies with budget and a free running slot, oldest first (a read)."""
-    stmt = select(StudyRow.id).where(_claimable()).order_by(StudyRow.id).limit(20)
+    """Ids of built-in studies with budget and a free running slot, oldest first (a
+    read): what a worker may claim."""
+    stmt = select(StudyRow.id).where(_claimable(False)).order_by(StudyRow.id).limit(20)
     if study_id is not None:
         stmt = stmt.where(StudyRow.id == study_id)
     return list(session.scalars(stmt))
 
 
-def claim_slot(*, session: Session, study_id: int) -> SlotClaim | None:
+def claim_slot(*, session: Session, study_id: int, remote: bool = False) -> SlotClaim | None:
     """Take one unit of ``study_id``'s budget and the slot it runs, or None if the study
-    has no budget or free running slot left. Locks the study row until commit; a retried
-    slot's mark is cleared by ``insert_trial`` in the same transaction."""
+    has no budget or free running slot left, or is not of the claimer's kind (``remote``:
+    the user's own code, claimed over the REST trial API; else a built-in model, claimed
+    by a worker). Locks the study row until commit; a retried slot's mark is cleared by
+    ``insert_trial`` in the same transaction."""
     claimed = session.execute(
         update(StudyRow)
-        .where(StudyRow.id == study_id, _claimable())
+        .where(StudyRow.id == study_id, _claimable(remote))
         .values(
             claimed=StudyRow.claimed + 1,
             running=StudyRow.running + 1,
@@ -106,9 +114,11 @@ def insert_trial(
     number: int | None,
     optuna_trial_id: int | None,
     params: dict[str, Any],
+    lease: str | None = None,
+    client: str | None = None,
 ) -> int:
     """The RUNNING row of a claimed slot's attempt (and the slot's retry taken); returns
-    its id."""
+    its id. A remote attempt has no worker; it has the ``lease`` its client holds."""
     if claim.retry_of is not None:
         session.execute(
             update(TrialRow).where(TrialRow.id == claim.retry_of).values(retry_pending=False)
@@ -126,6 +136,8 @@ def insert_trial(
         params=params,
         metrics={},
         curves={},
+        lease=lease,
+        client=client,
     )
     session.add(row)
     session.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from service.auth._access import (
+    ChangeableStudyDep,
     OwnedStudyDep,
     ReadableStudyDep,
     can_change,
@@ -43,6 +44,7 @@ from service.auth._tokens import (
 
 __all__ = [
     "ANONYMOUS",
+    "ChangeableStudyDep",
     "AUTH_OFF",
     "CSRF_FIELD",
     "CSRF_HEADER",

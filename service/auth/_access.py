@@ -5,7 +5,8 @@ reads and changes everything. Anything else answers 404, exactly like an id that
 exist, so ids cannot be probed; a caller with no key gets 401 (a page: the sign-in page).
 
 A route states its access with one dependency: ``ReadableStudyDep`` (reads, public studies
-included), ``OwnedStudyDep`` (changes), ``SignedInDep`` (needs any key) or nothing (open).
+included), ``OwnedStudyDep`` (changes; ``ChangeableStudyDep`` when the route writes in
+transactions of its own), ``SignedInDep`` (needs any key) or nothing (open).
 A new owned resource (datasets) does the same with ``readable``/``changeable`` and its own
 two dependencies, and a row in ``tests/service/test_access.py``.
 """
@@ -93,16 +94,30 @@ def owned_study(study_id: StudyId, session: SessionDep, principal: PrincipalDep)
     )
 
 
+def changeable_study(
+    study_id: StudyId, session: ReadSessionDep, principal: PrincipalDep
+) -> store.StudyRow:
+    """``owned_study`` read without taking the write lock: for routes whose changes are
+    transactions of their own (the REST trial API's), which SQLite's one writer would
+    otherwise wait on for the whole request."""
+    return changeable(
+        principal, store.get_study(session=session, study_id=study_id), f"study {study_id}"
+    )
+
+
 ReadableStudyDep = Annotated[store.StudyRow, Depends(readable_study)]
 OwnedStudyDep = Annotated[store.StudyRow, Depends(owned_study)]
+ChangeableStudyDep = Annotated[store.StudyRow, Depends(changeable_study)]
 
 
 __all__ = [
+    "ChangeableStudyDep",
     "OwnedStudyDep",
     "ReadableStudyDep",
     "can_change",
     "can_read",
     "changeable",
+    "changeable_study",
     "listed_studies",
     "owned_study",
     "owner_filter",

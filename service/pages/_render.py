@@ -15,6 +15,7 @@ from markupsafe import Markup, escape
 
 from search.axes import layers_label
 from search.store import utcnow
+from service.own_code import dataset_label, is_own_code
 from service.routes.health import VERSION
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -109,9 +110,18 @@ def csrf_input(principal: Any) -> Markup:
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.filters.update(
-    num=num, full=full, utc=utc, short_time=short_time, iso=iso, duration=duration, ago=ago
+    num=num,
+    full=full,
+    utc=utc,
+    short_time=short_time,
+    iso=iso,
+    duration=duration,
+    ago=ago,
+    dataset_label=dataset_label,
 )
-templates.env.globals.update(number=number, elapsed=elapsed, version=VERSION, csrf_input=csrf_input)
+templates.env.globals.update(
+    number=number, elapsed=elapsed, version=VERSION, csrf_input=csrf_input, own_code=is_own_code
+)
 
 
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:

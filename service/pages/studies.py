@@ -20,10 +20,10 @@ from service.auth import OwnedStudyDep, PrincipalDep, ReadableStudyDep, listed_s
 from service.deps import ReadSessionDep, SessionDep
 from service.errors import BadRequest, Conflict
 from service.pages._render import render, templates
-from service.plots import CURVE_TOP, curves_payload, points_payload, study_axes
+from service.plots import CURVE_TOP, curve_names, curves_payload, points_payload, study_axes
 from service.read_cache import StudyReadsDep, forget_study
 from service.schemas import StudyPublic
-from service.views import make_view, study_public, table_columns
+from service.views import Column, make_view, study_public, table_columns
 
 router = APIRouter()
 POLL_MS = 1500  # live pages poll at most every 2 s
@@ -163,11 +163,28 @@ def _state_options(raw: dict[str, int]) -> list[tuple[str, str]]:
     return [(name, f"{STATE_LABELS[name]} ({by_filter[name]})") for name in store.STATE_FILTERS]
 
 
+def _without_nulls(value: Any) -> Any:
+    """``value`` with every null entry of its mappings left out (a spec of the user's own
+    code stores ``dataset: null`` and ``training: null``; settings left unset are null)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
 @functools.lru_cache(maxsize=256)
 def _spec_yaml(spec_json: str) -> str:
-    """A stored spec as YAML, by its JSON (a study's spec never changes, and the dump costs
-    more than the rest of the page's reads)."""
-    return yaml.safe_dump(json.loads(spec_json), sort_keys=False, default_flow_style=None)
+    """A stored spec as YAML without its nulls, by its JSON (a study's spec never changes,
+    and the dump costs more than the rest of the page's reads)."""
+    spec = _without_nulls(json.loads(spec_json))
+    return yaml.safe_dump(spec, sort_keys=False, default_flow_style=None)
+
+
+def columns_key(columns: list[Column]) -> str:
+    """The table's columns as one string: the live script reloads its table when the
+    study's columns change (the user's own code reported a new metric)."""
+    return " ".join(c.sort for c in columns)
 
 
 @router.get("/studies/{study_id}", response_class=HTMLResponse)
@@ -196,6 +213,7 @@ def _study_page(
     result = store.list_trials(session=session, study=row, view=view)
     raw_counts, study = summary
     api_base = f"/api/v1/studies/{row.id}"
+    columns = table_columns(row)
     return render(
         request,
         "study.html",
@@ -207,7 +225,8 @@ def _study_page(
         spec_yaml=_spec_yaml(json.dumps(row.spec)),
         view=view,
         per_page=per_page,
-        columns=table_columns(row),
+        columns=columns,
+        columns_key=columns_key(columns),
         rows=result.rows,
         row_key=_row_key(view),
         paging=_pager(q, row.id, result.total),
@@ -222,7 +241,7 @@ def _study_page(
         json_view_url=f"{api_base}/trials?{q.view_params()}&limit={store.MAX_PAGE}",
         json_all_url=f"{api_base}/trials?limit={store.MAX_PAGE}",
         curve_top=CURVE_TOP,
-        factor=row.spec["pruning"]["divergence_factor"],
+        curve_limit=curve_names(row).limit_text,
     )
 
 
@@ -302,12 +321,9 @@ def _live_payload(
         "rows": rows,
         "running": [t.number for t in changes.running],
         "points": points_payload(points, study_axes(row.spec)),
-        "curves": curves_payload(curves, metric=row.metric, factor=_factor(row)),
+        "curves": curves_payload(curves, curve_names(row)),
+        "columns": columns_key(columns),
     }
-
-
-def _factor(row: store.StudyRow) -> float:
-    return float(row.spec["pruning"]["divergence_factor"])
 
 
 # ------------------------------------------------------------------ cancel

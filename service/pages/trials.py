@@ -1,9 +1,11 @@
 """``/studies/{id}/trials/{number}``: one trial's parameters, metrics, curves, state,
-reason, worker, device and duration."""
+reason, worker and device (or the client of the user's own code that claimed it, and a
+failed trial's output), and duration."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -13,7 +15,7 @@ from service.auth import ReadableStudyDep
 from service.deps import ReadSessionDep, TrialNumber
 from service.errors import NotFound
 from service.pages._render import render
-from service.plots import curves_payload
+from service.plots import curve_names, curves_head, curves_payload
 from service.views import diagnosis_public
 
 router = APIRouter()
@@ -40,9 +42,9 @@ def trial_page(
         if trial.worker_id is not None
         else None
     )
-    factor = float(row.spec["pruning"]["divergence_factor"])
+    names = curve_names(row)
     curves = store.trial_curves(session=session, study_id=row.id, numbers=[number])
-    payload = curves_payload(curves, metric=row.metric, factor=factor)[0]
+    payload = curves_payload(curves, names, others=True)[0]
     return render(
         request,
         "trial.html",
@@ -51,18 +53,27 @@ def trial_page(
         rank=summary.rank,
         complete=complete,
         worker=worker,
-        epochs=_epochs(row.spec, trial.params),
-        factor=factor,
+        epochs=epochs_text(row.spec, trial),
+        curve_limit=names.limit_text,
         threshold=payload["threshold"],
+        other_metrics=list(payload["others"]),
         reading=diagnosis_public(trial.metrics),
         curves_json=script_json(
-            {"metric": row.metric, "direction": row.direction, "curves": [payload]}
+            {**curves_head(names), "direction": row.direction, "curves": [payload]}
         ),
     )
 
 
-def _epochs(spec: dict, params: dict) -> int:
-    return int(params.get("epochs", spec["training"]["epochs"]))
+def epochs_text(spec: dict[str, Any], trial: store.TrialRow) -> str:
+    """How far a trial got: ``3 of 20`` (a built-in model trains a set number of epochs);
+    the user's own code says which epochs it reported (they may skip numbers)."""
+    if spec.get("training") is None:
+        reported = list((trial.curves or {}).get("epoch") or [])
+        if not reported:
+            return "none reported"
+        n = len(reported)
+        return f"{n} report{'s' if n > 1 else ''}, the last at epoch {reported[-1]}"
+    return f"{trial.epochs_run} of {int(trial.params.get('epochs', spec['training']['epochs']))}"
 
 
-__all__ = ["router", "script_json"]
+__all__ = ["epochs_text", "router", "script_json"]

@@ -30,6 +30,7 @@ from service.deps import (
 )
 from service.errors import Conflict, NotFound
 from service.export import trials_csv
+from service.own_code import is_own_code
 from service.read_cache import StudyReadsDep, forget_study
 from service.schemas import (
     ErrorPublic,
@@ -317,6 +318,8 @@ def download_model(row: ReadableStudyDep, session: ReadSessionDep) -> Response:
     input preparation fitted on the training split, class labels or target scale, dev and
     train metrics, and the held-out test metrics once the study has scored its winner)
     and ``state_dict.pt``. Load it with ``models.load_model(path)``."""
+    if is_own_code(row):
+        raise NotFound(f"study {row.id} trains your own code: hpsearch keeps no model of it")
     model = store.best_model(session=session, study=row)
     if model is None:
         raise NotFound(f"study {row.id} has no complete trial yet: no model to download")

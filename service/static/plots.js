@@ -31,7 +31,8 @@
     }
     return String(Number(v.toPrecision(4)));
   }
-  function isLoss(metric) { return metric !== "dev_accuracy"; }
+  // A minimised metric is a loss or an error: drawn on a log axis when all positive.
+  function isLoss(direction) { return direction !== "maximize"; }
 
   // A log axis labelled in plain numbers (0.001, 0.01, ... or 1-2-5 steps on narrow
   // ranges), instead of plotly's bare-digit minor labels; narrow ranges are left to plotly.
@@ -56,9 +57,12 @@
     }
     return Object.assign(axis, { tickvals: vals, ticktext: vals.map(fmt) });
   }
-  function valueAxis(metric, values, extra) {
-    const base = Object.assign({ title: title(metric) }, extra || {});
-    return isLoss(metric) && allPositive(values) ? logAxis(values, base) : base;
+  function valueAxis(label, loss, values, extra) {
+    const base = Object.assign({ title: title(label) }, extra || {});
+    return loss && allPositive(values) ? logAxis(values, base) : base;
+  }
+  function objectiveAxis(data, values, extra) {
+    return valueAxis(data.metric, isLoss(data.direction), values, extra);
   }
   function allPositive(values) { return values.length > 0 && values.every((v) => v === null || v > 0); }
   // Show a message instead of a plot (text null: make room for the plot again). Clearing
@@ -127,7 +131,7 @@
     const ys = groups.C.y.concat(groups.P.y);
     draw(div, traces, layout({
       xaxis: xAxis("trial number"),
-      yaxis: valueAxis(data.metric, ys),
+      yaxis: objectiveAxis(data, ys),
     }));
     return n;
   }
@@ -174,7 +178,7 @@
       draw(div, [{ type: scatterType(d.x.length), mode: "markers", x: d.x, y: d.y, text: d.text,
         hovertemplate: "%{text}<br>" + data.metric + " %{y:.4g}<extra></extra>",
         marker: { color: d.color, size: 7, opacity: 0.8 }, showlegend: false }],
-      layout({ margin: { l: 56, r: 10, t: 8, b: 48 }, xaxis: xaxis, yaxis: valueAxis(data.metric, d.y) }));
+      layout({ margin: { l: 56, r: 10, t: 8, b: 48 }, xaxis: xaxis, yaxis: objectiveAxis(data, d.y) }));
     });
     if (!data.axes.length) container.textContent = "No searched parameters.";
     return total;
@@ -222,8 +226,54 @@
     return rows.length;
   }
 
-  // Learning curves: the objective per epoch (left) and train vs dev loss (right), with each
-  // pruned trial's divergence limit dashed, so the user sees where a run was cut.
+  // The epochs a curve's values belong to: its own list (the user's own code, whose
+  // reports may skip epochs), else 0, 1, 2, ... (index 0: before any update).
+  function epochsOf(c, values) {
+    return c.epoch ? c.epoch.slice(0, values.length) : values.map((_, e) => e);
+  }
+  function lastEpoch(c) {
+    return c.epoch ? (c.epoch.length ? c.epoch[c.epoch.length - 1] : 0) : c.train_loss.length;
+  }
+
+  // The right panel's losses: the one the divergence rule watches (solid) and a built-in
+  // model's dev loss (dotted).
+  function lossTraces(c, data, name, color, group) {
+    const traces = [];
+    const losses = [["train_loss", "solid", data.loss_metric || "train loss"], ["dev_loss", "dot", "dev loss"]];
+    for (const [key, dash, label] of losses) {
+      if (!c[key].length) continue;
+      // Markers where the reports are (the user's code may report every few epochs), and
+      // on a curve of one point, which a line alone would not show.
+      const mode = c.epoch || c[key].length === 1 ? "lines+markers" : "lines";
+      traces.push({ type: "scatter", mode: mode, x: epochsOf(c, c[key]), y: c[key],
+        xaxis: "x2", yaxis: "y2", name: name + " " + label, legendgroup: group, showlegend: false,
+        line: { color: color, width: 1.6, dash: dash }, marker: { size: 4 }, connectgaps: !!c.epoch,
+        hovertemplate: name + " " + label + "<br>epoch %{x}<br>%{y:.4g}<extra></extra>" });
+    }
+    return traces;
+  }
+
+  // A pruned trial's divergence limit (dashed) and, when it diverged, where it was cut.
+  function limitTraces(c, name, color, group) {
+    if (c.threshold === null || c.state !== "PRUNED") return [];
+    const first = c.epoch && c.epoch.length ? c.epoch[0] : 0;
+    const last = lastEpoch(c);
+    const traces = [{ type: "scatter", mode: "lines", x: [first, Math.max(last, first + (c.epoch ? 1 : 2))],
+      y: [c.threshold, c.threshold], xaxis: "x2", yaxis: "y2", name: name + " divergence limit",
+      legendgroup: group, showlegend: false, line: { color: color, width: 1.2, dash: "dash" },
+      hovertemplate: name + ": divergence limit %{y:.4g}<extra></extra>" }];
+    if (c.reason === "diverged") {
+      traces.push({ type: "scatter", mode: "markers", x: [last], y: [c.threshold],
+        xaxis: "x2", yaxis: "y2", name: name + " cut", legendgroup: group, showlegend: false,
+        marker: { symbol: "x", size: 11, color: color },
+        hovertemplate: name + ": loss passed the limit " + (c.epoch ? "at" : "during") +
+          " epoch %{x}<extra>diverged</extra>" });
+    }
+    return traces;
+  }
+
+  // Learning curves: the objective per epoch (left) and the loss (right), with each pruned
+  // trial's divergence limit dashed, so the user sees where a run was cut.
   function curves(div, data) {
     const traces = [];
     const list = data.curves.slice();
@@ -240,48 +290,54 @@
     list.forEach((c, k) => {
       const color = PALETTE[k % PALETTE.length];
       const name = "trial " + c.number + (c.state === "COMPLETE" ? "" : " (" + c.state.toLowerCase() + ")");
-      const epochs = c.objective.map((_, e) => e);
       const group = "t" + c.number;
-      traces.push({ type: "scatter", mode: "lines+markers", x: epochs, y: c.objective, name: name,
-        legendgroup: group, line: { color: color, width: 2 }, marker: { size: 4 },
+      traces.push({ type: "scatter", mode: "lines+markers", x: epochsOf(c, c.objective), y: c.objective,
+        name: name, legendgroup: group, line: { color: color, width: 2 }, marker: { size: 4 },
+        connectgaps: !!c.epoch,
         hovertemplate: name + "<br>epoch %{x}<br>" + data.metric + " %{y:.4g}<extra></extra>" });
-      const losses = [["train_loss", "solid", "train"], ["dev_loss", "dot", "dev"]];
-      for (const [key, dash, label] of losses) {
-        traces.push({ type: "scatter", mode: "lines", x: c[key].map((_, e) => e), y: c[key],
-          xaxis: "x2", yaxis: "y2", name: name + " " + label, legendgroup: group, showlegend: false,
-          line: { color: color, width: 1.6, dash: dash },
-          hovertemplate: name + " " + label + " loss<br>epoch %{x}<br>%{y:.4g}<extra></extra>" });
-        ys = ys.concat(c[key]);
-      }
-      if (c.threshold !== null && c.state === "PRUNED") {
-        const last = Math.max(c.train_loss.length, 2);
-        traces.push({ type: "scatter", mode: "lines", x: [0, last], y: [c.threshold, c.threshold],
-          xaxis: "x2", yaxis: "y2", name: name + " divergence limit", legendgroup: group, showlegend: false,
-          line: { color: color, width: 1.2, dash: "dash" },
-          hovertemplate: name + ": divergence limit %{y:.4g}<extra></extra>" });
-        ys.push(c.threshold);
-        if (c.reason === "diverged") {
-          traces.push({ type: "scatter", mode: "markers", x: [c.train_loss.length], y: [c.threshold],
-            xaxis: "x2", yaxis: "y2", name: name + " cut", legendgroup: group, showlegend: false,
-            marker: { symbol: "x", size: 11, color: color },
-            hovertemplate: name + ": loss passed the limit during epoch %{x}<extra>diverged</extra>" });
-        }
-      }
+      const right = lossTraces(c, data, name, color, group).concat(limitTraces(c, name, color, group));
+      right.forEach((t) => { if (t.mode !== "markers") ys = ys.concat(t.y); });
+      traces.push(...right);
     });
     const objectiveValues = list.reduce((acc, c) => acc.concat(c.objective), []);
     // Side by side on a wide screen, stacked on a narrow one (the div is taller there).
     const narrow = div.clientWidth < 640;
     const left = narrow ? { x: [0, 1], y: [0.6, 1] } : { x: [0, 0.46], y: [0, 1] };
     const right = narrow ? { x: [0, 1], y: [0, 0.4] } : { x: [0.54, 1], y: [0, 1] };
+    const lossLabel = data.loss_metric || (narrow ? "loss" : "loss (solid: train, dotted: dev)");
+    // Room around the reported epochs' markers (a range from 0 would cut the first in half).
+    const epochRange = list.some((c) => c.epoch) ? "normal" : "nonnegative";
+    const none = objectiveValues.every((v) => v === null) ? [{ text: "no " + data.metric + " reported",
+      xref: "x domain", yref: "y domain", x: 0.5, y: 0.5, showarrow: false, font: { color: "#57606a" } }] : [];
     draw(div, traces, layout({
-      xaxis: xAxis("epoch", { domain: left.x, rangemode: "nonnegative", anchor: "y" }),
-      yaxis: valueAxis(data.metric, objectiveValues, { domain: left.y, anchor: "x" }),
-      xaxis2: xAxis("epoch", { domain: right.x, anchor: "y2", rangemode: "nonnegative" }),
-      yaxis2: valueAxis(narrow ? "loss" : "loss (solid: train, dotted: dev)", ys, { anchor: "x2", domain: right.y }),
+      annotations: none,
+      xaxis: xAxis("epoch", { domain: left.x, rangemode: epochRange, anchor: "y" }),
+      yaxis: objectiveAxis(data, objectiveValues, { domain: left.y, anchor: "x" }),
+      xaxis2: xAxis("epoch", { domain: right.x, anchor: "y2", rangemode: epochRange }),
+      yaxis2: valueAxis(lossLabel, true, ys, { anchor: "x2", domain: right.y }),
       legend: { orientation: "h", y: narrow ? -0.12 : -0.25 },
       margin: { l: 64, r: 16, t: 12, b: 64 },
     }));
     return list.length;
+  }
+
+  // One small plot per other metric a trial reported (its own page), against epoch.
+  function otherCurves(container, data) {
+    const c = data.curves[0], names = Object.keys((c && c.others) || {});
+    names.forEach((metric, k) => {
+      const div = document.createElement("div");
+      div.id = container.id + "-" + k;
+      div.className = "plot";
+      div.dataset.metric = metric;
+      container.appendChild(div);
+      const ys = c.others[metric];
+      draw(div, [{ type: "scatter", mode: "lines+markers", x: epochsOf(c, ys), y: ys, name: metric,
+        connectgaps: true, line: { color: PALETTE[k % PALETTE.length], width: 2 }, marker: { size: 4 },
+        hovertemplate: "epoch %{x}<br>" + metric + " %{y:.4g}<extra></extra>", showlegend: false }],
+      layout({ margin: { l: 56, r: 10, t: 8, b: 48 }, xaxis: xAxis("epoch", { rangemode: "nonnegative" }),
+        yaxis: { title: title(metric) } }));
+    });
+    return names.length;
   }
 
   function importance(div, note, data) {
@@ -312,7 +368,7 @@
     }));
     const ys = data.data.reduce((acc, s) => acc.concat(s.best), []);
     const metrics = new Set(data.data.map((s) => s.metric));
-    const loss = Array.from(metrics).every(isLoss);
+    const loss = data.data.every((s) => isLoss(s.direction));
     draw(div, traces, layout({
       xaxis: xAxis("trial number"),
       yaxis: loss && allPositive(ys)
@@ -322,5 +378,5 @@
     return traces.length;
   }
 
-  window.HPS = { history, paramPlots, parallel, curves, importance, compare, fmt };
+  window.HPS = { history, paramPlots, parallel, curves, otherCurves, importance, compare, fmt };
 })();

@@ -176,12 +176,32 @@
     rows.filter((r) => r.show).forEach(insertRow);
   }
 
+  // The study's columns changed (the user's own code reported a metric no ended trial had
+  // reported before): take this view's table from the page anew. Returns the page's cursor.
+  async function reloadTable() {
+    const r = await fetch(window.location.href, { headers: { Accept: "text/html", "Cache-Control": "no-cache" } });
+    if (!r.ok) throw new Error("HTTP " + r.status);
+    const page = new DOMParser().parseFromString(await r.text(), "text/html");
+    const fresh = page.getElementById("trials");
+    table.replaceChild(document.importNode(fresh.tHead, true), table.tHead);
+    tbody.innerHTML = fresh.tBodies[0].innerHTML;
+    table.dataset.columns = fresh.dataset.columns;
+    const empty = el("trials-empty");
+    if (empty && tbody.rows.length) empty.remove();
+    return Number(page.getElementById("study").dataset.cursor) || 0;
+  }
+
   // ---- polling
 
   async function poll() {
     let live;
     try {
       live = await getJSON(root.dataset.liveUrl + "&cursor=" + cursor);
+      if (live.columns !== table.dataset.columns) {
+        // Rows that ended after the page's snapshot come again in the next poll.
+        live.cursor = Math.min(live.cursor, await reloadTable());
+        live.rows = [];
+      }
     } catch (err) {
       setTimeout(poll, pollMs * 2); // the server may be restarting: try again
       return;

@@ -5,6 +5,11 @@
   const div = document.getElementById("plot-trial");
   if (!source || !div) return;
   const data = JSON.parse(source.textContent);
+  const others = document.getElementById("plot-trial-others");
   HPS.curves(div, data);
+  if (others) {
+    HPS.otherCurves(others, data);
+    others.dataset.drawn = "true";
+  }
   div.dataset.drawn = "true";
 })();

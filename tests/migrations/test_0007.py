@@ -34,7 +34,7 @@ def test_0007_one_name_per_unowned_dataset_and_downgrades(db_url: str) -> None:
     _insert(db_url, "prices", None, False)  # the race 0007 closes: both were stored
     _insert(db_url, "prices", None, True)
     _insert(db_url, "prices", "alice", False)
-    migrations.upgrade(db_url)
+    migrations.upgrade(db_url, "0007")
     assert migrations.current_revision(db_url) == "0007"
     with get_engine(db_url).connect() as conn:
         rows = conn.execute(text("SELECT id, name, owner FROM hps_datasets ORDER BY id")).all()

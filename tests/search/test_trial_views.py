@@ -176,3 +176,17 @@ def test_bad_views_name_the_field(field: str, kwargs: dict, message: str) -> Non
     with pytest.raises(store.ViewError, match=message) as error:
         store.TrialView(**kwargs)
     assert error.value.field == field
+
+
+def test_a_study_sorts_by_the_metrics_its_trials_record() -> None:
+    built_in = store.StudyRow(model="mlp", metric="dev_loss", metric_names=None)
+    assert store.study_metrics(built_in) == store.RECORDED_METRICS
+    own = store.StudyRow(model="external", metric="val_auc", metric_names=None)
+    assert store.study_metrics(own) == ("val_auc",)  # before any trial ended
+    own.metric_names = ["loss", "val_auc", "val_loss"]
+    metrics = store.study_metrics(own)
+    assert metrics == ("val_auc", "loss", "val_loss")  # the objective first
+    assert store.TrialView(sort="metric:val_loss", metrics=metrics).sort == "metric:val_loss"
+    with pytest.raises(store.ViewError, match=r"unknown metric 'dev_loss'; metrics are \[") as e:
+        store.TrialView(sort="metric:dev_loss", metrics=metrics)
+    assert e.value.field == "sort" and "'val_loss'" in e.value.message

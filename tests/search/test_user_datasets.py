@@ -269,7 +269,8 @@ def test_imputed_uploads_train_and_fill_new_rows(sqlite_url: str) -> None:
 
 def test_the_divergence_rule_applies_to_dev_rmse() -> None:
     from models import EpochMetrics
-    from search.trial_runner import LocalJudge, Progress
+    from search.judging import LocalJudge
+    from search.trial_runner import Progress
 
     progress = Progress("dev_rmse")
     judge = LocalJudge(progress, factor=3.0, minimize=True)

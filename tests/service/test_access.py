@@ -41,6 +41,13 @@ ROUTES: dict[tuple[str, str], tuple[str, int]] = {
     ("GET", "/api/v1/studies/{study_id}/changes"): (READ, 200),
     ("GET", "/api/v1/studies/{study_id}/trials/{number}"): (READ, 200),
     ("POST", "/api/v1/studies/{study_id}/cancel"): (WRITE, 200),
+    # The REST trial API: the study under test trains a built-in model (claim: 409) and its
+    # trial 0 holds no lease (409); what matters here is who gets that far.
+    ("POST", "/api/v1/studies/{study_id}/trials/claim"): (WRITE, 409),
+    ("POST", "/api/v1/studies/{study_id}/trials/{number}/report"): (WRITE, 409),
+    ("POST", "/api/v1/studies/{study_id}/trials/{number}/heartbeat"): (WRITE, 409),
+    ("POST", "/api/v1/studies/{study_id}/trials/{number}/complete"): (WRITE, 409),
+    ("POST", "/api/v1/studies/{study_id}/trials/{number}/fail"): (WRITE, 409),
     ("GET", "/api/v1/studies/{study_id}/plots"): (READ, 200),
     ("GET", "/api/v1/studies/{study_id}/importance"): (READ, 200),
     ("GET", "/api/v1/compare"): (READ, 200),
@@ -138,6 +145,11 @@ def request_for(w: World, method: str, path: str, study_id: int, dataset_id: int
         kwargs["json"] = SPEC | {"search": SPEC["search"] | {"n_trials": 1}}
     elif method == "PATCH":
         kwargs["json"] = {"public": True}
+    elif path.startswith("/api/v1/studies/{study_id}/trials/{number}/"):
+        body = {"lease": "not-held", "epoch": 0, "metrics": {"dev_loss": 1.0}, "reason": "x"}
+        what = path.rsplit("/", 1)[1]
+        fields = {"report": ("epoch", "metrics"), "complete": ("metrics",), "fail": ("reason",)}
+        kwargs["json"] = {k: v for k, v in body.items() if k in ("lease", *fields.get(what, ()))}
     elif (method, path) == ("POST", "/api/v1/datasets"):
         table = "x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(40))
         kwargs["files"] = {"file": (f"t{uuid.uuid4().hex}.csv", table.encode(), "text/csv")}

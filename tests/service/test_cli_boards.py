@@ -84,3 +84,25 @@ def test_boards_and_status_flag_initial_loss_and_early_stopping() -> None:
     assert checks_text(ROW | {"initial_loss": 2.1, "initial_loss_off": False}) == ""
     plain = {"study_id": 4, "metric": "dev_loss", "task": "classification", "data": [ROW]}
     assert "checks" not in _text(plain)
+
+
+def test_boards_of_your_own_code_show_what_it_reported(capsys) -> None:
+    from service._cli_boards import held_out_of, write_leaderboard_csv
+
+    metrics = {"loss": 0.3, "val_auc": 0.9, "lr": 0.01, "val_loss": 0.28}
+    board = {
+        "study_id": 5,
+        "metric": "val_auc",
+        "direction": "maximize",
+        "task": "external",
+        "data": [ROW | {"metrics": metrics}, ROW | {"rank": 2, "metrics": {"zeta": 1.0}}],
+        "test": {"state": "none", "trial": None, "metrics": None},
+    }
+    text = _text(board)
+    head = next(line for line in text.splitlines() if "trial" in line).split()
+    # first seen first (not sorted, not a task's list); a metric named like a parameter says so
+    assert head[4:9] == ["loss", "lr", "(metric)", "val_loss", "zeta"]
+    assert held_out_of(board) is None  # no held-out test set here
+    write_leaderboard_csv(board)
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header == "rank,number,value,lr,loss,metric:lr,val_loss,zeta,epochs_run,duration_s"

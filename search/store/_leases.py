@@ -1,0 +1,190 @@
+"""Remote attempts: the rows behind the REST trial API's calls (no Optuna here).
+
+A remote client holds a *lease* on the attempt it claimed: a random token stored on the
+attempt's row. Every call names the trial by number and shows the lease; the call locks
+the row (``lock_attempt``) and the lifecycle (``search.remote``) compares. A report
+renews the lease (``heartbeat_at``) and stores the epoch's values in ``curves``: an
+``epoch`` list and one list per reported metric, aligned (None where an epoch did not
+report that metric), and the latest value of each metric in ``metrics``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from search.store._engine import db_now
+from search.store._tables import T_RUNNING, StudyRow, TrialRow
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt's row as a remote call needs it; ``now`` is the database's clock."""
+
+    id: int
+    study_id: int
+    number: int
+    slot: int | None
+    state: str
+    lease: str | None
+    optuna_trial_id: int | None
+    params: dict[str, Any]
+    curves: dict[str, Any]
+    metrics: dict[str, Any]
+    value: float | None
+    reason: str | None
+    started_at: datetime
+    now: datetime
+
+    @property
+    def epochs(self) -> list[int]:
+        return list(self.curves.get("epoch") or [])
+
+
+def reported_series(curves: dict[str, Any], name: str) -> dict[int, float]:
+    """A metric's stored values by epoch (epochs that did not report it left out)."""
+    values = curves.get(name) or []
+    return {
+        int(e): float(v)
+        for e, v in zip(curves.get("epoch") or [], values, strict=False)
+        if v is not None
+    }
+
+
+def reported_at(curves: dict[str, Any], epoch: int) -> dict[str, float]:
+    """The metrics stored for one epoch (those it reported as finite numbers)."""
+    at = (curves.get("epoch") or []).index(epoch)
+    return {
+        name: float(values[at])
+        for name, values in curves.items()
+        if name != "epoch" and at < len(values) and values[at] is not None
+    }
+
+
+def appended_report(
+    curves: dict[str, Any], epoch: int, metrics: dict[str, float]
+) -> dict[str, Any]:
+    """``curves`` with one more epoch: each metric's list padded with None where an epoch
+    did not report it (non-finite values are stored as None, as JSON has no NaN)."""
+    epochs = list(curves.get("epoch") or [])
+    out: dict[str, Any] = {"epoch": [*epochs, epoch]}
+    for name in dict.fromkeys([*(k for k in curves if k != "epoch"), *metrics]):
+        old = list(curves.get(name) or [None] * len(epochs))
+        value = metrics.get(name)
+        out[name] = [*old, value if value is not None and math.isfinite(value) else None]
+    return out
+
+
+def lock_attempt(*, session: Session, study_id: int, number: int) -> Attempt | None:
+    """Lock trial ``number`` of ``study_id`` for this transaction (None: no such trial)."""
+    row = session.execute(
+        select(
+            TrialRow.id,
+            TrialRow.study_id,
+            TrialRow.number,
+            TrialRow.slot,
+            TrialRow.state,
+            TrialRow.lease,
+            TrialRow.optuna_trial_id,
+            TrialRow.params,
+            TrialRow.curves,
+            TrialRow.metrics,
+            TrialRow.value,
+            TrialRow.reason,
+            TrialRow.started_at,
+            db_now(),
+        )
+        .where(TrialRow.study_id == study_id, TrialRow.number == number)
+        .with_for_update()
+    ).one_or_none()
+    if row is None:
+        return None
+    return Attempt(
+        id=row[0],
+        study_id=row[1],
+        number=row[2],
+        slot=row[3],
+        state=row[4],
+        lease=row[5],
+        optuna_trial_id=row[6],
+        params=row[7] or {},
+        curves=row[8] or {},
+        metrics=row[9] or {},
+        value=row[10],
+        reason=row[11],
+        started_at=row[12],
+        now=_naive(row[13]),
+    )
+
+
+def _naive(value: Any) -> datetime:
+    """``db_now()`` as read back: a datetime (PostgreSQL) or its text (SQLite)."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)
+    return datetime.fromisoformat(str(value))
+
+
+def last_epoch(curves: dict[str, Any]) -> int:
+    """A remote attempt's epochs so far: the last one it reported (0: none yet)."""
+    epochs = curves.get("epoch") or []
+    return int(epochs[-1]) if epochs else 0
+
+
+def record_report(
+    *, session: Session, trial_row_id: int, curves: dict[str, Any], metrics: dict[str, Any]
+) -> None:
+    """Store a locked RUNNING attempt's reports so far and renew its lease."""
+    session.execute(
+        update(TrialRow)
+        .where(TrialRow.id == trial_row_id, TrialRow.state == T_RUNNING)
+        .values(
+            curves=curves,
+            metrics=metrics,
+            epochs_run=last_epoch(curves),
+            heartbeat_at=db_now(),
+        )
+    )
+
+
+def renew_lease(*, session: Session, trial_row_id: int) -> None:
+    """A RUNNING attempt's client is alive: push its heartbeat to the database's now."""
+    session.execute(
+        update(TrialRow)
+        .where(TrialRow.id == trial_row_id, TrialRow.state == T_RUNNING)
+        .values(heartbeat_at=db_now())
+    )
+
+
+def study_status(*, session: Session, study_id: int) -> str | None:
+    """A study's status, read alone (no lock; a report checks for a cancel with it)."""
+    return session.scalar(select(StudyRow.status).where(StudyRow.id == study_id))
+
+
+def add_metric_names(*, session: Session, study_id: int, names: list[str]) -> None:
+    """Append the names not yet listed to an external study's ``metric_names`` (the
+    caller holds the study row's lock: ``lock_study``)."""
+    known = session.scalar(select(StudyRow.metric_names).where(StudyRow.id == study_id)) or []
+    new = [n for n in names if n not in known]
+    if new:
+        session.execute(
+            update(StudyRow).where(StudyRow.id == study_id).values(metric_names=[*known, *new])
+        )
+
+
+__all__ = [
+    "Attempt",
+    "appended_report",
+    "reported_at",
+    "reported_series",
+    "last_epoch",
+    "add_metric_names",
+    "lock_attempt",
+    "record_report",
+    "renew_lease",
+    "study_status",
+]
