@@ -22,14 +22,16 @@ WORKDIR /app
 # the project install below finds torch==2.13.0 already satisfied (no CUDA wheels pulled).
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
-# Then the project itself (its other dependencies come from PyPI).
+# Then the light client (`hpsearch agent` runs from it; no dependencies of its own) and the
+# project itself (its other dependencies come from PyPI).
 COPY pyproject.toml README.md ./
+COPY client/ client/
 COPY service/ service/
 COPY models/ models/
 COPY search/ search/
 COPY migrations/ migrations/
-RUN pip install --no-cache-dir . \
-    && rm -rf build ./*.egg-info \
+RUN pip install --no-cache-dir ./client . \
+    && rm -rf build ./*.egg-info client/build client/*.egg-info \
     && python -c "import torch; assert torch.__version__.split('+')[0] == '2.13.0', torch.__version__"
 
 USER hps

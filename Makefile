@@ -22,8 +22,9 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # torch is installed first, pinned, with pip: an unpinned resolve would pull CUDA wheels.
-$(STAMP): $(BIN)/python pyproject.toml
+$(STAMP): $(BIN)/python pyproject.toml client/pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ./client
 	$(BIN)/pip install --quiet -e .
 	touch $@
 

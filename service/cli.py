@@ -23,17 +23,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from service._cli_boards import (
-    checks_text,
-    diagnosis_lines,
-    held_out_line,
-    leaderboard_table,
-    write_leaderboard_csv,
-)
+from service._cli_agent import register_agent_command
+from service._cli_boards import held_out_of, leaderboard_table, write_leaderboard_csv
 from service._cli_common import DEFAULT_URL, UrlOption, connect, console, fail, fmt, print_table
 from service._cli_datasets import register_dataset_commands
 from service._cli_gradcheck import register_gradcheck_command
 from service._cli_server import register_server_commands
+from service._cli_studies import counts, progress_line, status_lines, studies_table
 from service.client import HpsClient
 from service.spec_files import load_spec
 
@@ -70,6 +66,7 @@ app = typer.Typer(
 register_server_commands(app)
 register_dataset_commands(app)
 register_gradcheck_command(app)
+register_agent_command(app)
 
 StudyId = Annotated[int, typer.Argument(help="Study id.", min=1)]
 IntervalOption = Annotated[
@@ -81,32 +78,6 @@ TopOption = Annotated[int, typer.Option("--top", min=1, help="How many trials to
 # --- rendering ----------------------------------------------------------------------------
 
 
-def _counts(study: dict[str, Any]) -> tuple[int, int, int, int]:
-    """(complete, pruned, failed, running) from a StudyPublic."""
-    counts = study.get("counts") or {}
-    complete, pruned, failed, running = (
-        int(counts.get(key) or 0) for key in ("complete", "pruned", "fail", "running")
-    )
-    return complete, pruned, failed, running
-
-
-def _best_value(study: dict[str, Any]) -> str:
-    best = study.get("best")
-    return fmt(best.get("value")) if isinstance(best, dict) else "-"
-
-
-def _task(study: dict[str, Any]) -> str:
-    return f" ({study['task']})" if study.get("task") else ""
-
-
-def _progress_line(study: dict[str, Any]) -> str:
-    complete, pruned, failed, running = _counts(study)
-    return (
-        f"complete {complete} · pruned {pruned} · failed {failed} · running {running}"
-        f" · best {_best_value(study)}"
-    )
-
-
 def watch_study(client: HpsClient, study_id: int, interval: float, console: Console) -> str:
     """Poll a study with a progress bar until it leaves queued/running; return final status."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
@@ -115,10 +86,10 @@ def watch_study(client: HpsClient, study_id: int, interval: float, console: Cons
     with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("", total=None)
         while True:
-            complete, pruned, failed, _ = _counts(study)
+            complete, pruned, failed, _ = counts(study)
             done = complete + pruned + failed
             total = max(int(study.get("n_trials") or 0), done)
-            line = _progress_line(study)
+            line = progress_line(study)
             progress.update(task, total=total or None, completed=done, description=line)
             if not console.is_interactive and line != last_line:
                 progress.console.print(Text(f"study {study_id} [{study.get('status')}] {line}"))
@@ -176,18 +147,7 @@ def list_studies(
     """List studies."""
     with connect(url) as client:
         page = client.list_studies(offset=offset, limit=limit)
-    studies: list[dict[str, Any]] = page.get("data") or []
-    table = Table(
-        caption=f"{len(studies)} of {page.get('count', len(studies))} studies", box=box.SIMPLE_HEAD
-    )
-    for name in ("id", "name", "status", "dataset", "sampler", "done/total", "best"):
-        table.add_column(name, justify="right" if name in ("id", "done/total", "best") else "left")
-    for study in studies:
-        complete, pruned, failed, _ = _counts(study)
-        done = f"{complete + pruned + failed}/{fmt(study.get('n_trials'))}"
-        cells = [study.get(key) for key in ("id", "name", "status", "dataset", "sampler")]
-        table.add_row(*(Text(fmt(cell)) for cell in cells), done, _best_value(study))
-    print_table(console(), table)
+    print_table(console(), studies_table(page))
 
 
 @app.command()
@@ -195,28 +155,7 @@ def status(study_id: StudyId, url: UrlOption = DEFAULT_URL) -> None:
     """Show one study's status, trial counts and best trial."""
     with connect(url) as client:
         study = client.get_study(study_id)
-    complete, pruned, failed, running = _counts(study)
-    lines = [
-        f"study {study.get('id')} ({study.get('name')}): {study.get('status')}",
-        f"dataset {study.get('dataset')}{_task(study)} · sampler {study.get('sampler')} · "
-        f"{study.get('direction')} {study.get('metric')}",
-        f"trials: {complete + pruned + failed}/{fmt(study.get('n_trials'))} finished "
-        f"(complete {complete}, pruned {pruned}, failed {failed}), running {running}, "
-        f"parallelism {fmt(study.get('parallelism'))}",
-    ]
-    best = study.get("best")
-    if isinstance(best, dict):
-        lines.append(f"best: trial {best.get('number')} value {fmt(best.get('value'))}")
-        lines += [f"  {k} = {fmt(v)}" for k, v in sorted((best.get("params") or {}).items())]
-        lines += diagnosis_lines(best.get("diagnosis"))
-        checks = checks_text(best)
-        lines += [f"  checks: {checks}"] if checks else []
-    else:
-        lines.append("best: none yet")
-    test = held_out_line(study.get("test"))
-    if test is not None:
-        lines.append(test)
-    typer.echo("\n".join(lines))
+    typer.echo("\n".join(status_lines(study)))
 
 
 @app.command()
@@ -251,7 +190,7 @@ def leaderboard(
         write_leaderboard_csv(board)
     else:
         print_table(console(), leaderboard_table(board))
-        test = held_out_line(board.get("test"))
+        test = held_out_of(board)
         if test is not None:
             typer.echo(test)
 
