@@ -98,7 +98,10 @@ def judge_for(study: ServedStudy, started: StartedTrial, progress: Reported) -> 
     spec, p = study.ctx.spec, study.ctx.spec.pruning
     if p.pruner == "none":
         return LocalJudge(progress, p.divergence_factor, spec.direction == "minimize")
-    ostudy, tid = _synced(study), started.optuna_trial_id
+    ostudy, tid = study.optuna_study, started.optuna_trial_id
+    assert ostudy is not None, "a pruner loads Optuna's study"
+    # Optuna's cached storage reads a trial it has not seen from the database; its pruner
+    # reads the study's other trials itself.
     trial = with_retry(lambda: optuna.Trial(ostudy, tid))
     return OptunaJudge(trial, progress, spec)
 

@@ -24,6 +24,11 @@ async def get_session_factory(request: Request) -> sessionmaker[Session]:
     return factory
 
 
+async def get_read_session_factory(request: Request) -> sessionmaker[Session]:
+    factory: sessionmaker[Session] = request.app.state.read_session_factory
+    return factory
+
+
 def get_db(request: Request) -> Iterator[Session]:
     factory: sessionmaker[Session] = request.app.state.session_factory
     with factory() as session:
@@ -42,6 +47,7 @@ SessionDep = Annotated[Session, Depends(get_db)]
 ReadSessionDep = Annotated[Session, Depends(get_read_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+ReadSessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_read_session_factory)]
 
 StudyId = Annotated[int, Path(ge=0, le=2**31 - 1, description="study id")]
 TrialNumber = Annotated[int, Path(ge=0, le=2**31 - 1, description="trial number in the study")]

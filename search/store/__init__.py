@@ -63,7 +63,6 @@ from search.store._leases import (
     renew_lease,
     reported_at,
     reported_series,
-    study_status,
 )
 from search.store._loop_reads import LoopReads, NotReady, loop_reads
 from search.store._models import (
@@ -178,7 +177,6 @@ __all__ = [
     "lock_attempt",
     "record_report",
     "renew_lease",
-    "study_status",
     "SQLITE_BUSY_TIMEOUT_S",
     "AccessReads",
     "KeyRecord",

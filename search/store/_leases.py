@@ -40,6 +40,7 @@ class Attempt:
     reason: str | None
     started_at: datetime
     now: datetime
+    study_status: str  # its study's, read in the same statement (a cancel shows at once)
 
     @property
     def epochs(self) -> list[int]:
@@ -81,7 +82,8 @@ def appended_report(
 
 
 def lock_attempt(*, session: Session, study_id: int, number: int) -> Attempt | None:
-    """Lock trial ``number`` of ``study_id`` for this transaction (None: no such trial)."""
+    """Lock trial ``number`` of ``study_id`` for this transaction (None: no such trial),
+    read with its study's status (the study row is not locked)."""
     row = session.execute(
         select(
             TrialRow.id,
@@ -98,9 +100,11 @@ def lock_attempt(*, session: Session, study_id: int, number: int) -> Attempt | N
             TrialRow.reason,
             TrialRow.started_at,
             db_now(),
+            StudyRow.status,
         )
+        .join(StudyRow, StudyRow.id == TrialRow.study_id)
         .where(TrialRow.study_id == study_id, TrialRow.number == number)
-        .with_for_update()
+        .with_for_update(of=TrialRow)
     ).one_or_none()
     if row is None:
         return None
@@ -119,6 +123,7 @@ def lock_attempt(*, session: Session, study_id: int, number: int) -> Attempt | N
         reason=row[11],
         started_at=row[12],
         now=_naive(row[13]),
+        study_status=row[14],
     )
 
 
@@ -160,11 +165,6 @@ def renew_lease(*, session: Session, trial_row_id: int) -> None:
     )
 
 
-def study_status(*, session: Session, study_id: int) -> str | None:
-    """A study's status, read alone (no lock; a report checks for a cancel with it)."""
-    return session.scalar(select(StudyRow.status).where(StudyRow.id == study_id))
-
-
 def add_metric_names(*, session: Session, study_id: int, names: list[str]) -> None:
     """Append the names not yet listed to an external study's ``metric_names`` (the
     caller holds the study row's lock: ``lock_study``)."""
@@ -186,5 +186,4 @@ __all__ = [
     "lock_attempt",
     "record_report",
     "renew_lease",
-    "study_status",
 ]

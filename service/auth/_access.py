@@ -19,7 +19,7 @@ from fastapi import Depends
 
 from search import store
 from service.auth._principal import NO_KEY, Principal, PrincipalDep
-from service.deps import ReadSessionDep, SessionDep, StudyId
+from service.deps import ReadSessionDep, ReadSessionFactoryDep, SessionDep, StudyId
 from service.errors import HpsError, NotFound, Unauthorized
 
 
@@ -95,14 +95,17 @@ def owned_study(study_id: StudyId, session: SessionDep, principal: PrincipalDep)
 
 
 def changeable_study(
-    study_id: StudyId, session: ReadSessionDep, principal: PrincipalDep
+    study_id: StudyId, factory: ReadSessionFactoryDep, principal: PrincipalDep
 ) -> store.StudyRow:
-    """``owned_study`` read without taking the write lock: for routes whose changes are
-    transactions of their own (the REST trial API's), which SQLite's one writer would
-    otherwise wait on for the whole request."""
-    return changeable(
-        principal, store.get_study(session=session, study_id=study_id), f"study {study_id}"
-    )
+    """``owned_study`` read in a session of its own, closed before the route runs: for
+    routes whose changes are transactions of their own (the REST trial API's). With the
+    request's session held open, each such request would need two connections at once, and
+    as many requests as the pool has connections would wait on each other for good."""
+    with factory() as session:
+        row = store.get_study(session=session, study_id=study_id)
+        if row is not None:
+            session.expunge(row)  # loaded, detached: usable after the session closes
+    return changeable(principal, row, f"study {study_id}")
 
 
 ReadableStudyDep = Annotated[store.StudyRow, Depends(readable_study)]

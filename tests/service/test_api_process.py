@@ -4,10 +4,15 @@ torch (it trains nothing)."""
 
 from __future__ import annotations
 
+import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from search.lifecycle import CLIENT_LOST_REASON
 from tests.processes import env_for, free_port, spawn, stop, wait_healthy
@@ -35,9 +40,9 @@ def _wait_state(api: httpx.Client, study_id: int, number: int, state: str) -> di
     raise AssertionError(f"trial {number} never {state}: {trial}")
 
 
-def test_the_api_process_reaps_silent_clients_and_never_loads_torch(
-    db_url: str, tmp_path: Path
-) -> None:
+@pytest.fixture
+def api(db_url: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``hpsearch serve --workers 0`` on each backend: its URL and process."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = spawn(
@@ -47,27 +52,68 @@ def test_the_api_process_reaps_silent_clients_and_never_loads_torch(
     )
     try:
         wait_healthy(base, proc)
-        with httpx.Client(base_url=base, timeout=30) as api:
-            sid = api.post("/api/v1/studies", json=SPEC).json()["id"]
-            silent = api.post(f"/api/v1/studies/{sid}/trials/claim").json()
-            alive = api.post(f"/api/v1/studies/{sid}/trials/claim").json()
-            lease = {"lease": alive["lease"]}
-            for epoch in range(3):
-                body = lease | {"epoch": epoch, "metrics": {"train_loss": 1.0, "val_loss": 0.5}}
-                r = api.post(f"/api/v1/studies/{sid}/trials/{alive['number']}/report", json=body)
-                assert r.json()["decision"] == "continue"
-            # The silent client's lease runs out (HPS_GRACE_PERIOD=4): the API's own
-            # reaper fails the attempt and its slot is handed out again, unchanged.
-            lost = _wait_state(api, sid, silent["number"], "FAIL")
-            assert lost["prune_reason"] == CLIENT_LOST_REASON
-            again = api.post(f"/api/v1/studies/{sid}/trials/claim").json()
-            assert (again["slot"], again["params"]) == (silent["slot"], silent["params"])
-            late = api.post(
-                f"/api/v1/studies/{sid}/trials/{silent['number']}/complete",
-                json={"lease": silent["lease"], "metrics": {"val_loss": 0.1}},
-            )
-            assert late.status_code == 409
-        maps = Path(f"/proc/{proc.pid}/maps").read_text()
-        assert "libtorch" not in maps, "the API process loaded torch"
+        yield base, proc
     finally:
         stop(proc)
+
+
+def test_the_api_process_reaps_silent_clients_and_never_loads_torch(
+    api: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    base, proc = api
+    with httpx.Client(base_url=base, timeout=30) as client:
+        sid = client.post("/api/v1/studies", json=SPEC).json()["id"]
+        silent = client.post(f"/api/v1/studies/{sid}/trials/claim").json()
+        alive = client.post(f"/api/v1/studies/{sid}/trials/claim").json()
+        lease = {"lease": alive["lease"]}
+        for epoch in range(3):
+            body = lease | {"epoch": epoch, "metrics": {"train_loss": 1.0, "val_loss": 0.5}}
+            r = client.post(f"/api/v1/studies/{sid}/trials/{alive['number']}/report", json=body)
+            assert r.json()["decision"] == "continue"
+        # The silent client's lease runs out (HPS_GRACE_PERIOD=4): the API's own reaper
+        # fails the attempt and its slot is handed out again, unchanged.
+        lost = _wait_state(client, sid, silent["number"], "FAIL")
+        assert lost["prune_reason"] == CLIENT_LOST_REASON
+        again = client.post(f"/api/v1/studies/{sid}/trials/claim").json()
+        assert (again["slot"], again["params"]) == (silent["slot"], silent["params"])
+        late = client.post(
+            f"/api/v1/studies/{sid}/trials/{silent['number']}/complete",
+            json={"lease": silent["lease"], "metrics": {"val_loss": 0.1}},
+        )
+        assert late.status_code == 409
+    maps = Path(f"/proc/{proc.pid}/maps").read_text()
+    assert "libtorch" not in maps, "the API process loaded torch"
+
+
+def test_more_concurrent_trial_calls_than_pooled_connections_all_succeed(
+    api: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    """Each trial call holds one database connection at a time: 24 clients at once (the
+    pool has 10 on PostgreSQL) all get their answers, never a pool timeout's 500."""
+    base, _ = api
+    clients = 24
+    spec = SPEC | {"search": SPEC["search"] | {"n_trials": clients, "parallelism": clients}}
+    sid = httpx.post(f"{base}/api/v1/studies", json=spec, timeout=30).json()["id"]
+    start = threading.Barrier(clients)
+
+    def one_trial(_: int) -> list[int]:
+        with httpx.Client(base_url=f"{base}/api/v1/studies/{sid}/trials", timeout=60) as c:
+            start.wait()
+            claimed = c.post("/claim")
+            codes = [claimed.status_code]
+            if claimed.status_code != 200:
+                return codes
+            trial = claimed.json()
+            lease, url = trial["lease"], f"/{trial['number']}"
+            for epoch in range(3):
+                body = {"lease": lease, "epoch": epoch, "metrics": {"val_loss": 0.5}}
+                codes.append(c.post(f"{url}/report", json=body).status_code)
+            body = {"lease": lease, "metrics": {"val_loss": 0.4}}
+            codes.append(c.post(f"{url}/complete", json=body).status_code)
+            return codes
+
+    with ThreadPoolExecutor(clients) as pool:
+        answers = list(pool.map(one_trial, range(clients)))
+    assert all(code == 200 for codes in answers for code in codes), answers
+    study = httpx.get(f"{base}/api/v1/studies/{sid}", timeout=30).json()
+    assert study["status"] == "completed" and study["counts"]["complete"] == clients
