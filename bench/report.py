@@ -39,6 +39,7 @@ SUITE = (
     "scaling",
     "reads",
     "load",
+    "remote",
     "pruning",
     "random_vs_grid",
     "quality",

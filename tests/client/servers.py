@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+
+# For tests of what the client or the agent does (signals, exit codes, its process group),
+# which is the same whatever database the server uses: SQLite only. The lifecycle's own
+# guarantees run on both backends (test_lifecycle_processes, test_study's shared study).
+CLIENT_SIDE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 SPACE = {
     "lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},

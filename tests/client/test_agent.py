@@ -25,7 +25,7 @@ from hpsearch_client.agent import (
     parse_args,
     read_line,
 )
-from tests.client.servers import Server, external_spec, running, wait_for
+from tests.client.servers import CLIENT_SIDE, Server, external_spec, running, wait_for
 
 # --- arguments -----------------------------------------------------------------------------
 
@@ -243,6 +243,7 @@ def family_pids(directory: Path, trial: int) -> list[int]:
     return [int(p) for p in path.read_text().split()]
 
 
+@CLIENT_SIDE
 def test_a_pruned_command_and_its_children_are_gone(server: Server, tmp_path: Path) -> None:
     sid = server.submit(external_spec(n_trials=2, parallelism=1))
     agent = server.agent(
@@ -271,6 +272,7 @@ sys.exit(3)
 """
 
 
+@CLIENT_SIDE
 def test_a_failing_command_fails_its_trial_with_its_output_tail(server: Server) -> None:
     sid = server.submit(external_spec(n_trials=1, parallelism=1))
     agent = server.agent("agent", sid, "--", sys.executable, "-c", FAILING)
@@ -288,6 +290,7 @@ def test_a_failing_command_fails_its_trial_with_its_output_tail(server: Server) 
     assert server.study(sid)["status"] == "completed"
 
 
+@CLIENT_SIDE
 def test_a_command_that_exits_0_without_the_objective_fails(server: Server) -> None:
     sid = server.submit(external_spec(n_trials=1, parallelism=1))
     script = 'print(\'{"epoch": 0, "train_loss": 1.0}\')'
@@ -298,6 +301,7 @@ def test_a_command_that_exits_0_without_the_objective_fails(server: Server) -> N
     assert trial["prune_reason"] == "exit status 0 but no 'val_auc' was reported"
 
 
+@CLIENT_SIDE
 def test_a_cancelled_study_stops_the_command(server: Server, tmp_path: Path) -> None:
     """The heartbeat meets 409 (the lease is gone): the command's group is stopped, and the
     next claim finds the study ended."""
@@ -315,6 +319,7 @@ def test_a_cancelled_study_stops_the_command(server: Server, tmp_path: Path) -> 
     assert server.study(sid)["status"] == "cancelled"
 
 
+@CLIENT_SIDE
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_stopped_agent_hands_its_trial_back(
     server: Server, tmp_path: Path, sig: signal.Signals
@@ -341,6 +346,7 @@ def test_a_stopped_agent_hands_its_trial_back(
     assert again["state"] == "COMPLETE" and again["params"] == trial["params"]
 
 
+@CLIENT_SIDE
 def test_a_command_that_cannot_start_hands_its_trial_back(server: Server) -> None:
     sid = server.submit(external_spec(n_trials=1, parallelism=1))
     agent = server.agent("agent", sid, "--", "/nonexistent/train", "--lr", "{lr}")

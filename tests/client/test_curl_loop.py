@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.client.servers import Server, external_spec
+from tests.client.servers import CLIENT_SIDE, Server, external_spec
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "own-code.md"
 
@@ -23,6 +23,7 @@ def curl_loop() -> str:
     return found.group(1)
 
 
+@CLIENT_SIDE
 def test_the_documented_curl_loop_runs_a_study(server: Server, tmp_path: Path) -> None:
     missing = [tool for tool in ("bash", "curl", "jq", "awk") if shutil.which(tool) is None]
     if missing:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hpsearch_client import ServerError, Study
-from tests.client.servers import Server, external_spec, wait_for
+from tests.client.servers import CLIENT_SIDE, Server, external_spec, wait_for
 
 HEAVY = ("torch", "optuna", "sqlalchemy", "fastapi", "httpx", "pydantic", "numpy")
 OURS = ("models", "search", "service")
@@ -140,6 +140,7 @@ for trial in study.trials():
 """
 
 
+@CLIENT_SIDE
 def test_a_stopped_client_hands_its_trial_back(server: Server, tmp_path: Path) -> None:
     """SIGTERM in a ``with trial:`` block fails the trial with retry and propagates; the
     slot's configuration comes again to the next client."""
@@ -160,6 +161,7 @@ def test_a_stopped_client_hands_its_trial_back(server: Server, tmp_path: Path) -
     assert server.study(sid)["status"] == "completed"
 
 
+@CLIENT_SIDE
 def test_a_trial_the_loop_leaves_is_failed_without_retry(server: Server) -> None:
     script = """
 import sys
@@ -178,6 +180,7 @@ for trial in Study(None, int(sys.argv[1])).trials():
     assert server.study(sid)["status"] == "completed"  # no retry: the budget is spent
 
 
+@CLIENT_SIDE
 def test_a_block_without_complete_completes_with_the_last_report(server: Server) -> None:
     """And an exception fails its trial and propagates; a count stops the loop."""
     script = """
@@ -205,6 +208,7 @@ for trial in study.trials():
     assert server.study(sid)["status"] == "completed"
 
 
+@CLIENT_SIDE
 def test_claims_wait_while_every_slot_is_busy(server: Server, tmp_path: Path) -> None:
     """A second client finds the only slot taken (204) and claims once it is free."""
     sid = server.submit(external_spec(n_trials=2, parallelism=1))
