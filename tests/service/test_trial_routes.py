@@ -368,3 +368,27 @@ def test_an_external_spec_with_a_part_it_cannot_use_is_422(
     assert r.status_code == 422, r.text
     assert any(d_loc == loc and words in msg for d_loc, msg in _detail(r)), r.text
     assert client.get("/api/v1/studies").json()["count"] == 0
+
+
+@pytest.mark.parametrize("sampler", ["qmc", "tpe", "cmaes", "gp"])
+def test_every_sampler_hands_out_parameters_in_the_space(client: TestClient, sampler: str) -> None:
+    """Adaptive samplers suggest after the claim (in the API process), from what the
+    study's ended trials scored; qmc draws slot k's Sobol point."""
+    space = {
+        "lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+        "width": {"type": "int", "low": 8, "high": 64},
+    }
+    sid = submit(
+        client, search={"sampler": sampler, "n_trials": 6, "parallelism": 1, "space": space}
+    )
+    seen = []
+    for _ in range(6):
+        trial = claim(client, sid)
+        lr, width = trial["params"]["lr"], trial["params"]["width"]
+        assert 1e-4 <= lr <= 1e-1 and 8 <= width <= 64 and isinstance(width, int)
+        shown = client.get(f"/api/v1/studies/{sid}/trials/{trial['number']}").json()
+        assert shown["params"] == trial["params"]  # recorded on the trial's row too
+        call(client, sid, trial, "complete", metrics={"val_auc": 1 - abs(math.log10(lr) + 2)})
+        seen.append((lr, width))
+    assert len(set(seen)) == 6
+    assert client.get(f"/api/v1/studies/{sid}").json()["status"] == "completed"
