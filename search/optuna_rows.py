@@ -11,8 +11,12 @@ one per ``suggest`` and per ``report``.
 The rows are written through Optuna's own ORM models (``optuna.storages._rdb.models``,
 the schema Optuna's RDBStorage migrates), exactly as RDBStorage writes them: numbering
 under the study row lock, values and intermediate values in their stored representation.
-Optuna is pinned to one major version in pyproject.toml; tests read every trial back
-through Optuna's public API.
+So Optuna is pinned to the minor version these writes were checked against
+(``OPTUNA_SERIES``, ``optuna~=5.1.0`` in pyproject.toml), and ``check_schema`` refuses to
+start on another Optuna, or on a database whose Optuna tables another Optuna migrated
+(``SCHEMA_REVISION``): never a silent write into a schema these writes do not know. A
+test writes the same trial here and through RDBStorage and compares the rows column by
+column.
 """
 
 from __future__ import annotations
@@ -24,15 +28,53 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import optuna
 from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, inspect, select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 REASON_ATTR = "hps_fail_reason"
 ROW_ATTR = "hps_trial_row"  # system attribute: the hps_trials row of this attempt
 SLOT_ATTR = "hps_slot"
+OPTUNA_SERIES = "5.1"  # the Optuna minor version these writes were checked against
+SCHEMA_REVISION = "v3.2.0.a"  # its tables' revision (Optuna's alembic_version)
+PIN = f"optuna~={OPTUNA_SERIES}.0"
+
+
+class OptunaSchemaError(RuntimeError):
+    """The installed Optuna, or the database's Optuna tables, are not the version whose
+    rows this module writes."""
+
+
+def check_schema(engine: Engine) -> None:
+    """Refuse to go on (``OptunaSchemaError``, naming both versions) when the installed
+    Optuna is not ``OPTUNA_SERIES``, or the database's Optuna tables are at another revision
+    than ``SCHEMA_REVISION``. A database without Optuna's tables yet passes: RDBStorage
+    creates them at its (checked) revision."""
+    installed = optuna.__version__
+    if installed.split(".")[:2] != OPTUNA_SERIES.split("."):
+        raise OptunaSchemaError(
+            f"optuna {installed} is installed, but hpsearch writes Optuna {OPTUNA_SERIES}'s "
+            f"tables (schema {SCHEMA_REVISION}): install {PIN!r}"
+        )
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return
+        revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        if revision is None or revision == SCHEMA_REVISION:
+            return
+        by = None
+        if inspect(conn).has_table("version_info"):
+            by = conn.execute(text("SELECT library_version FROM version_info")).scalar()
+    raise OptunaSchemaError(
+        f"the database's Optuna tables are at schema {revision} (set up by optuna "
+        f"{by or 'unknown'}), but hpsearch writes schema {SCHEMA_REVISION} (optuna "
+        f"{installed}): use a database migrated by {PIN!r}, or an hpsearch that writes "
+        f"schema {revision}"
+    )
 
 
 @dataclass(frozen=True)
@@ -199,7 +241,12 @@ def study_ids_by_name(*, session: Session, names: list[str]) -> dict[str, int]:
 
 
 __all__ = [
+    "OPTUNA_SERIES",
+    "PIN",
     "REASON_ATTR",
+    "SCHEMA_REVISION",
+    "OptunaSchemaError",
+    "check_schema",
     "ROW_ATTR",
     "SLOT_ATTR",
     "OptunaTrialRef",

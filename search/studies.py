@@ -35,6 +35,7 @@ from search.store import (
     engine_kwargs,
     get_dataset,
     get_dataset_by_name,
+    get_engine,
     get_study,
     harden_sqlite,
     insert_study,
@@ -112,9 +113,12 @@ def resolve_dataset(
 
 
 def get_storage(url: str) -> optuna.storages.RDBStorage:
-    """One Optuna RDBStorage per URL per process (creates Optuna's tables if missing)."""
+    """One Optuna RDBStorage per URL per process (creates Optuna's tables if missing),
+    once the installed Optuna and the database's Optuna tables are checked to be the
+    version ``optuna_rows`` writes (``OptunaSchemaError`` otherwise)."""
     url = normalize_url(url)
     if url not in _STORAGES:
+        with_retry(lambda: optuna_rows.check_schema(get_engine(url)))
         storage = with_retry(
             lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
         )

@@ -238,8 +238,17 @@ def example() -> None:
 
 
 def main() -> None:
-    """Console-script entry point (``hpsearch``)."""
-    app()
+    """Console-script entry point (``hpsearch``). A database or an Optuna that hpsearch
+    must not write to is one clear line, not a traceback."""
+    try:
+        app()
+    except RuntimeError as exc:
+        from search.optuna_rows import OptunaSchemaError  # imports optuna: only here
+
+        if not isinstance(exc, OptunaSchemaError):
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
