@@ -229,6 +229,12 @@ def _in_transactions(session_factory: sessionmaker[Session]) -> Any:
     return txn
 
 
+def reap_every(grace_s: float) -> float:
+    """Seconds between two reaper passes (the API's and each worker's): a lost trial is
+    found within a third of the grace period after it went silent, at most twice a second."""
+    return max(grace_s / 3, 0.5)
+
+
 def reap_lost_trials(
     *,
     session_factory: sessionmaker[Session],
@@ -290,6 +296,7 @@ __all__ = [
     "begin_trial",
     "end_trial",
     "hand_back_trials",
+    "reap_every",
     "reap_lost_trials",
     "reap_trial",
 ]

@@ -37,6 +37,7 @@ from search.lifecycle import (
     begin_trial,
     end_trial,
     hand_back_trials,
+    reap_every,
     reap_lost_trials,
 )
 from search.served import ServedStudy, Studies, prepare_trial
@@ -333,7 +334,7 @@ class Worker:
         if now < self._next_reap:
             return
         o = self.options
-        self._next_reap = now + max(o.grace_period / 3, 0.5)
+        self._next_reap = now + reap_every(o.grace_period)
         reap_lost_trials(
             session_factory=self.sessions,
             read_session_factory=self.reads,

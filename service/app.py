@@ -21,7 +21,6 @@ from service.read_cache import CachedReads, read_cache, summary_cache
 from service.recent_changes import RecentChanges
 from service.routes import datasets, health, plots, studies, trials, workers
 from service.settings import Settings
-from service.upload_limit import UploadLimit
 
 log = logging.getLogger(__name__)
 # FastAPI's native OpenTelemetry, on only where the environment configures a provider: when
@@ -41,11 +40,11 @@ def _telemetry() -> TelemetryConfig:
 
 
 async def _recovery_loop(app: FastAPI) -> None:
-    from search.lifecycle import reap_lost_trials
+    from search.lifecycle import reap_every, reap_lost_trials
 
     settings: Settings = app.state.settings
     while True:
-        await asyncio.sleep(max(settings.grace_period / 3, 0.5))
+        await asyncio.sleep(reap_every(settings.grace_period))
         try:
             await asyncio.to_thread(
                 reap_lost_trials,
@@ -109,11 +108,6 @@ def create_app(
     # Level 5: nearly the ratio of 9 at a third of the time on large plot data.
     app.add_middleware(GZipMiddleware, minimum_size=1000, compresslevel=5)
     app.add_middleware(CachedReads, state=app.state)  # outside gzip: it keeps its own
-    app.add_middleware(
-        UploadLimit,
-        paths=("/api/v1/datasets",),
-        max_bytes=int(settings.max_upload_mb * 1_000_000),
-    )
     install_middleware(app, settings)
     return app
 

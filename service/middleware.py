@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 
 from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
 from fastapi import FastAPI
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.settings import Settings
@@ -147,7 +146,16 @@ class SameOriginWrites:
         await self.app(scope, receive, send)
 
 
+class _TooLarge(Exception):
+    """Raised inside the route's body read once its limit is passed."""
+
+
 class BodyLimit:
+    """One limit per request body, enforced while it streams in: a declared length over it
+    is answered 413 at once; a body sent without one (chunked) is cut off as soon as it
+    passes the limit, never held whole, and whatever the route had started is dropped (it
+    raises inside its body read, so nothing is stored)."""
+
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
@@ -168,17 +176,31 @@ class BodyLimit:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             return await _refuse(send, 413, detail)
-        seen = 0
+        seen, over = 0, False
 
         async def counted() -> Message:  # bodies sent without a length are counted
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise HTTPException(413, detail)
+                over = True
+                raise _TooLarge
             return message
 
-        await self.app(scope, counted, send)
+        async def guarded(message: Message) -> None:
+            if not over:  # the route's answer to its failed read is replaced by the 413
+                await send(message)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except Exception:
+            if not over:  # whatever the route made of _TooLarge: the 413 below
+                raise
+        if over:  # the rest of the body was never read: the connection goes with it
+            start, body = _json(413, detail)
+            start["headers"].append((b"connection", b"close"))
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
 
 
 class AccessLog:

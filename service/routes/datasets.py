@@ -1,7 +1,7 @@
 """/api/v1/datasets: upload a CSV or Parquet table (multipart), list, read, delete.
 
 An upload streams to a spooled temporary file (memory up to 1 MB, then disk) under the
-``HPS_MAX_UPLOAD_MB`` limit (``service.upload_limit``), is hashed, read and checked, and is
+``HPS_MAX_UPLOAD_MB`` limit (``service.middleware.BodyLimit``), is hashed, read and checked, and is
 stored in one transaction, or not at all. Reading and checking the table imports pandas and
 the models package (torch) on the first upload only.
 """
