@@ -207,7 +207,9 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--backends", default="sqlite,postgresql", help="comma-separated")
     p.add_argument("--pruners", default="none,median", help="none and/or median")
-    p.add_argument("--clients", default="1,4", help="client processes at once, each count")
+    p.add_argument(
+        "--clients", help="client processes at once, each count (default 1,4; --quick 1,2)"
+    )
     p.add_argument("--rounds", type=int, default=6, help="alternating blocks per path")
     p.add_argument("--block", type=int, default=20, help="trials per block (all clients)")
     p.add_argument("--warm-up", type=int, default=3, help="trials per client, not counted")
@@ -224,10 +226,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke run: tiny everything")
     args = p.parse_args()
     if args.quick:
-        args.rounds, args.block, args.warm_up, args.clients = 2, 2, 1, "1,2"
+        args.rounds, args.block, args.warm_up = 2, 2, 1
+        args.clients = args.clients or "1,2"
         args.reporters, args.load_epochs, args.load_rounds, args.duration = 4, 5, 1, 1.0
     args.backends, args.pruners = args.backends.split(","), args.pruners.split(",")
-    args.clients = [int(n) for n in args.clients.split(",")]
+    args.clients = [int(n) for n in (args.clients or "1,4").split(",")]
     if any(b not in BACKENDS for b in args.backends):
         p.error("--backends: sqlite and/or postgresql")
     if any(x not in ("none", "median") for x in [*args.pruners, args.load_pruner]):
