@@ -15,7 +15,7 @@ CHROMIUM ?= /usr/bin/chromium
 TEST_PROCS ?= 2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test lint typecheck pytest install install-dev browser bench clean
+.PHONY: serve test lint typecheck docs pytest install install-dev browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,15 +55,20 @@ typecheck: $(DEV_STAMP)
 pytest: $(DEV_STAMP) browser
 	HPS_TEST_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -n $(TEST_PROCS) --dist loadfile
 
-test: lint typecheck pytest
+# The manual (docs/, mkdocs.yml) into site/; --strict: a broken link or a missing page fails.
+docs: $(DEV_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+test: lint typecheck docs pytest
 
 BENCH_STAMP := $(VENV)/.installed-bench
 $(BENCH_STAMP): $(DEV_STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $@
 
-# The benchmark suite; bench/report.py runs it and rewrites the README's "Performance"
-# section. `make bench BENCH=trainer,reads` runs (and rewrites) only those subsections.
+# The benchmark suite; bench/report.py runs it and rewrites the Performance page
+# (docs/performance.md). `make bench BENCH=trainer,reads` runs (and rewrites) only those
+# subsections.
 BENCH ?= trainer,overhead,scaling,reads,load,remote,pruning,random_vs_grid,quality
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/report.py --only $(BENCH)

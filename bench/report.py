@@ -1,16 +1,16 @@
-"""Report: run the benchmark suite and rewrite the README's "Performance" section.
+"""Report: run the benchmark suite and rewrite the Performance page, docs/performance.md.
 
 Each ``bench/NAME.py`` in the suite is run with this Python (or its saved run is reused),
-its standard output captured, and the README's subsection for NAME, between the markers
+its standard output captured, and the page's subsection for NAME, between the markers
 ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``, replaced by the command, the date, the
 machine (cores, CPU model, load average before and after), the Python, torch and optuna
-versions, the git commit and the output verbatim. Text outside the markers (notes and
-earlier figures written by hand) is kept; a subsection missing from the README is added
-at the end of the section. A script that fails, or is missing, leaves its subsection as
-it was and makes the exit status 1.
+versions, the git commit and the output verbatim. Text outside the markers (notes written
+by hand) is kept; a subsection missing from the page is added at the end of its
+Performance section (the first heading titled "Performance", at any level). A script that
+fails, or is missing, leaves its subsection as it was and makes the exit status 1.
 
     .venv/bin/python bench/report.py [--only trainer,reads] [--saved DIR]
-        [--args 'trainer=--device cuda'] [--readme README.md] [--dry-run]
+        [--args 'trainer=--device cuda'] [--target docs/performance.md] [--dry-run]
 
 ``make bench`` runs the whole suite; ``make bench BENCH=trainer,reads`` only those.
 ``--saved DIR`` keeps each run as DIR/NAME.json and reuses one found there, so a long
@@ -44,7 +44,8 @@ SUITE = (
     "random_vs_grid",
     "quality",
 )
-SECTION = "## Performance"
+TARGET = ROOT / "docs" / "performance.md"
+SECTION = "Performance"  # the title of the section holding the subsections
 
 
 @dataclass(frozen=True)
@@ -129,26 +130,49 @@ def run_script(name: str, args: list[str]) -> Run | None:
     )
 
 
-def replace_subsection(readme: str, name: str, body: str) -> str:
-    """``readme`` with the text between NAME's markers replaced by ``body``; a subsection
-    ``### NAME`` holding the markers is added at the end of the Performance section when
-    they are missing. Raises ValueError when there is no Performance section."""
+def _headings(lines: list[str]) -> list[tuple[int, int, str]]:
+    """(line index, level, title) of each Markdown heading outside fenced code blocks
+    (a benchmark's output may hold lines that start with ``#``)."""
+    found: list[tuple[int, int, str]] = []
+    fence = ""
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if fence:
+            if stripped.startswith(fence):
+                fence = ""
+            continue
+        if stripped.startswith(("```", "~~~")):
+            fence = stripped[:3]
+            continue
+        hashes = len(line) - len(line.lstrip("#"))
+        if 1 <= hashes <= 6 and line[hashes : hashes + 1] == " ":
+            found.append((i, hashes, line[hashes:].strip()))
+    return found
+
+
+def replace_subsection(text: str, name: str, body: str) -> str:
+    """``text`` with the text between NAME's markers replaced by ``body``; a subsection
+    headed NAME (one level below the Performance heading) holding the markers is added at
+    the end of the Performance section when they are missing. Raises ValueError when there
+    is no Performance heading."""
     begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     block = f"{begin}\n{body.strip()}\n{end}"
-    if begin in readme and end in readme:
-        head, rest = readme.split(begin, 1)
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
         return head + block + rest.split(end, 1)[1]
-    lines = readme.splitlines(keepends=True)
-    starts = [i for i, line in enumerate(lines) if line.rstrip() == SECTION]
+    lines = text.splitlines(keepends=True)
+    headings = _headings(lines)
+    starts = [(i, level) for i, level, title in headings if title == SECTION]
     if not starts:
-        raise ValueError(f"README has no {SECTION!r} section")
-    after = [i for i in range(starts[0] + 1, len(lines)) if lines[i].startswith("## ")]
+        raise ValueError(f"no {SECTION!r} heading to add {name!r} to")
+    start, level = starts[0]
+    after = [i for i, lvl, _ in headings if i > start and lvl <= level]
     at = after[0] if after else len(lines)
-    while at > starts[0] + 1 and not lines[at - 1].strip():
+    while at > start + 1 and not lines[at - 1].strip():
         at -= 1
     if at and not lines[at - 1].endswith("\n"):
         lines[at - 1] += "\n"
-    new = f"\n### {name}\n\n{block}\n" + ("\n" if after else "")
+    new = f"\n{'#' * (level + 1)} {name}\n\n{block}\n" + ("\n" if after else "")
     return "".join(lines[:at]) + new + "".join(lines[at:])
 
 
@@ -198,18 +222,23 @@ def main() -> None:
     parser.add_argument(
         "--args", action="append", default=[], help="NAME=ARGS for one script (repeatable)"
     )
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
-    parser.add_argument("--dry-run", action="store_true", help="print, leave the README")
+    parser.add_argument(
+        "--target",
+        type=Path,
+        default=TARGET,
+        help="the page to rewrite (default: docs/performance.md)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print, leave the page")
     args = parser.parse_args()
     runs = suite_runs(args.only, args.saved, _script_args(args.args))
-    readme = args.readme.read_text()
+    page = args.target.read_text()
     for name, run in runs.items():
-        readme = replace_subsection(readme, name, run.markdown())
+        page = replace_subsection(page, name, run.markdown())
     if args.dry_run:
-        print(readme)
+        print(page)
     else:
-        args.readme.write_text(readme)
-        print(f"report: {args.readme} updated: {', '.join(runs) or 'nothing'}", file=sys.stderr)
+        args.target.write_text(page)
+        print(f"report: {args.target} updated: {', '.join(runs) or 'nothing'}", file=sys.stderr)
     failed = [n for n in args.only if n not in runs]
     if failed:
         raise SystemExit(f"report: no result for {', '.join(failed)} (left as they were)")

@@ -1,4 +1,5 @@
-"""bench/report.py: a run replaces only its own README subsection; saved runs are reused."""
+"""bench/report.py: a run replaces only its own subsection of the Performance page (by
+default docs/performance.md); saved runs are reused."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "report.py"
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "bench" / "report.py"
 
 README = """# hpsearch
 
@@ -66,12 +68,47 @@ def test_a_missing_subsection_is_added_at_the_end_of_the_section() -> None:
     assert new.endswith("## Licence\n\nMIT\n")
 
 
+PAGE = """# Performance
+
+Intro written by hand.
+
+## overhead
+
+<!-- bench:overhead -->
+```text
+# overhead: vm, 2 cores
+sqlite  9.1
+```
+<!-- /bench:overhead -->
+"""
+
+
+def test_a_page_titled_performance_gets_its_subsections_one_level_down() -> None:
+    """On a page whose title is "# Performance" the subsections are "##", and a "#" line
+    inside a benchmark's output is not a heading that ends the section."""
+    new = _report().replace_subsection(PAGE, "quality", "quality table")
+    assert new.endswith(
+        "<!-- /bench:overhead -->\n\n## quality\n\n"
+        "<!-- bench:quality -->\nquality table\n<!-- /bench:quality -->\n"
+    )
+    assert "# overhead: vm, 2 cores\nsqlite  9.1\n" in new
+
+
+def test_the_performance_page_has_a_subsection_for_every_script() -> None:
+    report = _report()
+    page = report.TARGET.read_text()
+    assert report.TARGET == ROOT / "docs" / "performance.md"
+    for name in report.SUITE:
+        assert page.count(f"<!-- bench:{name} -->") == 1, name
+        assert page.count(f"<!-- /bench:{name} -->") == 1, name
+
+
 def test_no_performance_section_is_an_error() -> None:
     with pytest.raises(ValueError, match="Performance"):
         _report().replace_subsection("# hpsearch\n", "trainer", "table")
 
 
-def test_saved_runs_rewrite_the_readme(tmp_path: Path) -> None:
+def test_saved_runs_rewrite_the_target(tmp_path: Path) -> None:
     report = _report()
     run = report.Run(
         name="reads",
@@ -88,12 +125,12 @@ def test_saved_runs_rewrite_the_readme(tmp_path: Path) -> None:
     saved = tmp_path / "saved"
     saved.mkdir()
     (saved / "reads.json").write_text(json.dumps(asdict(run)))
-    readme = tmp_path / "README.md"
-    readme.write_text(README)
+    target = tmp_path / "README.md"
+    target.write_text(README)
     cmd = [sys.executable, str(SCRIPT), "--only", "reads", "--saved", str(saved)]
-    done = subprocess.run([*cmd, "--readme", str(readme)], capture_output=True, text=True)
+    done = subprocess.run([*cmd, "--target", str(target)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    text = readme.read_text()
+    text = target.read_text()
     assert "```text\nrequest  p50 ms\nleaderboard  4\n```" in text
     assert "`python bench/reads.py` on 2026-11-23 16:00 UTC, commit abc1234, 2 cores" in text
     assert "old reads table" not in text and "old trainer table" in text

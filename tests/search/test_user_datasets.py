@@ -198,21 +198,21 @@ def test_builtin_data_goes_through_the_same_preparation() -> None:
     assert data.train_x.mean(dim=0).abs().max() < 1e-5
 
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+MANUAL = Path(__file__).resolve().parents[2] / "docs" / "data-and-models.md"
 
 
-def readme_loading_lines() -> str:
-    """The README's five lines that load a downloaded model and predict."""
-    text = README.read_text(encoding="utf-8")
-    block = text.split("**Take the model away.**", 1)[1].split("```python\n", 1)[1]
+def manual_loading_lines() -> str:
+    """The manual's five lines that load a downloaded model and predict."""
+    text = MANUAL.read_text(encoding="utf-8")
+    block = text.split("## Take the model away", 1)[1].split("```python\n", 1)[1]
     code = block.split("```", 1)[0]
     assert len([line for line in code.splitlines() if line.strip()]) == 5, code
     return code
 
 
-def test_the_downloaded_model_loads_as_the_readme_says(sqlite_url: str, tmp_path: Path) -> None:
-    """In a fresh process that imports no Optuna, SQLAlchemy or FastAPI, the README's
-    lines reproduce the stored test metric on the test rows."""
+def test_the_downloaded_model_loads_as_the_manual_says(sqlite_url: str, tmp_path: Path) -> None:
+    """In a fresh process that imports no Optuna, SQLAlchemy or FastAPI, the manual's
+    lines (docs/data-and-models.md) reproduce the stored test metric on the test rows."""
     from service.runner import upgrade_db
 
     upgrade_db(sqlite_url)
@@ -225,7 +225,7 @@ def test_the_downloaded_model_loads_as_the_readme_says(sqlite_url: str, tmp_path
         (tmp_path / "model.zip").write_bytes(api.get(f"/api/v1/studies/{sid}/model").content)
     rows = _test_rows(frame, "animal", "classification")
     rows.drop(columns=["animal"]).to_csv(tmp_path / "rows.csv", index=False)
-    code = readme_loading_lines()
+    code = manual_loading_lines()
     code = code.replace("study-1-trial-3.hpsmodel.zip", "model.zip").replace(
         "new_rows.csv", "rows.csv"
     )
