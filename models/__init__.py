@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from models._augment import MAX_ROTATION, MAX_SHIFT, Augment
 from models._cnn import CNN, CONV_HEADS, POOLS, ConvBlock, check_feature_maps, feature_map_sizes
-from models._config import MODELS, OPTIMIZERS, TrainConfig
+from models._config import MODELS, TrainConfig
 from models._datasets import (
     DATASETS,
     IMAGE_SHAPES,
@@ -56,6 +56,7 @@ from models.train import (
     train,
     warm_up,
 )
+from search.knobs import OPTIMIZERS
 
 __all__ = [
     "ACTIVATIONS",

@@ -17,9 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from models._datasets import Dataset
-
-MAX_SHIFT = 4  # pixels
-MAX_ROTATION = 45.0  # degrees
+from search.knobs import MAX_ROTATION, MAX_SHIFT
 
 
 def check_augment(shift: int, rotation: float) -> None:

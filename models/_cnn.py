@@ -16,11 +16,8 @@ import torch
 from torch import nn
 
 from models._mlp import ACTIVATIONS, MLP, WEIGHT_INITS, _init_weight, _make_activation
+from search.knobs import CONV_HEADS, MAX_KERNEL, MAX_STRIDE, POOLS
 
-POOLS = ("max", "avg", "none")  # 2x2 pooling with stride 2 after a block, or none
-CONV_HEADS = ("avg", "flatten")  # global average pooling, or flatten the last feature map
-MAX_KERNEL = 15
-MAX_STRIDE = 8
 MAX_PADDING = 15
 
 

@@ -19,18 +19,8 @@ from sklearn import datasets as sk_datasets
 from sklearn.model_selection import train_test_split
 
 from models._prepare import Preparation, Target
-
-DATASETS: dict[str, str] = {
-    "digits": "classification",
-    "iris": "classification",
-    "wine": "classification",
-    "breast_cancer": "classification",
-    "moons": "classification",
-    "diabetes": "regression",
-}
-# (channels, height, width) of the built-in image datasets; their features are the pixels
-# in row-major order. Every other dataset is a table of features.
-IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {"digits": (1, 8, 8)}
+from search.builtin_data import DATASET_TASKS as DATASETS
+from search.builtin_data import IMAGE_SHAPES
 
 Split = tuple[float, float, float]
 _Arrays = tuple[np.ndarray, np.ndarray]
@@ -210,3 +200,5 @@ _LOADERS: dict[str, Callable[[int], _Arrays]] = {
     "moons": _moons,
     "diabetes": _bundled(sk_datasets.load_diabetes),
 }
+if set(_LOADERS) != set(DATASETS):  # one loader per row of search.builtin_data's table
+    raise ImportError(f"built-in datasets without a loader: {set(DATASETS) ^ set(_LOADERS)}")

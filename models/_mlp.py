@@ -9,8 +9,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu")
-WEIGHT_INITS = ("xavier", "he", "normal")
+from search.knobs import ACTIVATIONS, WEIGHT_INITS
 
 _LEAKY_SLOPE = 0.01  # nn.LeakyReLU's default negative slope
 _NORMAL_STD = 0.01

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-LR_SCHEDULES = ("constant", "step", "exponential", "cosine")
+from search.knobs import LR_SCHEDULES
 
 
 @dataclass(frozen=True)

@@ -11,26 +11,24 @@ feature map at least 1x1 (``feature_map_problem``). Import these names from ``se
 from __future__ import annotations
 
 import itertools
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from search._params import (
+from search._params import CategoricalParam, IntParam, LayersParam, Strict, knob_field
+from search.builtin_data import IMAGE_SHAPES
+from search.knobs import (
+    AUGMENT_KNOBS,
+    BUILT_IN,
+    CNN_KNOBS,
     CONV_HEADS,
+    KNOB,
     MAX_CHANNELS,
-    MAX_KERNEL,
-    MAX_STRIDE,
     POOLS,
-    CategoricalParam,
-    IntParam,
-    LayersParam,
-    Strict,
 )
 
-MODELS = ("mlp", "cnn", "synthetic")
+MODELS = BUILT_IN
 SYNTHETIC = "synthetic"  # the model (and its stand-in dataset) that trains on no data
-# (channels, height, width) of the built-in image datasets (pixels in row-major order).
-IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {"digits": (1, 8, 8)}
 MAX_PADDING = 15
 # Knobs that set a field of every block, and the block field they set.
 BLOCK_KNOBS = {
@@ -39,8 +37,11 @@ BLOCK_KNOBS = {
     "pool": "pool",
     "conv_batch_norm": "batch_norm",
 }
-CNN_KNOBS = ("conv_channels", *BLOCK_KNOBS, "conv_head")
-AUGMENT_KNOBS = ("augment_shift", "augment_rotation")
+
+if TYPE_CHECKING:
+    PoolName = str
+else:
+    PoolName = Literal[POOLS]  # the table's choices, as the schema's enum
 
 
 class ConvBlockSpec(Strict):
@@ -48,11 +49,11 @@ class ConvBlockSpec(Strict):
     (stride 2) or none. ``padding`` "same" is ``kernel_size // 2``."""
 
     channels: int = Field(ge=1, le=MAX_CHANNELS)
-    kernel_size: int = Field(3, ge=1, le=MAX_KERNEL)
-    stride: int = Field(1, ge=1, le=MAX_STRIDE)
+    kernel_size: int = knob_field(KNOB["kernel_size"])[1]  # the block knobs' table rows
+    stride: int = knob_field(KNOB["stride"])[1]
     padding: int | Literal["same"] = "same"
-    batch_norm: bool = False
-    pool: Literal["max", "avg", "none"] = "max"
+    batch_norm: bool = knob_field(KNOB["conv_batch_norm"])[1]
+    pool: PoolName = knob_field(KNOB["pool"])[1]
 
     @field_validator("padding")
     @classmethod

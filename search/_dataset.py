@@ -6,22 +6,14 @@ size; import these names from ``search.spec``.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from search._conv import SYNTHETIC
 from search._params import Strict as _Strict
 from search._synthetic import SYNTHETIC_TASK
+from search.builtin_data import DATASET_TASKS
 
-DATASET_TASKS: dict[str, Literal["classification", "regression"]] = {
-    "digits": "classification",
-    "iris": "classification",
-    "wine": "classification",
-    "breast_cancer": "classification",
-    "moons": "classification",
-    "diabetes": "regression",
-}
 DATASET_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$"
 MAX_SEED = 2**32 - 1  # numpy/scikit-learn seeds are 32-bit
 

@@ -1,4 +1,5 @@
-"""Search-space parameter specs and the tunable knobs they may set (pure pydantic).
+"""Search-space parameter specs (pure pydantic); the knobs they may set are
+``search.knobs``'s table.
 
 Part of the spec contract, kept apart from ``search.spec`` for size; import these names
 from ``search.spec``.
@@ -11,22 +12,32 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu")
-OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "adamw")
-WEIGHT_INITS = ("xavier", "he", "normal")
-LR_SCHEDULES = ("constant", "step", "exponential", "cosine")
-MAX_UNITS = 65536
-POOLS = ("max", "avg", "none")  # after a convolution block: 2x2 pooling, stride 2, or none
-CONV_HEADS = ("avg", "flatten")  # global average pooling of the last map, or a flatten
-MAX_CHANNELS = 1024
-MAX_KERNEL, MAX_STRIDE = 15, 8
-MAX_SHIFT, MAX_ROTATION = 4, 45.0  # augmentation: pixels, degrees
+from search.knobs import MAX_LAYERS, MAX_UNITS, Knob
 
 
 class Strict(BaseModel):
     """Base of every spec model: unknown fields and NaN/inf are errors."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+_TYPES: dict[str, Any] = {"float": float, "int": int, "bool": bool, "layers": list[int]}
+
+
+def knob_field(knob: Knob) -> tuple[Any, Any]:
+    """A knob's pydantic field: (annotation, default and bounds), from its table row."""
+    kind = Literal[knob.choices] if knob.kind == "choice" else _TYPES[knob.kind]
+    annotation = kind | None if knob.optional else kind
+    if knob.kind == "layers":
+        default = tuple(knob.default)
+        return annotation, Field(
+            default_factory=lambda: list(default), min_length=1, max_length=MAX_LAYERS
+        )
+    if knob.kind in ("float", "int"):
+        if knob.low_open:
+            return annotation, Field(knob.default, gt=knob.low, le=knob.high)
+        return annotation, Field(knob.default, ge=knob.low, le=knob.high)
+    return annotation, Field(knob.default)
 
 
 class FloatParam(Strict):
@@ -84,16 +95,18 @@ class LayersParam(Strict):
             if self.depth is not None or self.units is not None:
                 raise ValueError("give either 'values' or 'depth'/'units', not both")
             for layers in self.values:
-                if not 1 <= len(layers) <= 16 or any(not 1 <= u <= MAX_UNITS for u in layers):
+                if not 1 <= len(layers) <= MAX_LAYERS or any(
+                    not 1 <= u <= MAX_UNITS for u in layers
+                ):
                     raise ValueError(
-                        f"each entry of 'values' must be a list of 1 to 16 layer sizes, "
+                        f"each entry of 'values' must be a list of 1 to {MAX_LAYERS} layer sizes, "
                         f"each between 1 and {MAX_UNITS}"
                     )
             return self
         if self.depth is None or self.units is None:
             raise ValueError("give 'depth' and 'units' ranges, or explicit 'values'")
-        if not 1 <= self.depth[0] <= self.depth[1] <= 16:
-            raise ValueError("depth must be [low, high] with 1 <= low <= high <= 16")
+        if not 1 <= self.depth[0] <= self.depth[1] <= MAX_LAYERS:
+            raise ValueError(f"depth must be [low, high] with 1 <= low <= high <= {MAX_LAYERS}")
         if not 1 <= self.units[0] <= self.units[1] <= MAX_UNITS:
             raise ValueError(f"units must be [low, high] with 1 <= low <= high <= {MAX_UNITS}")
         return self
@@ -121,100 +134,6 @@ def _check_range(
 ParamSpec = Annotated[
     FloatParam | IntParam | CategoricalParam | LayersParam, Field(discriminator="type")
 ]
-
-# Each tunable knob, the parameter types it accepts, and the allowed values where fixed.
-KNOBS: dict[str, tuple[str, ...]] = {
-    "lr": ("float", "categorical"),
-    "keep_prob": ("float", "categorical"),
-    "weight_decay": ("float", "categorical"),
-    "momentum": ("float", "categorical"),
-    "batch_size": ("int", "categorical"),
-    "epochs": ("int", "categorical"),
-    "hidden": ("layers",),
-    "activation": ("categorical",),
-    "optimizer": ("categorical",),
-    "weight_init": ("categorical",),
-    # CNN (model: cnn): the number of blocks and their channels, and settings of every block
-    "conv_channels": ("layers",),
-    "kernel_size": ("int", "categorical"),
-    "stride": ("int", "categorical"),
-    "pool": ("categorical",),
-    "conv_batch_norm": ("categorical",),
-    "conv_head": ("categorical",),
-    # image datasets: augmentation of training batches
-    "augment_shift": ("int", "categorical"),
-    "augment_rotation": ("float", "categorical"),
-    "l1": ("float", "categorical"),
-    "batch_norm": ("categorical",),
-    "residual": ("categorical",),
-    "lr_schedule": ("categorical",),
-    "lr_step_epochs": ("int", "categorical"),
-    "lr_gamma": ("float", "categorical"),
-    "lr_warmup_epochs": ("int", "categorical"),
-    "clip_norm": ("float", "categorical"),
-    "patience": ("int", "categorical"),
-    "min_delta": ("float", "categorical"),
-}
-_CHOICES: dict[str, tuple[Any, ...]] = {
-    "activation": ACTIVATIONS,
-    "optimizer": OPTIMIZERS,
-    "weight_init": WEIGHT_INITS,
-    "pool": POOLS,
-    "conv_head": CONV_HEADS,
-    "lr_schedule": LR_SCHEDULES,
-}
-BOOL_KNOBS = ("batch_norm", "residual", "conv_batch_norm")
-# Knobs whose values must be whole numbers (a categorical's choices too).
-INT_KNOBS = (
-    "batch_size",
-    "epochs",
-    "kernel_size",
-    "stride",
-    "augment_shift",
-    "lr_step_epochs",
-    "lr_warmup_epochs",
-    "patience",
-)
-# Inclusive/exclusive bounds of numeric knobs: (low, high, low_inclusive).
-_BOUNDS: dict[str, tuple[float, float, bool]] = {
-    "lr": (0.0, 100.0, False),
-    "keep_prob": (0.0, 1.0, False),
-    "weight_decay": (0.0, 1.0, True),
-    "momentum": (0.0, 1.0, True),
-    "batch_size": (1.0, 65536.0, True),
-    "epochs": (1.0, 1000.0, True),
-    "kernel_size": (1.0, MAX_KERNEL, True),
-    "stride": (1.0, MAX_STRIDE, True),
-    "augment_shift": (0.0, MAX_SHIFT, True),
-    "augment_rotation": (0.0, MAX_ROTATION, True),
-    "l1": (0.0, 1.0, True),
-    "lr_step_epochs": (1.0, 1000.0, True),
-    "lr_gamma": (0.0, 1.0, False),
-    "lr_warmup_epochs": (0.0, 1000.0, True),
-    "clip_norm": (0.0, 1e6, False),
-    "patience": (1.0, 1000.0, True),
-    "min_delta": (0.0, 1e6, True),
-}
-
-
-def check_knob_value(knob: str, value: Any) -> None:
-    """Raise ValueError if ``value`` is not a legal fixed value of ``knob``."""
-    if knob in BOOL_KNOBS:
-        if not isinstance(value, bool):
-            raise ValueError(f"{knob} must be true or false, got {value!r}")
-        return
-    if knob in _CHOICES:
-        if isinstance(value, bool) or value not in _CHOICES[knob]:
-            raise ValueError(f"{knob} must be one of {list(_CHOICES[knob])}, got {value!r}")
-        return
-    if knob in _BOUNDS:
-        lo, hi, lo_inclusive = _BOUNDS[knob]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{knob} must be a number, got {value!r}")
-        ok_low = value >= lo if lo_inclusive else value > lo
-        if not (ok_low and value <= hi and math.isfinite(value)):
-            bracket = "[" if lo_inclusive else "("
-            raise ValueError(f"{knob} must be in {bracket}{lo:g}, {hi:g}], got {value!r}")
 
 
 def param_values(param: Any) -> list[Any]:

@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from search._conv import SYNTHETIC
+from search.knobs import SYNTHETIC_KNOBS
 
 SYNTHETIC_TASK = "regression"  # a loss to minimise, no classes: the study's task column
 SYNTHETIC_METRICS = ("dev_loss", "train_loss")
-SYNTHETIC_FIELDS = ("seconds_per_epoch", "noise")  # training.*, synthetic model only
+SYNTHETIC_FIELDS = SYNTHETIC_KNOBS  # training.*, synthetic model only (search.knobs)
 
 
 def with_synthetic_dataset(data: Any) -> Any:

@@ -1,25 +1,22 @@
 """The training block of a spec: a built-in model's fixed training settings (pure
-pydantic). Part of the spec contract, kept apart from ``search.spec`` for size; import
-``TrainingSpec`` from ``search.spec``.
+pydantic), one field per row of ``search.knobs``'s table with ``training`` set (its default
+and bounds), plus the CNN's structured ``conv`` blocks. Part of the spec contract, kept
+apart from ``search.spec`` for size; import ``TrainingSpec`` from ``search.spec``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, create_model, field_validator
 
 from search._conv import ConvBlockSpec, default_conv
-from search._params import MAX_ROTATION, MAX_SHIFT, MAX_UNITS
 from search._params import Strict as _Strict
-
-Activation = Literal["relu", "tanh", "sigmoid", "leaky_relu"]
-OptimizerName = Literal["sgd", "momentum", "adam", "rmsprop", "adamw"]
-LrScheduleName = Literal["constant", "step", "exponential", "cosine"]
-WeightInit = Literal["xavier", "he", "normal"]
+from search._params import knob_field
+from search.knobs import KNOB, TRAINING
 
 
-class TrainingSpec(_Strict):
+class _TrainingFields(_Strict):
     """Fixed training settings; any knob named in ``search.space`` overrides its value here.
 
     Regularisation: ``weight_decay`` is L2 (decoupled for ``adamw``), ``l1`` adds
@@ -48,50 +45,47 @@ class TrainingSpec(_Strict):
     epoch's; its record says at which epoch it stopped and which epoch it kept.
     """
 
-    epochs: int = Field(20, ge=1, le=1000)
-    batch_size: int = Field(64, ge=1, le=65536)
-    optimizer: OptimizerName = "adam"
-    lr: float = Field(1e-3, gt=0, le=100)
-    momentum: float = Field(0.9, ge=0, le=1)
-    weight_decay: float = Field(0.0, ge=0, le=1)
-    l1: float = Field(0.0, ge=0, le=1)
-    keep_prob: float = Field(1.0, gt=0, le=1)
-    hidden: list[int] = Field(default_factory=lambda: [64], min_length=1, max_length=16)
-    activation: Activation = "relu"
-    weight_init: WeightInit = "he"
-    # model: cnn only (search knobs conv_channels, kernel_size, stride, pool,
-    # conv_batch_norm and conv_head override these; see search._conv)
-    conv: list[ConvBlockSpec] = Field(default_factory=default_conv, min_length=1, max_length=8)
-    conv_head: Literal["avg", "flatten"] = "avg"
-    # image datasets only: random shifts (pixels) and rotations (degrees) of training batches
-    augment_shift: int = Field(0, ge=0, le=MAX_SHIFT)
-    augment_rotation: float = Field(0.0, ge=0, le=MAX_ROTATION)
-    # model: synthetic only (models._synthetic): an epoch's sleep, and the losses' noise
-    seconds_per_epoch: float = Field(0.0, ge=0, le=3600)
-    noise: float = Field(0.0, ge=0, le=1)
-    batch_norm: bool = False
-    residual: bool = False
-    lr_schedule: LrScheduleName = "constant"
-    lr_step_epochs: int = Field(10, ge=1, le=1000)
-    lr_gamma: float = Field(0.5, gt=0, le=1)
-    lr_warmup_epochs: int = Field(0, ge=0, le=1000)
-    clip_norm: float | None = Field(None, gt=0, le=1e6)
-    patience: int | None = Field(None, ge=1, le=1000)
-    min_delta: float = Field(0.0, ge=0, le=1e6)
-
-    @field_validator("batch_norm", "residual", mode="before")
+    @field_validator(
+        *(k for k in TRAINING if KNOB[k].kind == "bool"), mode="before", check_fields=False
+    )
     @classmethod
     def _strict_bool(cls, v: Any) -> Any:
         if not isinstance(v, bool):
             raise ValueError("must be true or false")
         return v
 
-    @field_validator("hidden")
+    @field_validator(*(k for k in TRAINING if KNOB[k].kind == "layers"), check_fields=False)
     @classmethod
-    def _positive_units(cls, v: list[int]) -> list[int]:
-        if any(not 1 <= u <= MAX_UNITS for u in v):
-            raise ValueError(f"layer sizes must be between 1 and {MAX_UNITS}")
+    def _layer_sizes(cls, v: list[int], info: Any) -> list[int]:
+        high = KNOB[info.field_name].high
+        if any(not 1 <= u <= (high or 0) for u in v):
+            raise ValueError(f"layer sizes must be between 1 and {high:g}")
         return v
+
+
+if TYPE_CHECKING:
+
+    class TrainingSpec(_TrainingFields):
+        conv: list[ConvBlockSpec]
+
+        def __getattr__(self, name: str) -> Any: ...  # the table's fields
+
+else:
+    # model: cnn only: the blocks (search knobs conv_channels, kernel_size, stride, pool,
+    # conv_batch_norm and conv_head override them; see search._conv), before conv_head
+    _CONV = (list[ConvBlockSpec], Field(default_factory=default_conv, min_length=1, max_length=8))
+    _FIELDS: dict[str, Any] = {}
+    for _name in TRAINING:
+        if _name == "conv_head":
+            _FIELDS["conv"] = _CONV
+        _FIELDS[_name] = knob_field(KNOB[_name])
+    TrainingSpec = create_model(
+        "TrainingSpec",
+        __base__=_TrainingFields,
+        __doc__=_TrainingFields.__doc__,
+        __module__=__name__,
+        **_FIELDS,
+    )
 
 
 __all__ = ["TrainingSpec"]

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from search.knobs import LOG_AXIS_KNOBS
 from search.spec import CategoricalParam, FloatParam, IntParam, LayersParam, ParamSpec
 
-LOG_SCALE_KNOBS = ("lr",)
+LOG_SCALE_KNOBS = LOG_AXIS_KNOBS  # search.knobs
 
 
 @dataclass(frozen=True)

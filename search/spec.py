@@ -1,8 +1,9 @@
 """ExperimentSpec: the one contract shared by the API, the CLI and the workers.
 
 Pure pydantic: importing this module pulls in neither torch nor optuna, so the API and
-the CLI can validate specs cheaply. Names of datasets, activations, optimizers and weight
-inits are listed here; ``tests/search/test_spec.py`` checks they match ``models/``.
+the CLI can validate specs cheaply. The training knobs (names, bounds, defaults, choices)
+are ``search.knobs``'s table and the built-in datasets ``search.builtin_data``'s, which
+``models/`` reads too.
 """
 
 from __future__ import annotations
@@ -35,21 +36,11 @@ from search._external import (
     validating_external,
 )
 from search._params import (
-    ACTIVATIONS,
-    CONV_HEADS,
-    INT_KNOBS,
-    KNOBS,
-    LR_SCHEDULES,
-    MAX_CHANNELS,
-    OPTIMIZERS,
-    POOLS,
-    WEIGHT_INITS,
     CategoricalParam,
     FloatParam,
     IntParam,
     LayersParam,
     ParamSpec,
-    check_knob_value,
     grid_axis_length,
     grid_axis_values,
     param_values,
@@ -57,6 +48,18 @@ from search._params import (
 from search._params import Strict as _Strict
 from search._synthetic import synthetic_problem, with_synthetic_dataset
 from search._training import TrainingSpec
+from search.knobs import (
+    ACTIVATIONS,
+    CONV_HEADS,
+    INT_KNOBS,
+    LR_SCHEDULES,
+    MAX_CHANNELS,
+    OPTIMIZERS,
+    POOLS,
+    WEIGHT_INITS,
+    check_knob_value,
+)
+from search.knobs import SEARCHABLE as KNOBS
 
 # random, grid and qmc draw slot k's parameters as a pure function of (spec, k); tpe,
 # cmaes and gp are Optuna's adaptive samplers (search.slots.ADAPTIVE_SAMPLERS).

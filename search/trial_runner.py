@@ -31,36 +31,13 @@ from models import (
 from models import train as train_model
 from search.initial_loss import expected_initial_loss
 from search.judging import Judge
+from search.knobs import TRAINING
 from search.outcome import Outcome, TrainedModel, finite_or_none, trial_metrics
 from search.samplers import derive_seed
 from search.spec import SYNTHETIC, ExperimentSpec, conv_blocks
 from search.store import T_COMPLETE, T_FAIL, T_PRUNED
 
-KNOB_FIELDS = (
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "keep_prob",
-    "hidden",
-    "activation",
-    "weight_init",
-    "conv_head",
-    "augment_shift",
-    "augment_rotation",
-    "l1",
-    "batch_norm",
-    "residual",
-    "lr_schedule",
-    "lr_step_epochs",
-    "lr_gamma",
-    "lr_warmup_epochs",
-    "clip_norm",
-    "patience",
-    "min_delta",
-)
+KNOB_FIELDS = TRAINING  # the training knobs, each a TrainConfig field (search.knobs)
 Train = Callable[[TrainConfig, Any, Callable[[EpochMetrics], bool]], TrainResult]
 CURVES = ("train_loss", "dev_loss", "dev_accuracy", "dev_rmse")  # per epoch, in hps_trials
 
@@ -143,8 +120,6 @@ def build_config(
         divergence_factor=spec.pruning.divergence_factor,
         seed=derive_seed(spec.search.seed, "train", slot),
         device=device,
-        seconds_per_epoch=spec.train.seconds_per_epoch,
-        noise=spec.train.noise,
     )
 
 

@@ -5,18 +5,13 @@ import pytest
 import torch
 
 from models import DATASETS, Dataset, load_dataset
-from models._datasets import _load_cached
+from models._datasets import _LOADERS, _load_cached
+from search.builtin_data import BUILTIN_DATASETS
 
 
-def test_registry_names_and_tasks() -> None:
-    assert DATASETS == {
-        "digits": "classification",
-        "iris": "classification",
-        "wine": "classification",
-        "breast_cancer": "classification",
-        "moons": "classification",
-        "diabetes": "regression",
-    }
+def test_the_registry_is_the_table_and_every_row_has_a_loader() -> None:
+    assert {name: d.task for name, d in BUILTIN_DATASETS.items()} == DATASETS
+    assert set(_LOADERS) == set(BUILTIN_DATASETS)
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))

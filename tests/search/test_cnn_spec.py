@@ -11,7 +11,6 @@ import pytest
 from pydantic import ValidationError
 
 import models
-from search import _params
 from search import spec as S
 from search.size import SpecTooLarge, check_size, largest_network
 from search.trial_runner import build_config
@@ -27,15 +26,9 @@ def _space(**space: Any) -> dict[str, Any]:
     return {"search": {"sampler": "random", "n_trials": 4, "space": space}}
 
 
-def test_names_and_bounds_match_models() -> None:
-    assert S.MODELS == models.MODELS
-    assert S.POOLS == models.POOLS
-    assert S.CONV_HEADS == models.CONV_HEADS
+def test_image_datasets_and_default_blocks_match_models() -> None:
+    # (the knobs' names and bounds are one table: tests/search/test_knobs.py)
     assert S.IMAGE_SHAPES == models.IMAGE_SHAPES
-    assert (_params.MAX_SHIFT, _params.MAX_ROTATION) == (models.MAX_SHIFT, models.MAX_ROTATION)
-    from models import _cnn
-
-    assert (_params.MAX_KERNEL, _params.MAX_STRIDE) == (_cnn.MAX_KERNEL, _cnn.MAX_STRIDE)
     for name in S.DATASET_TASKS:
         assert models.load_dataset(name).image_shape == S.IMAGE_SHAPES.get(name)
     # the spec's default blocks are the trainer's
