@@ -213,3 +213,22 @@ def test_api_recovers_lost_trials_with_no_worker_alive(migrated_url: str) -> Non
     with store.session_scope(factory) as s:
         row = store.get_study(session=s, study_id=sid)
         assert (row.claimed, row.running) == (0, 0)  # its budget is free for a retry
+
+
+def test_a_405_allows_every_method_the_path_answers(client: TestClient) -> None:
+    """Starlette's 405 names the methods of the first route matching the path only (GET
+    /api/v1/studies hid POST); the Allow header lists every documented method."""
+    paths = client.get("/openapi.json").json()["paths"]
+    for template, operations in paths.items():
+        path = template.replace("{study_id}", "1").replace("{number}", "1")
+        path = path.replace("{dataset_id}", "1").replace("{key_id}", "1")
+        assert "{" not in path, template
+        documented = {method.upper() for method in operations}
+        unused = next(m for m in ("PUT", "DELETE", "PATCH", "POST") if m not in documented)
+        r = client.request(unused, path)
+        assert r.status_code == 405, (unused, path, r.status_code)
+        allowed = {m.strip() for m in r.headers["allow"].split(",")}
+        assert documented <= allowed, (template, documented, allowed)
+    page = client.request("PUT", "/studies/1", headers={"Accept": "text/html"})
+    assert page.status_code == 405 and page.headers["allow"] == "GET"
+    assert client.request("DELETE", "/api/v1/studies").headers["allow"] == "GET, POST"
