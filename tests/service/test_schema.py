@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 from service.app import create_app
 from service.settings import Settings
 
-EXAMPLES = 80  # per operation and mode: a fixed, bounded number of cases
+EXAMPLES = 40  # per operation and mode: a fixed, bounded number of cases
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
