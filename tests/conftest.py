@@ -132,3 +132,32 @@ def browser() -> Iterator[object]:
         )
         yield chromium
         chromium.close()
+
+
+# The slowest files (process-level tests, browsers), run first: with --dist loadfile each
+# xdist worker takes the next file as it finishes one, so a long file picked up last would
+# leave the other core idle for minutes at the end (longest first balances the two).
+SLOW_FIRST = (
+    "tests/search/test_concurrency.py",
+    "tests/search/test_crash_recovery.py",
+    "tests/service/test_e2e.py",
+    "tests/search/test_worker_faults.py",
+    "tests/bench/test_remote.py",
+    "tests/service/test_pages_browser.py",
+    "tests/search/test_worker_signals.py",
+    "tests/service/test_under_load.py",
+    "tests/service/test_datasets_e2e.py",
+    "tests/service/test_schema.py",
+    "tests/client/test_examples.py",
+    "tests/service/test_own_code_browser.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    root = Path(__file__).resolve().parent.parent
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+
+    def key(item: pytest.Item) -> int:
+        return rank.get(item.path.relative_to(root).as_posix(), len(SLOW_FIRST))
+
+    items.sort(key=key)  # stable: the order within a file, and of the rest, is kept
