@@ -42,6 +42,13 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
+# The documented curl-only loop (docs/own-code.md) runs under bash, curl, jq and awk.
+JQ ?= /usr/bin/jq
+$(JQ):
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends jq \
+	  || ($(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive \
+	      $(SUDO) apt-get install -y --no-install-recommends jq)
+
 serve: $(STAMP)
 	$(BIN)/hpsearch serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
@@ -52,7 +59,7 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-pytest: $(DEV_STAMP) browser
+pytest: $(DEV_STAMP) browser $(JQ)
 	HPS_TEST_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -n $(TEST_PROCS) --dist loadfile
 
 # The manual (docs/, mkdocs.yml) into site/; --strict: a broken link or a missing page fails.
