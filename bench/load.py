@@ -9,7 +9,8 @@ browser polls every 1.5 s), at independent moments (one thread drives them all:
 :mod:`_pollers`). After a few seconds of polling (connections made, answers kept), the
 watchers pause and resume: ``--rounds`` times a quiet phase and a loaded phase of
 ``--duration`` seconds each, and a last quiet phase.
-Printed per backend: requests/s, p50/p99 latency, errors (any non-200 or transport error),
+Printed per backend: requests/s, p50/p99 latency, errors (any answer but 200 or 304, or a
+transport error), the share of 304s,
 the workers' training throughput (trials completed per second) without and with the load,
 the drop, the CPU the workers used without and with the load, the CPU the API process
 and the clients used while loaded, and the CPU of the PostgreSQL server's processes
@@ -20,8 +21,9 @@ The drop is the median over rounds of each loaded phase's throughput against the
 the quiet phases on either side of it (its range is printed too): on a shared machine the
 speed of the same trial wanders by 10-30% within a minute, so short phases, side by side
 and many of them, compare like with like. The watchers keep their connections over the
-pauses, so a loaded phase is the steady state from its first second (their first polls
-after a pause find the answers aged out, as every second of polling does).
+pauses, so a loaded phase is the steady state from its first second. Each watcher sends
+back the ETag it last got for a URL (as the live page and the CLI's ``watch`` do): the
+share of 304s is printed.
 
     .venv/bin/python bench/load.py [--clients 50] [--duration 5] [--rounds 16]
         [--interval 1.0] [--backends sqlite,postgresql]
@@ -71,11 +73,8 @@ STUDY = {
 
 
 def completed(client: httpx.Client, study_id: int) -> int:
-    """Trials finished so far, read fresh: a kept answer (the clients keep the study's status
-    in the read cache) would count too few at a loaded phase's end and too many at the next
-    quiet phase's start."""
-    fresh = {"Cache-Control": "no-cache"}
-    counts = client.get(f"/api/v1/studies/{study_id}", headers=fresh).json()["counts"]
+    """Trials finished so far (answers are exact: labelled with the study's version)."""
+    counts = client.get(f"/api/v1/studies/{study_id}").json()["counts"]
     return int(counts["complete"] + counts["pruned"] + counts["fail"])
 
 
@@ -253,6 +252,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
         "p50": latencies[len(latencies) // 2],
         "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "errors": len(errors),
+        "not_modified": 100 * pollers.tally.not_modified / max(1, len(pollers.tally.latencies)),
         "error_kinds": sorted(set(errors))[:5],
         "quiet": statistics.mean(q.rate for q in quiet),
         "loaded": statistics.mean(p.rate for p in loaded),
@@ -293,7 +293,7 @@ def main() -> None:
         f"phases, {args.workers} workers, {os.cpu_count()} cores"
     )
     header = (
-        "backend     requests  req/s  p50 ms  p99 ms  errors  trials/s quiet  loaded"
+        "backend     requests  req/s  p50 ms  p99 ms  errors  304s  trials/s quiet  loaded"
         "  drop (range)          workers CPU quiet  loaded  API CPU  clients CPU"
         "  database CPU quiet  loaded"
     )
@@ -304,7 +304,8 @@ def main() -> None:
         drop = f"{r['drop']:.1f}% ({low:.1f} to {high:.1f})"
         print(
             f"{r['backend']:<11} {r['requests']:>8}  {r['req_s']:>5.1f}  {r['p50']:>6.1f}  "
-            f"{r['p99']:>6.1f}  {r['errors']:>6}  {r['quiet']:>14.3f}  {r['loaded']:>6.3f}  "
+            f"{r['p99']:>6.1f}  {r['errors']:>6}  {r['not_modified']:>3.0f}%  "
+            f"{r['quiet']:>14.3f}  {r['loaded']:>6.3f}  "
             f"{drop:<20}  {r['workers_quiet']:>17.0f}%  {r['workers_loaded']:>5.0f}%  "
             f"{r['api_cpu']:>6.0f}%  {r['client_cpu']:>10.0f}%  "
             f"{db_column(r)}",

@@ -13,12 +13,11 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.telemetry import TelemetryConfig
 
-from search.store import access_engine, loop_reads, make_session_factory
+from search.store import access_engine, make_session_factory
 from service import pages
 from service.errors import install_error_handlers
 from service.middleware import install_middleware
-from service.read_cache import CachedReads, read_cache, summary_cache
-from service.recent_changes import RecentChanges
+from service.read_cache import read_cache, summary_cache
 from service.routes import datasets, health, plots, studies, trials, workers
 from service.settings import Settings
 
@@ -70,7 +69,6 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_recovery_loop(app)) if recover else None
         yield
-        await app.state.loop_reads.close()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -87,12 +85,10 @@ def create_app(
     app.state.session_factory = make_session_factory(settings.database_url)
     app.state.on_submit = on_submit
     app.state.caches = {}  # name -> ComputeCache (service.routes.plots)
-    app.state.read_cache = read_cache(settings.read_cache_s)
-    app.state.recent_changes = RecentChanges(settings.read_cache_s)
-    app.state.study_summaries = summary_cache(settings.read_cache_s)
+    app.state.read_cache = read_cache()  # service.read_cache: answers by study version
+    app.state.study_summaries = summary_cache()
     app.state.read_session_factory = make_session_factory(settings.database_url, read_only=True)
     app.state.access_engine = access_engine(settings.database_url)  # service.auth's reads
-    app.state.loop_reads = loop_reads(settings.database_url)  # service.read_cache's checks
     install_error_handlers(app)
 
     api = APIRouter(prefix="/api/v1")
@@ -107,7 +103,6 @@ def create_app(
     app.include_router(pages.router)
     # Level 5: nearly the ratio of 9 at a third of the time on large plot data.
     app.add_middleware(GZipMiddleware, minimum_size=1000, compresslevel=5)
-    app.add_middleware(CachedReads, state=app.state)  # outside gzip: it keeps its own
     install_middleware(app, settings)
     return app
 

@@ -7,6 +7,7 @@ Every failure (unreachable server, timeout, 4xx/5xx, non-JSON answer) is raised 
 
 from __future__ import annotations
 
+import copy
 import re
 import uuid
 from pathlib import Path
@@ -17,6 +18,7 @@ import httpx
 __all__ = ["ClientError", "HpsClient", "error_message"]
 
 API_PREFIX = "/api/v1"
+KEPT_ANSWERS = 32  # versioned answers kept to ask again with If-None-Match
 
 
 class ClientError(Exception):
@@ -76,10 +78,8 @@ class HpsClient:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        # Fresh answers always: a script that sees its study end and then reads the board
-        # must not get one kept from before the end (the server's read cache is for the
-        # many watchers of a page, not for one client asking now and then).
-        headers = {"Cache-Control": "no-cache"}
+        self._kept: dict[tuple[str, Any], tuple[str, dict[str, Any]]] = {}  # _versioned's
+        headers = {}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key.strip()}"
         try:
@@ -156,11 +156,30 @@ class HpsClient:
     def list_studies(self, offset: int = 0, limit: int = 50) -> dict[str, Any]:
         return self._request("GET", "/studies", params={"offset": offset, "limit": limit})
 
+    def _versioned(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A study read labelled with the study's version (``ETag``): asked again with
+        ``If-None-Match``, so an unchanged study answers 304 and the answer kept is reused.
+        Exact either way: the server compares with the study's version now."""
+        key = (path, tuple(sorted((params or {}).items())))
+        kept = self._kept.pop(key, None)
+        headers = {"If-None-Match": kept[0]} if kept is not None else None
+        response = self._send("GET", path, params=params, headers=headers)
+        if response.status_code == 304 and kept is not None:
+            body = kept[1]
+        else:
+            body = self._json(response, path)
+        etag = response.headers.get("etag")
+        if etag:
+            self._kept[key] = (etag, body)
+            while len(self._kept) > KEPT_ANSWERS:
+                del self._kept[next(iter(self._kept))]
+        return copy.deepcopy(body)
+
     def get_study(self, id: int) -> dict[str, Any]:
-        return self._request("GET", f"/studies/{id}")
+        return self._versioned(f"/studies/{id}")
 
     def leaderboard(self, id: int, top: int = 10) -> dict[str, Any]:
-        return self._request("GET", f"/studies/{id}/leaderboard", params={"top": top})
+        return self._versioned(f"/studies/{id}/leaderboard", params={"top": top})
 
     def get_trial(self, id: int, number: int) -> dict[str, Any]:
         return self._request("GET", f"/studies/{id}/trials/{number}")

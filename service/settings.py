@@ -41,13 +41,6 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="largest request body (uploads: HPS_MAX_UPLOAD_MB)"
     )
-    read_cache_s: float = Field(
-        1.0,
-        ge=0,
-        le=60,
-        description="seconds a polled study read (status, leaderboard, page) is answered "
-        "from the last answer; 0: never",
-    )
     max_spec_bytes: int = Field(65_536, ge=1024, description="largest submitted spec (JSON)")
     auth: Literal["on", "off"] = Field(
         "off",

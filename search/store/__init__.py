@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-from search.store._access_reads import (
-    AccessReads,
-    KeyRecord,
-    Read,
-    StudyAccess,
-    StudyAndKey,
-    access_reads,
-    read_access,
-    read_key,
-    read_session_key,
-    read_study_access,
-    read_study_and_key,
-)
-from search.store._changes import Changes, changes_since
+from search.store._changes import Changes, changes_since, study_version
 from search.store._datasets import (
     dataset_bytes,
     delete_dataset,
@@ -43,6 +30,7 @@ from search.store._engine import (
     with_retry,
 )
 from search.store._keys import (
+    KeyRecord,
     delete_key,
     delete_web_session,
     get_key_by_hash,
@@ -51,6 +39,7 @@ from search.store._keys import (
     insert_key,
     insert_web_session,
     list_keys,
+    read_caller_key,
     touch_key,
 )
 from search.store._leases import (
@@ -64,7 +53,6 @@ from search.store._leases import (
     reported_at,
     reported_series,
 )
-from search.store._loop_reads import LoopReads, NotReady, loop_reads
 from search.store._models import (
     DEFAULT_KEEP,
     best_model,
@@ -178,20 +166,7 @@ __all__ = [
     "record_report",
     "renew_lease",
     "SQLITE_BUSY_TIMEOUT_S",
-    "AccessReads",
     "KeyRecord",
-    "StudyAccess",
-    "access_reads",
-    "read_access",
-    "read_key",
-    "read_session_key",
-    "read_study_access",
-    "read_study_and_key",
-    "Read",
-    "StudyAndKey",
-    "LoopReads",
-    "NotReady",
-    "loop_reads",
     "DEFAULT_KEEP",
     "TEST_CLAIMED",
     "TEST_DONE",
@@ -244,6 +219,8 @@ __all__ = [
     "TrialView",
     "ViewError",
     "changes_since",
+    "study_version",
+    "read_caller_key",
     "count_trials",
     "curve_numbers",
     "get_worker",

@@ -1,8 +1,10 @@
-"""The changes since a cursor that a live study page polls for: trials that ended after
-it, and the running ones. See :func:`search.store.finish_trial` for the cursor."""
+"""What a study's watchers poll for: its version (has anything I can see changed?) and the
+changes since a cursor (trials that ended after it, and the running ones). See
+:func:`search.store.finish_trial` for the cursor."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -17,6 +19,32 @@ class Changes:
     finished: list[TrialSummary]  # trials that ended after the cursor, in the order they ended
     running: list[TrialSummary]  # every trial still running
     cursor: int  # pass back to get only what changes after this call
+
+
+def study_version(*, session: Session, study: StudyRow) -> str:
+    """A token that changes whenever anything a reader can see of ``study`` changes.
+
+    ``study`` is its row as just read; the version covers every column of it (status,
+    ``public``, counts, the change cursor, the held-out test, ...) and each live trial's
+    row as far as it changes while the trial runs: every write to a live trial renews its
+    ``heartbeat_at``, and its progress and parameters are in the token too. A trial that
+    ends takes the study's next change number, so ended trials are covered by the cursor.
+    Read it before the answer it labels: the answer is then at least as new as its label.
+    """
+    live = session.execute(
+        select(
+            TrialRow.id,
+            TrialRow.state,
+            TrialRow.heartbeat_at,
+            TrialRow.epochs_run,
+            TrialRow.params,
+        )
+        .where(TrialRow.study_id == study.id, TrialRow.state.in_(LIVE_STATES))
+        .order_by(TrialRow.id)
+    ).all()
+    columns = [getattr(study, c.key) for c in StudyRow.__mapper__.column_attrs]
+    digest = hashlib.blake2b(repr((columns, live)).encode(), digest_size=8).hexdigest()
+    return f"{study.change_seq}.{digest}"
 
 
 def changes_since(*, session: Session, study: StudyRow, cursor: int) -> Changes:
@@ -45,4 +73,4 @@ def changes_since(*, session: Session, study: StudyRow, cursor: int) -> Changes:
     return Changes(finished=finished, running=running, cursor=max(cursor, new_cursor))
 
 
-__all__ = ["Changes", "changes_since"]
+__all__ = ["Changes", "changes_since", "study_version"]

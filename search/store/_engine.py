@@ -138,11 +138,10 @@ def _engine(url: str, read_only: bool) -> Engine:
 
 @lru_cache(maxsize=16)
 def access_engine(url: str) -> Engine:
-    """The engine for the access reads every request makes (:mod:`._access_reads`): two
-    single-row lookups, each its own transaction. On PostgreSQL its connections are in
-    autocommit and are not pinged at checkout, so a check is its two queries' round trips
-    instead of five (ping, BEGIN, the queries, ROLLBACK); a connection that fails is
-    dropped (``access_reads``) instead of pinged. SQLite: the read-only engine."""
+    """The engine for the caller's key, read by every request (:func:`read_caller_key`).
+    On PostgreSQL its connections are in autocommit and are not pinged at checkout, so the
+    read is one round trip instead of four (ping, BEGIN, the query, ROLLBACK); a connection
+    the server dropped is replaced on the spot. SQLite: the read-only engine."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         return get_engine(url, read_only=True)

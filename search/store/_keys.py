@@ -1,15 +1,66 @@
 """API keys and browser sessions: rows keyed by a token's hash (the token itself is never
-stored). All functions take the session keyword-only and never commit."""
+stored). All functions take the session keyword-only and never commit, except
+:func:`read_caller_key`, the read every request makes on a connection of its own."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from search.store._engine import utcnow
 from search.store._tables import ApiKeyRow, WebSessionRow
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """An API key's row, as far as a request needs it."""
+
+    id: int
+    name: str
+    user: str
+    admin: bool
+    token_hash: str
+    last_used_at: datetime | None
+
+
+_KEY_COLUMNS = (
+    ApiKeyRow.id,
+    ApiKeyRow.name,
+    ApiKeyRow.user,
+    ApiKeyRow.admin,
+    ApiKeyRow.token_hash,
+    ApiKeyRow.last_used_at,
+)
+
+
+def read_caller_key(
+    engine: Engine, *, key_hash: str | None = None, session_hash: str | None = None
+) -> KeyRecord | None:
+    """The key with ``key_hash``, or the one a live browser session with ``session_hash``
+    signed in with, read on a connection of ``engine`` given back at once (so a request
+    never holds two pooled connections). Once more on a fresh connection when the server
+    had dropped the first (a restart): the access engine does not ping before use."""
+    stmt = select(*_KEY_COLUMNS).where(ApiKeyRow.token_hash == key_hash)
+    if session_hash is not None:
+        stmt = (
+            select(*_KEY_COLUMNS)
+            .join(WebSessionRow, WebSessionRow.key_id == ApiKeyRow.id)
+            .where(WebSessionRow.token_hash == session_hash, WebSessionRow.expires_at > utcnow())
+        )
+    for attempt in (1, 2):
+        try:
+            with engine.connect() as connection:
+                row = connection.execute(stmt).first()
+            return KeyRecord(*row) if row is not None else None
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
 
 
 def insert_key(
@@ -82,6 +133,8 @@ def delete_web_session(*, session: Session, token_hash: str) -> None:
 
 
 __all__ = [
+    "KeyRecord",
+    "read_caller_key",
     "delete_key",
     "delete_web_session",
     "get_key_by_hash",

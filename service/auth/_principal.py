@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from sqlalchemy.engine import Engine
 
 from search import store
 from service.auth._tokens import csrf_token, same_csrf, same_hash, token_hash
@@ -64,12 +65,6 @@ class Credential:
     def needs_read(self) -> bool:
         return self.key_hash is not None or self.session_hash is not None
 
-    def key_read(self) -> store.Read[store.KeyRecord | None]:
-        if self.key_hash is not None:
-            return store.read_key(self.key_hash)
-        assert self.session_hash is not None
-        return store.read_session_key(self.session_hash)
-
 
 def credential(settings: Settings, authorization: str | None, cookie: str | None) -> Credential:
     """The request's credential. Raises Unauthorized for a malformed Authorization header."""
@@ -117,12 +112,16 @@ def principal_of(
 
 
 def lookup(
-    reads: store.AccessReads, settings: Settings, authorization: str | None, cookie: str | None
+    engine: Engine, settings: Settings, authorization: str | None, cookie: str | None
 ) -> tuple[Principal, KeyUse | None]:
     """The caller with this ``Authorization`` header or session ``cookie``, and the key
     use to record. Raises Unauthorized for a wrong or revoked key."""
     presented = credential(settings, authorization, cookie)
-    key = reads.run(presented.key_read()) if presented.needs_read else None
+    key = None
+    if presented.needs_read:
+        key = store.read_caller_key(
+            engine, key_hash=presented.key_hash, session_hash=presented.session_hash
+        )
     return principal_of(presented, key)
 
 
@@ -149,9 +148,7 @@ def _resolve(request: Request, settings: SettingsDep) -> Principal:
     state = request.app.state
     authorization = request.headers.get("authorization")
     cookie = request.cookies.get(SESSION_COOKIE)
-    principal, use = store.read_access(
-        state.access_engine, lambda reads: lookup(reads, settings, authorization, cookie)
-    )
+    principal, use = lookup(state.access_engine, settings, authorization, cookie)
     record_use(state, use)
     return principal
 

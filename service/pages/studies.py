@@ -21,7 +21,7 @@ from service.deps import ReadSessionDep, SessionDep
 from service.errors import BadRequest, Conflict
 from service.pages._render import render, templates
 from service.plots import CURVE_TOP, curve_names, curves_payload, points_payload, study_axes
-from service.read_cache import StudyReadsDep, forget_study
+from service.read_cache import StudyReadsDep
 from service.schemas import StudyPublic
 from service.views import Column, make_view, study_public, table_columns
 
@@ -195,7 +195,7 @@ def study_page(
     q: PageQueryDep,
     reads: StudyReadsDep,
 ) -> Response:
-    return reads.page(lambda: _study_page(row, request, session, q, reads.summary(session, row)))
+    return reads.page(lambda: _study_page(row, request, session, q, reads.summary(session)))
 
 
 def _study_page(
@@ -259,7 +259,11 @@ def study_live(
     the curve plot shows."""
     return reads.feed(
         lambda: _live(
-            row, session, q, reads.changes(session, row, cursor), reads.summary(session, row)
+            row,
+            session,
+            q,
+            store.changes_since(session=session, study=row, cursor=cursor),
+            reads.summary(session),
         )
     )
 
@@ -338,11 +342,10 @@ def cancel_confirm(row: OwnedStudyDep, request: Request) -> Response:
 
 
 @router.post("/studies/{study_id}/cancel")
-def cancel_submit(request: Request, row: OwnedStudyDep, session: SessionDep) -> RedirectResponse:
+def cancel_submit(row: OwnedStudyDep, session: SessionDep) -> RedirectResponse:
     if not store.cancel_study(session=session, study_id=row.id):
         raise Conflict(f"study {row.id} is already {row.status}")
     session.commit()
-    forget_study(request, row.id)
     return RedirectResponse(f"/studies/{row.id}", status_code=303)
 
 

@@ -31,7 +31,7 @@ from service.deps import (
 from service.errors import Conflict, NotFound
 from service.export import trials_csv
 from service.own_code import is_own_code
-from service.read_cache import StudyReadsDep, forget_study
+from service.read_cache import StudyReadsDep
 from service.schemas import (
     ErrorPublic,
     LeaderboardPublic,
@@ -64,6 +64,10 @@ NOT_FOUND: Responses = {
 }
 UNDECODABLE: Responses = {
     400: {"model": ErrorPublic, "description": "The body could not be decoded"}
+}
+VERSIONED: Responses = {
+    304: {"description": "Not modified: the study's version is the If-None-Match sent"},
+    **NOT_FOUND,
 }
 CONFLICT: Responses = {409: {"model": ErrorPublic, "description": "Conflicts with its state"}}
 CSV_OK: Responses = {200: {"content": {"text/csv": {}}, "description": "The trials as CSV"}}
@@ -163,24 +167,21 @@ def list_studies(
     return StudiesPublic(data=[study_public(session, r, counts[r.id]) for r in rows], count=count)
 
 
-@router.get("/{study_id}", response_model=StudyPublic, responses=NOT_FOUND)
+@router.get("/{study_id}", response_model=StudyPublic, responses=VERSIONED)
 def read_study(row: ReadableStudyDep, session: ReadSessionDep, reads: StudyReadsDep) -> Response:
-    return reads.json(lambda: reads.summary(session, row)[1])
+    return reads.json(lambda: reads.summary(session)[1])
 
 
 @router.patch("/{study_id}", response_model=StudyPublic, responses=NOT_FOUND | UNDECODABLE)
-def update_study(
-    request: Request, update: StudyUpdate, row: OwnedStudyDep, session: SessionDep
-) -> StudyPublic:
+def update_study(update: StudyUpdate, row: OwnedStudyDep, session: SessionDep) -> StudyPublic:
     """Make a study public (its reads and pages then work without a key) or private."""
     store.set_public(session=session, study_id=row.id, public=update.public)
     session.commit()
-    forget_study(request, row.id)
     session.refresh(row)
     return study_public(session, row)
 
 
-@router.get("/{study_id}/leaderboard", response_model=LeaderboardPublic, responses=NOT_FOUND)
+@router.get("/{study_id}/leaderboard", response_model=LeaderboardPublic, responses=VERSIONED)
 def read_leaderboard(
     row: ReadableStudyDep,
     session: ReadSessionDep,
@@ -269,7 +270,7 @@ def export_trials(
     )
 
 
-@router.get("/{study_id}/changes", response_model=StudyChanges, responses=NOT_FOUND)
+@router.get("/{study_id}/changes", response_model=StudyChanges, responses=VERSIONED)
 def read_changes(
     row: ReadableStudyDep,
     session: ReadSessionDep,
@@ -280,9 +281,9 @@ def read_changes(
     trial; poll with the returned cursor to get only what is new."""
 
     def changes() -> StudyChanges:
-        found = reads.changes(session, row, cursor)
+        found = store.changes_since(session=session, study=row, cursor=cursor)
         return StudyChanges(
-            study=reads.summary(session, row)[1],
+            study=reads.summary(session)[1],
             cursor=found.cursor,
             finished=[TrialSummaryPublic.model_validate(t) for t in found.finished],
             running=[TrialSummaryPublic.model_validate(t) for t in found.running],
@@ -340,11 +341,10 @@ def download_model(row: ReadableStudyDep, session: ReadSessionDep) -> Response:
 
 
 @router.post("/{study_id}/cancel", response_model=StudyPublic, responses=NOT_FOUND | CONFLICT)
-def cancel_study(request: Request, row: OwnedStudyDep, session: SessionDep) -> StudyPublic:
+def cancel_study(row: OwnedStudyDep, session: SessionDep) -> StudyPublic:
     if not store.cancel_study(session=session, study_id=row.id):
         raise Conflict(f"study {row.id} is already {row.status}")
     session.commit()
-    forget_study(request, row.id)
     session.refresh(row)
     return study_public(session, row)
 

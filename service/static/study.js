@@ -193,10 +193,27 @@
 
   // ---- polling
 
+  // The last feed's URL and version (ETag): asked again with If-None-Match, an unchanged
+  // study answers 304 with nothing to merge.
+  let lastFeed = { url: "", etag: "" };
+  async function getFeed(url) {
+    const headers = { Accept: "application/json" };
+    if (lastFeed.url === url && lastFeed.etag) headers["If-None-Match"] = lastFeed.etag;
+    const r = await fetch(url, { headers, cache: "no-store" });
+    if (r.status === 304) return null;
+    if (!r.ok) throw new Error(url + ": HTTP " + r.status);
+    lastFeed = { url, etag: r.headers.get("ETag") || "" };
+    return r.json();
+  }
+
   async function poll() {
     let live;
     try {
-      live = await getJSON(root.dataset.liveUrl + "&cursor=" + cursor);
+      live = await getFeed(root.dataset.liveUrl + "&cursor=" + cursor);
+      if (live === null) {
+        setTimeout(poll, pollMs); // nothing changed since the last answer
+        return;
+      }
       if (live.columns !== table.dataset.columns) {
         // Rows that ended after the page's snapshot come again in the next poll.
         live.cursor = Math.min(live.cursor, await reloadTable());

@@ -55,7 +55,6 @@ class Server:
         r = httpx.get(
             f"{self.url}/api/v1/studies/{study_id}/trials",
             params={"limit": 1000, "sort": "number"},
-            headers={"Cache-Control": "no-cache"},
             timeout=30,
         )
         assert r.status_code == 200, r.text
@@ -69,7 +68,6 @@ class Server:
     def study(self, study_id: int) -> dict[str, Any]:
         r = httpx.get(
             f"{self.url}/api/v1/studies/{study_id}",
-            headers={"Cache-Control": "no-cache"},
             timeout=30,
         )
         assert r.status_code == 200, r.text

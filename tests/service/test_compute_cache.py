@@ -1,61 +1,52 @@
-"""ComputeCache.peek(stale_for=...): once a value ages out, one caller goes to make its
-successor and the others get the aged-out value meanwhile, within bounds. A fake clock:
-nothing here waits."""
+"""ComputeCache: values by exact key, at most one computation per key at a time, the least
+recently used pushed out beyond the limit."""
 
 from __future__ import annotations
 
-import pytest
+import contextlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
-from service import compute_cache
 from service.compute_cache import ComputeCache
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
+def test_callers_of_a_key_being_computed_wait_for_that_computation() -> None:
+    cache: ComputeCache[int] = ComputeCache()
+    started, release = threading.Event(), threading.Event()
+    calls: list[int] = []
 
-    def __call__(self) -> float:
-        return self.now
+    def slow() -> int:
+        calls.append(1)
+        started.set()
+        assert release.wait(10)
+        return 42
 
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(compute_cache.time, "monotonic", fake)
-    return fake
-
-
-def test_one_caller_remakes_an_aged_out_value_while_the_others_get_it(clock: Clock) -> None:
-    cache: ComputeCache[str] = ComputeCache(ttl_s=1.0)
-    cache.get("k", lambda: "first")
-    assert cache.peek("k", stale_for=1.0) == "first"  # young
-    clock.now += 1.2
-    assert cache.peek("k") is None  # aged out, and no stale_for: nothing
-    assert cache.peek("k", stale_for=1.0) is None  # this caller goes to make it anew
-    assert cache.peek("k", stale_for=1.0) == "first"  # the others meanwhile
-    assert cache.peek("k", stale_for=1.0) == "first"
-    assert cache.get("k", lambda: "second") == "second"  # the one that went
-    assert cache.peek("k", stale_for=1.0) == "second"
-    clock.now += 1.2
-    assert cache.peek("k", stale_for=1.0) is None  # aged out again: one goes again
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        first = pool.submit(cache.get, "k", slow)
+        assert started.wait(10)
+        others = [pool.submit(cache.get, "k", slow) for _ in range(3)]
+        release.set()
+        assert [f.result() for f in [first, *others]] == [42] * 4
+    assert calls == [1] and cache.computed == 1 and cache.served == 3
 
 
-def test_the_aged_out_value_is_never_older_than_two_ages(clock: Clock) -> None:
-    """Also when the caller that went never stores a successor (refused, or failed)."""
-    cache: ComputeCache[str] = ComputeCache(ttl_s=1.0)
-    cache.get("k", lambda: "old")
-    clock.now += 1.5
-    assert cache.peek("k", stale_for=1.0) is None  # goes to remake it
-    clock.now += 0.6  # 2.1 s old: too old to send, even while it is being made
-    assert cache.peek("k", stale_for=1.0) is None
-    assert cache.peek("k", stale_for=1.0) is None
+def test_the_least_recently_used_go_first() -> None:
+    cache: ComputeCache[str] = ComputeCache(max_entries=2)
+    cache.get("a", lambda: "a")
+    cache.get("b", lambda: "b")
+    cache.get("a", lambda: "not made")  # a is now the most recent
+    cache.get("c", lambda: "c")  # pushes out b
+    assert cache.get("a", lambda: "again") == "a"
+    assert cache.get("b", lambda: "b2") == "b2"
 
 
-def test_forgotten_values_are_not_sent_stale(clock: Clock) -> None:
-    cache: ComputeCache[str] = ComputeCache(ttl_s=1.0)
-    cache.get("k", lambda: "v")
-    clock.now += 1.5
-    assert cache.peek("k", stale_for=1.0) is None
-    cache.forget(lambda key, _: key == "k")
-    assert cache.peek("k", stale_for=1.0) is None
-    assert cache.peek("k", stale_for=1.0) is None
+def test_a_failed_computation_is_not_kept() -> None:
+    cache: ComputeCache[str] = ComputeCache()
+
+    def fail() -> str:
+        raise RuntimeError("no")
+
+    for _ in range(2):
+        with contextlib.suppress(RuntimeError):
+            cache.get("k", fail)
+    assert cache.get("k", lambda: "made") == "made" and cache.computed == 1
