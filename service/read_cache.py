@@ -86,7 +86,15 @@ class StudyReads:
     def __init__(self, request: Request, row: store.StudyRow, session: Session) -> None:
         self.request = request
         self.row = row
-        self.version = store.study_version(session=session, study=row)
+        self.session = session
+        self._version: str | None = None
+
+    @property
+    def version(self) -> str:
+        """Read once, in the route's own thread, before the answer it labels is made."""
+        if self._version is None:
+            self._version = store.study_version(session=self.session, study=self.row)
+        return self._version
 
     def _answer(self, per_reader: bool, make: Callable[[], Response]) -> Response:
         reader = _reader(self.request) if per_reader else ""
@@ -138,7 +146,10 @@ class StudyReads:
         return self._answer(True, make)
 
 
-def study_reads(request: Request, row: ReadableStudyDep, session: ReadSessionDep) -> StudyReads:
+async def study_reads(
+    request: Request, row: ReadableStudyDep, session: ReadSessionDep
+) -> StudyReads:
+    """No I/O here (so no thread hop): the version is read by the route's thread."""
     return StudyReads(request, row, session)
 
 

@@ -109,7 +109,7 @@ class StudyPublic(_Out):
 
 
 class StudyUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # {"public": 0} is no bool
 
     public: bool
 

@@ -26,7 +26,7 @@ def script_json(data: object) -> str:
     return json.dumps(data).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-@router.get("/studies/{study_id}/trials/{number}", response_class=HTMLResponse)
+@router.get("/studies/{study_id}/trials/{number:int}", response_class=HTMLResponse)
 def trial_page(
     row: ReadableStudyDep, number: TrialNumber, request: Request, session: ReadSessionDep
 ) -> HTMLResponse:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import StringConstraints
 
 from search import store
 from service.auth import Principal, PrincipalDep, ReadableStudyDep, readable
@@ -33,6 +34,8 @@ from service.schemas import (
 
 router = APIRouter(tags=["plots"], responses=AUTH)
 MAX_COMPARE = 8
+# One or more ids, comma-separated (spaces allowed around them): at most MAX_COMPARE.
+IDS_PATTERN = rf"^ *[0-9]{{1,9}} *(, *[0-9]{{1,9}} *){{0,{MAX_COMPARE - 1}}}$"
 
 
 @router.get("/studies/{study_id}/plots", response_model=StudyPlots, responses=NOT_FOUND)
@@ -144,7 +147,14 @@ def compare_series(session: ReadSessionDep, rows: list[store.StudyRow]) -> list[
 def read_compare(
     session: ReadSessionDep,
     principal: PrincipalDep,
-    ids: Annotated[list[str], Query(description="study ids: ids=1,2 or ids=1&ids=2")],
+    ids: Annotated[
+        list[Annotated[str, StringConstraints(pattern=IDS_PATTERN)]],
+        Query(
+            min_length=1,
+            max_length=MAX_COMPARE,
+            description=f"study ids: ids=1,2 or ids=1&ids=2 (at most {MAX_COMPARE} studies)",
+        ),
+    ],
 ) -> ComparePublic:
     """Best-so-far curves of several studies (x: trial number, y: best complete value)."""
     rows = readable_studies(session, principal, parse_ids(ids))

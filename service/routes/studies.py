@@ -292,7 +292,7 @@ def read_changes(
     return reads.json(changes)
 
 
-@router.get("/{study_id}/trials/{number}", response_model=TrialPublic, responses=NOT_FOUND)
+@router.get("/{study_id}/trials/{number:int}", response_model=TrialPublic, responses=NOT_FOUND)
 def read_trial(row: ReadableStudyDep, number: TrialNumber, session: ReadSessionDep) -> TrialPublic:
     trial = store.get_trial(session=session, study_id=row.id, number=number)
     if trial is None:

@@ -122,7 +122,7 @@ def claim_trial(
     )
 
 
-@router.post("/{number}/report", response_model=DecisionPublic, responses=CALL)
+@router.post("/{number:int}/report", response_model=DecisionPublic, responses=CALL)
 def report_trial(
     row: ChangeableStudyDep, number: TrialNumber, report: TrialReport, remote: RemoteDep
 ) -> DecisionPublic:
@@ -137,7 +137,7 @@ def report_trial(
     return DecisionPublic(decision=decision.decision, reason=decision.reason)
 
 
-@router.post("/{number}/heartbeat", response_model=DecisionPublic, responses=CALL)
+@router.post("/{number:int}/heartbeat", response_model=DecisionPublic, responses=CALL)
 def heartbeat_trial(
     row: ChangeableStudyDep, number: TrialNumber, body: TrialLease, remote: RemoteDep
 ) -> DecisionPublic:
@@ -146,7 +146,7 @@ def heartbeat_trial(
     return DecisionPublic(decision=decision.decision, reason=decision.reason)
 
 
-@router.post("/{number}/complete", response_model=TrialEnded, responses=CALL | CONFLICT)
+@router.post("/{number:int}/complete", response_model=TrialEnded, responses=CALL | CONFLICT)
 def complete_trial(
     row: ChangeableStudyDep, number: TrialNumber, body: TrialComplete, remote: RemoteDep
 ) -> TrialEnded:
@@ -156,7 +156,7 @@ def complete_trial(
     return TrialEnded(number=ended.number, state=ended.state, value=ended.value, retried=False)
 
 
-@router.post("/{number}/fail", response_model=TrialEnded, responses=CALL)
+@router.post("/{number:int}/fail", response_model=TrialEnded, responses=CALL)
 def fail_trial(
     row: ChangeableStudyDep, number: TrialNumber, body: TrialFail, remote: RemoteDep
 ) -> TrialEnded:

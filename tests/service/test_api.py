@@ -165,7 +165,7 @@ def test_unknown_ids_are_404(client: TestClient) -> None:
     assert client.get(f"/api/v1/studies/{sid}/trials/5").status_code == 404
     assert client.get("/api/v1/studies/abc").status_code == 422
     assert client.get("/api/v1/studies/99999999999999999999").status_code == 422
-    assert client.get(f"/api/v1/studies/{sid}/trials/-1").status_code == 422
+    assert client.get(f"/api/v1/studies/{sid}/trials/-1").status_code == 404  # no such path
 
 
 def test_health_docs_and_workers(client: TestClient) -> None:
