@@ -152,7 +152,9 @@ def clip_grad_norms(params: Sequence[torch.Tensor], max_norm: Sequence[float]) -
     norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], dim=1)
     total = torch.linalg.vector_norm(norms, dim=1)  # (K,)
     limit = torch.tensor(max_norm, dtype=total.dtype, device=total.device)
-    coef = torch.clamp(limit / (total + 1e-6), max=1.0)  # (K,)
+    # max_norm / (total + 1e-6) as clip_grad_norm_ computes it: float / Tensor is
+    # Tensor.__rtruediv__, a reciprocal times the float
+    coef = torch.clamp((total + 1e-6).reciprocal() * limit, max=1.0)  # (K,)
     for g in grads:
         g.mul_(coef.reshape((-1,) + (1,) * (g.dim() - 1)))
 
