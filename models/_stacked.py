@@ -7,11 +7,11 @@ get from ``train(config, data)``: its per-epoch losses agree with a run alone to
 
 What a stack shares (``stack_key``, checked): the model (MLP only), its layout (depth,
 activation, dropout on or off, batch norm, residual blocks and their shortcut kinds), the
-batch size, the optimizer and the device. Everything else is per trial: the hidden widths
-(zero-padded to the widest, exactly: see ``models._stacked_mlp``), the seed (initial
+batch size, the optimizer and the device. Everything else is per trial: the seed (initial
 weights, shuffle order, dropout masks: ``models._streams``), lr and its schedule, keep_prob,
-weight_decay, l1, momentum, clip_norm, early stopping, epochs, divergence_factor and image
-augmentation. ``stack_groups`` splits any list of configs into stacks.
+weight_decay, l1, momentum, clip_norm, early stopping, epochs, divergence_factor, image
+augmentation, and the hidden widths (zero-padded to the widest; bitwise as alone only at
+equal widths: ``models._stack_groups``). ``stack_groups`` splits configs into stacks.
 
 Each trial is judged every epoch as alone: the divergence rule after each batch (on CUDA
 every ``CUDA_DIVERGENCE_CHECK_EVERY`` batches), then its own ``on_epoch`` callback (True

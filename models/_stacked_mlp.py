@@ -17,8 +17,10 @@ tree, so its ``state_dict`` has the MLP's keys with a leading trial axis on ever
 
 Widths may differ between trials: every tensor is zero-padded to the largest width and
 each padded hidden unit is multiplied by 0 after its activation, so it outputs 0, gets no
-gradient, and its weights (0) never move. ``trial_state(k)`` cuts trial k's own tensors back
-out. Nothing here draws from torch's global generator.
+gradient, and its weights (0) never move. The arithmetic is the trial's own, but a matmul
+over a padded width sums in another order: a padded trial matches its run alone to float32
+rounding, not bit for bit (``models._stack_groups``). ``trial_state(k)`` cuts trial k's own
+tensors back out. Nothing here draws from torch's global generator.
 """
 
 from __future__ import annotations
