@@ -4,7 +4,9 @@ analytic stand-in for training (``train_synthetic``). PyTorch, numpy, scikit-lea
 pandas only.
 
 Knows nothing of Optuna, SQL or HTTP: ``train`` takes a ``TrainConfig``, a ``Dataset`` and an
-optional per-epoch callback, and returns a ``TrainResult``.
+optional per-epoch callback, and returns a ``TrainResult``. ``train_stacked`` trains several
+MLP trials as one stacked model, each getting the result it would get alone
+(``stack_groups`` says which configs can share a stack).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from models._export import (
 from models._mlp import ACTIVATIONS, MLP, WEIGHT_INITS
 from models._prepare import Preparation, Target
 from models._schedules import LR_SCHEDULES
+from models._stack_groups import check_stack, stack_groups, stack_key
+from models._stacked import OnEnd, train_stacked
 from models._synthetic import synthetic_dev_loss, synthetic_gap, train_synthetic
 from models._tabular import (
     MAX_CATEGORIES,
@@ -79,6 +83,7 @@ __all__ = [
     "ConvBlock",
     "Dataset",
     "EpochMetrics",
+    "OnEnd",
     "OnEpoch",
     "Predictor",
     "Preparation",
@@ -91,6 +96,7 @@ __all__ = [
     "TrainResult",
     "builtin_table",
     "check_feature_maps",
+    "check_stack",
     "check_table",
     "detect_format",
     "evaluate",
@@ -106,9 +112,12 @@ __all__ = [
     "resolve_device",
     "scores",
     "split_table",
+    "stack_groups",
+    "stack_key",
     "synthetic_dev_loss",
     "synthetic_gap",
     "train",
+    "train_stacked",
     "train_synthetic",
     "warm_up",
     "weights_bytes",

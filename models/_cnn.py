@@ -89,6 +89,7 @@ class CNN(nn.Module):
         keep_prob: float = 1.0,
         weight_init: str = "he",
         head: str = "avg",
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         _check_args(image_shape, blocks, activation, weight_init, head)
@@ -122,20 +123,22 @@ class CNN(nn.Module):
             activation=activation,
             keep_prob=keep_prob,
             weight_init=weight_init,
+            generator=generator,
         )
-        self.reset_parameters()
+        self.reset_parameters(generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         images = x.reshape(x.shape[0], *self.image_shape)  # (B, C*H*W) -> (B, C, H, W)
         return self.dense(self.features(images))  # (B, n_flat) -> (B, n_outputs)
 
     @torch.no_grad()
-    def reset_parameters(self) -> None:
-        """Every convolution's weight with ``weight_init`` (as the MLP's), biases zero; batch
-        norms start as the identity (weight 1, bias 0). The dense head initialises itself."""
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Every convolution's weight with ``weight_init`` (as the MLP's, drawn from
+        ``generator``), biases zero; batch norms start as the identity (weight 1, bias 0).
+        The dense head initialises itself."""
         for layer in self.features:
             if isinstance(layer, nn.Conv2d):
-                _init_weight(layer.weight, self.weight_init, self.activation)  # (O, I, k, k)
+                _init_weight(layer.weight, self.weight_init, self.activation, generator)
                 if layer.bias is not None:
                     nn.init.zeros_(layer.bias)
             elif isinstance(layer, nn.BatchNorm2d):

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import torch
 from torch import nn
+
+
+class HasState(Protocol):
+    """A network's weights, or one trial's slice of a stacked network's."""
+
+    def state_dict(self) -> Mapping[str, torch.Tensor]: ...
 
 
 class EarlyStopping:
@@ -32,7 +39,7 @@ class EarlyStopping:
         self.best_metrics: Any = None
         self._best_state: dict[str, torch.Tensor] | None = None
 
-    def update(self, epoch: int, dev_loss: float, model: nn.Module, metrics: Any) -> bool:
+    def update(self, epoch: int, dev_loss: float, model: HasState, metrics: Any) -> bool:
         """Record ``epoch``; True when the run should stop now."""
         if math.isfinite(dev_loss) and dev_loss < self.best_loss - self.min_delta:
             self.best_loss, self.best_epoch, self.best_metrics = dev_loss, epoch, metrics
@@ -49,4 +56,4 @@ class EarlyStopping:
             model.load_state_dict(copy.copy(self._best_state))
 
 
-__all__ = ["EarlyStopping"]
+__all__ = ["EarlyStopping", "HasState"]

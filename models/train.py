@@ -5,6 +5,11 @@ each epoch's metrics through ``on_epoch`` (return True to stop); the loop itself
 enforces the divergence rule: stop as soon as the running training loss of an epoch is not
 finite or climbs above ``divergence_factor`` times the loss at initialisation, and, with
 ``patience`` set, early stopping on the dev loss (a complete run that keeps its best epoch).
+
+A trial's randomness is its own (``models._streams``): its initial weights, shuffle order and
+dropout masks come from generators seeded from ``config.seed``, never from torch's global
+generator, so a trial draws the same numbers alone or stacked with others
+(``models._stacked``).
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from models._cnn import CNN
 from models._config import DEVICE_NAME, TrainConfig
 from models._datasets import Dataset
 from models._early_stop import EarlyStopping
-from models._mlp import MLP
+from models._mlp import MLP, use_dropout_generator
 from models._schedules import build_scheduler
 from models._step import make_step
+from models._streams import trial_streams
 
 # On CUDA, reading the running loss forces a host sync; check it every this many batches
 # (and at the end of every epoch) instead of after each one. On CPU every batch is checked.
@@ -118,8 +124,9 @@ def train(config: TrainConfig, data: Dataset, on_epoch: OnEpoch | None = None) -
     start = time.perf_counter()
     device = resolve_device(config.device)
     data = data.to(device)
-    torch.manual_seed(config.seed)
-    model = _build_model(config, data).to(device)
+    streams = trial_streams(config.seed, device)
+    model = _build_model(config, data, streams.init).to(device)
+    use_dropout_generator(model, streams.dropout)
     initial_loss, _ = evaluate(model, data.train_x, data.train_y, data.task)
     result = TrainResult(
         status="completed",
@@ -135,7 +142,9 @@ def train(config: TrainConfig, data: Dataset, on_epoch: OnEpoch | None = None) -
     stop = _record(result, _dev_metrics(0, initial_loss, model, data), on_epoch)
     if not math.isfinite(initial_loss):
         return _finish(result, "diverged", start)
-    return _run_epochs(config, data, model, result, on_epoch, stop=stop, start=start)
+    return _run_epochs(
+        config, data, model, result, on_epoch, stop=stop, start=start, generator=streams.data
+    )
 
 
 def _run_epochs(
@@ -147,13 +156,12 @@ def _run_epochs(
     *,
     stop: bool,
     start: float,
+    generator: torch.Generator,
 ) -> TrainResult:
     optimizer = _build_optimizer(config, model)
     scheduler = build_scheduler(optimizer, config.schedule)
     step = make_step(model, optimizer, l1=config.l1, clip_norm=config.clip_norm)
     stopper = EarlyStopping(config.patience, config.min_delta) if config.patience else None
-    generator = torch.Generator(device=data.train_x.device)
-    generator.manual_seed(config.seed)
     augment = _build_augment(config, data)
     loss_fn: LossFn = F.cross_entropy if data.task == "classification" else F.mse_loss
     limit = config.divergence_factor * result.initial_loss
@@ -198,7 +206,10 @@ def _finish(
     return result
 
 
-def _build_model(config: TrainConfig, data: Dataset) -> nn.Module:
+def _build_model(
+    config: TrainConfig, data: Dataset, generator: torch.Generator | None = None
+) -> nn.Module:
+    """The config's network on the CPU, its initial weights drawn from ``generator``."""
     n_outputs = data.n_classes if data.task == "classification" else 1
     if config.model == "cnn":
         if data.image_shape is None:
@@ -212,6 +223,7 @@ def _build_model(config: TrainConfig, data: Dataset) -> nn.Module:
             keep_prob=config.keep_prob,
             weight_init=config.weight_init,
             head=config.conv_head,
+            generator=generator,
         )
     return MLP(
         data.n_features,
@@ -222,6 +234,7 @@ def _build_model(config: TrainConfig, data: Dataset) -> nn.Module:
         weight_init=config.weight_init,
         batch_norm=config.batch_norm,
         residual=config.residual,
+        generator=generator,
     )
 
 
@@ -288,6 +301,12 @@ def scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: Dataset) ->
     """``model``'s loss on (x, y) and, for regression, its RMSE in the target's units and
     R^2 (1 - MSE / variance of these targets)."""
     loss, accuracy = evaluate(model, x, y, data.task)
+    return scores_of(loss, accuracy, y, data)
+
+
+def scores_of(loss: float, accuracy: float | None, y: torch.Tensor, data: Dataset) -> Scores:
+    """``Scores`` from a split's mean loss and accuracy (None for regression) and its
+    targets ``y``."""
     if data.task == "classification":
         return Scores(loss, accuracy, None, None)
     variance = float(y.double().var(unbiased=False)) if y.shape[0] > 0 else 0.0  # standardised

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from models import ACTIVATIONS, MLP, WEIGHT_INITS
+from models._mlp import Dropout
 
 
 def _linears(model: MLP) -> list[nn.Linear]:
@@ -23,7 +24,7 @@ def _weights(model: MLP) -> list[tuple[torch.Tensor, torch.Tensor, int, int]]:
 def test_layer_structure_with_dropout() -> None:
     model = MLP(10, (32, 16), 3, activation="tanh", keep_prob=0.5)
     kinds = [type(m) for m in model.net]
-    assert kinds == [nn.Linear, nn.Tanh, nn.Dropout, nn.Linear, nn.Tanh, nn.Dropout, nn.Linear]
+    assert kinds == [nn.Linear, nn.Tanh, Dropout, nn.Linear, nn.Tanh, Dropout, nn.Linear]
     shapes = [(lin.in_features, lin.out_features) for lin in _linears(model)]
     assert shapes == [(10, 32), (32, 16), (16, 3)]
     dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]

@@ -18,15 +18,15 @@ from models import (
     train,
     weights_bytes,
 )
-from models._mlp import ResidualBlock
+from models._mlp import Dropout, ResidualBlock
 
 
 def test_batch_norm_sits_between_linear_and_activation() -> None:
     model = MLP(10, (32, 16), 3, batch_norm=True, keep_prob=0.5)
     kinds = [type(m) for m in model.net]
     assert kinds == [
-        *(nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Dropout),
-        *(nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Dropout),
+        *(nn.Linear, nn.BatchNorm1d, nn.ReLU, Dropout),
+        *(nn.Linear, nn.BatchNorm1d, nn.ReLU, Dropout),
         nn.Linear,
     ]
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from models import (
     resolve_device,
     train,
 )
+from models._streams import trial_streams
 
 
 def test_sane_config_learns_digits() -> None:
@@ -37,8 +39,8 @@ def test_initial_loss_is_measured_before_any_update() -> None:
     assert 1.0 < result.initial_loss < 10.0
     dev_accuracy = result.dev_accuracy[0]
     assert dev_accuracy is not None and dev_accuracy < 0.5
-    torch.manual_seed(0)  # train() seeds exactly like this before building the model
-    model = MLP(data.n_features, (64,), data.n_classes)
+    init = trial_streams(0).init  # train() draws the initial weights from this stream
+    model = MLP(data.n_features, (64,), data.n_classes, generator=init)
     loss, _ = evaluate(model, data.train_x, data.train_y, data.task)
     assert loss == pytest.approx(result.initial_loss)
 
@@ -194,3 +196,16 @@ def test_resolve_device() -> None:
         for name in ("cuda", "cuda:0"):
             with pytest.raises(ValueError, match="CUDA"):
                 resolve_device(name)
+
+
+def test_a_trial_draws_nothing_from_the_global_generator() -> None:
+    """Initial weights, shuffle order and dropout masks come from the trial's own streams:
+    whatever else draws from torch's global generator meanwhile (here a callback between
+    epochs; in a worker, other threads), the same config trains the same way."""
+    data = load_dataset("iris")
+    config = TrainConfig(hidden=(16,), keep_prob=0.7, epochs=3, seed=5)
+    quiet = train(config, data)
+    torch.manual_seed(2)
+    noisy = train(config, data, lambda m: bool(torch.rand(100).sum() < 0))
+    assert noisy.train_loss == quiet.train_loss and noisy.dev_loss == quiet.dev_loss
+    assert train(replace(config, seed=6), data).train_loss != quiet.train_loss
