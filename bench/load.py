@@ -26,7 +26,7 @@ back the ETag it last got for a URL (as the live page and the CLI's ``watch`` do
 share of 304s is printed.
 
     .venv/bin/python bench/load.py [--clients 50] [--duration 5] [--rounds 16]
-        [--interval 1.0] [--backends sqlite,postgresql]
+        [--interval 1.0] [--epochs 20] [--backends sqlite,postgresql]
         [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]
 
 Clients, API and workers share the machine, as they would on a one-box install.
@@ -230,7 +230,8 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, object]:
                         break
                 assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
                 time.sleep(0.3)
-            study_id = api.post("/api/v1/studies", json=STUDY).json()["id"]
+            spec = STUDY | {"training": STUDY["training"] | {"epochs": args.epochs}}
+            study_id = api.post("/api/v1/studies", json=spec).json()["id"]
             while completed(api, study_id) < 2 * args.workers:  # warmed up
                 time.sleep(0.5)
             parties = (proc.pid, worker_pids(proc.pid), server_db)
@@ -282,6 +283,9 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=16, help="quiet/loaded pairs (ends quiet)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--epochs", type=int, default=20, help="per trial: more epochs, a slower-changing study"
+    )
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument(
         "--pg-url",
@@ -290,7 +294,7 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"{args.clients} clients, one request each per {args.interval:g} s, {args.duration:g} s "
-        f"phases, {args.workers} workers, {os.cpu_count()} cores"
+        f"phases, {args.workers} workers, {args.epochs}-epoch trials, {os.cpu_count()} cores"
     )
     header = (
         "backend     requests  req/s  p50 ms  p99 ms  errors  304s  trials/s quiet  loaded"
