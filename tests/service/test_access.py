@@ -85,7 +85,8 @@ def app_routes() -> set[tuple[str, str]]:
     found = set()
     for route in iter_route_contexts(app.routes):  # included routers flattened
         assert route.path is not None
-        found |= {(m, route.path) for m in route.methods or () if m != "HEAD"}
+        path = route.path_format  # without convertors: /trials/{number}, not {number:int}
+        found |= {(m, path) for m in route.methods or () if m != "HEAD"}
     return found
 
 
