@@ -205,6 +205,27 @@ def post(site: Site, url: str, body: dict[str, Any]) -> Any:
     return r.json()
 
 
+def test_an_unchanged_study_is_polled_with_its_version(watched: Watched, site: Site) -> None:
+    """The live page sends back the version it holds (If-None-Match): while nothing changes
+    each poll is a 304 and the page keeps what it shows; the first change comes through."""
+    sid = httpx.post(f"{site.base}/api/v1/studies", json=SPEC | {"name": "own-code-idle"})
+    sid = sid.json()["id"]  # no trial claimed yet: nothing changes until one is
+    open_study(watched, sid)
+    page = watched.page
+    page.evaluate("window.__loaded_once = true")  # gone if the page reloads
+    for _ in range(2):  # the first poll may be the first answer at this version
+        with page.expect_response(lambda r: "/live?" in r.url, timeout=15_000) as polled:
+            pass
+    answer = polled.value
+    assert answer.status == 304, answer.status
+    assert answer.request.headers["if-none-match"].startswith('W/"')
+    assert answer.headers["etag"] == answer.request.headers["if-none-match"]
+    post(site, f"/studies/{sid}/trials/claim", {"client": "idle:1"})
+    page.wait_for_selector("#trials tbody tr[data-state=RUNNING]", timeout=15_000)
+    assert page.evaluate("window.__loaded_once") is True
+    watched.check_clean()
+
+
 def test_a_running_study_of_your_code_updates_itself(watched: Watched, site: Site) -> None:
     r = httpx.post(f"{site.base}/api/v1/studies", json=SPEC | {"name": "own-code-live"})
     sid = r.json()["id"]
