@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from sqlalchemy import DateTime, Float, cast, create_engine, event, literal
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -197,6 +198,42 @@ def _is_transient_one(exc: BaseException) -> bool:
     orig = getattr(exc, "orig", None)
     code = getattr(orig, "sqlstate", None)
     return code in _TRANSIENT_PG_CODES
+
+
+# SQLite's words for a database that cannot be written now, whatever the caller does: the
+# disk is full or failing, or the file cannot be opened (its directory is gone or full).
+_SQLITE_AWAY = ("database or disk is full", "disk i/o error", "unable to open database file")
+# PostgreSQL SQLSTATE classes of a server that is away: 08 connection exception, 57
+# operator intervention (shutdown, restart, starting up), 53 insufficient resources
+# (disk full, too many connections).
+_PG_AWAY_CLASSES = ("08", "57", "53")
+
+
+def is_unavailable(exc: BaseException | None) -> bool:
+    """True when the database is away rather than the request wrong: a transient error, a
+    connection refused or dropped, a server restarting, a full disk, a pool that gave no
+    connection in time. Such errors answer 503 and are ridden out by workers."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if _is_transient_one(exc) or _is_away_one(exc):
+            return True
+        exc, seen = exc.__cause__, seen + 1
+    return False
+
+
+def _is_away_one(exc: BaseException) -> bool:
+    if isinstance(exc, PoolTimeout):
+        return True
+    orig = getattr(exc, "orig", exc)
+    if isinstance(orig, sqlite3.Error):
+        return any(words in str(orig).lower() for words in _SQLITE_AWAY)
+    code = getattr(orig, "sqlstate", None)
+    if code is not None:
+        return str(code)[:2] in _PG_AWAY_CLASSES
+    # psycopg's "connection failed" and "server closed the connection" carry no SQLSTATE
+    return isinstance(exc, OperationalError) or (
+        type(orig).__name__ == "OperationalError" and type(orig).__module__.startswith("psycopg")
+    )
 
 
 def with_retry(fn: Callable[[], T], *, attempts: int = 8, base_delay: float = 0.05) -> T:
