@@ -10,8 +10,9 @@ activation, dropout on or off, batch norm, residual blocks and their shortcut ki
 batch size, the optimizer and the device. Everything else is per trial: the seed (initial
 weights, shuffle order, dropout masks: ``models._streams``), lr and its schedule, keep_prob,
 weight_decay, l1, momentum, clip_norm, early stopping, epochs, divergence_factor, image
-augmentation, and the hidden widths (zero-padded to the widest; bitwise as alone only at
-equal widths: ``models._stack_groups``). ``stack_groups`` splits configs into stacks.
+augmentation, and the hidden widths (zero-padded to the widest; independent of the
+stack-mates only at equal widths: ``models._stack_groups``). ``stack_groups`` splits
+configs into stacks.
 
 Each trial is judged every epoch as alone: the divergence rule after each batch (on CUDA
 every ``CUDA_DIVERGENCE_CHECK_EVERY`` batches), then its own ``on_epoch`` callback (True
