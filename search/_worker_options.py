@@ -26,6 +26,7 @@ class WorkerOptions:
     grace_period: float = 30.0
     poll_interval: float = 0.2
     max_retries: int = DEFAULT_MAX_RETRIES
+    outage_s: float = 600.0  # how long the database may be away before the worker gives up
     exit_when_idle: bool = False  # stop once no study has budget left (tests, batch jobs)
 
     def __post_init__(self) -> None:
@@ -36,6 +37,8 @@ class WorkerOptions:
                 f"grace_period ({self.grace_period}) must be longer than heartbeat_interval "
                 f"({self.heartbeat_interval}) > 0, or live trials would be reaped"
             )
+        if self.outage_s <= 0:
+            raise ValueError(f"outage_s must be > 0, got {self.outage_s}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
 

@@ -7,8 +7,9 @@ What it finds becomes the running trial's stop signal at once:
 - the trial is no longer this worker's RUNNING trial (a reaper failed it after a pause or a
   partition): stop it, and record nothing (``retry=False``; its slot is already retried);
 - the study was cancelled: stop it, recorded as ``cancelled``;
-- no heartbeat has succeeded within the grace period: stop it (``StopSignal.expired``), since
-  a reaper may already have taken it.
+- no heartbeat has succeeded for ``contact_s`` seconds (the worker's patience with a
+  database outage, ``HPS_DB_OUTAGE_S``): stop it. Through a shorter outage it keeps
+  training; the first heartbeat after the outage tells it whether a reaper took it meanwhile.
 """
 
 from __future__ import annotations
@@ -39,17 +40,17 @@ class _Watched:
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, beat: Beat, *, interval: float, grace: float) -> None:
+    def __init__(self, beat: Beat, *, interval: float, contact_s: float) -> None:
         super().__init__(daemon=True, name="heartbeat")
         self._beat = beat
         self.interval = interval
-        self.grace = grace
+        self.contact_s = contact_s
         self._watched: _Watched | None = None
         self._halt = threading.Event()
 
     def watch(self, trial_row_id: int, progress: Progress) -> StopSignal:
         """Beat for this trial from now on; returns its stop signal."""
-        stop = StopSignal(contact_deadline=time.monotonic() + self.grace)
+        stop = StopSignal(contact_deadline=time.monotonic() + self.contact_s)
         self._watched = _Watched(trial_row_id, progress, stop)
         return stop
 
@@ -77,7 +78,7 @@ class Heartbeat(threading.Thread):
             return
         if watched is None:
             return
-        watched.stop.contact_deadline = time.monotonic() + self.grace
+        watched.stop.contact_deadline = time.monotonic() + self.contact_s
         if status == BEAT_GONE:
             watched.stop.set(REAPED_REASON, retry=False)
         elif status == BEAT_CANCELLED:

@@ -9,6 +9,13 @@ Between trials of a study the worker records the end of one and claims the next 
 transaction. An idle worker polls for work every ``poll_interval``; SIGUSR1 (sent by
 ``hpsearch serve`` to its local workers when a study is submitted) wakes it at once.
 
+The database going away (refused, restarting, a full disk, a lock held too long) does not
+end a worker: its transactions wait for it (``search.store.ride_out_outages``) for up to
+``outage_s``, its trial keeps training and records its end once the database is back,
+and its reaper waits one grace period after an outage so that peers' heartbeats land
+before their trials could look lost. Past ``outage_s`` the worker gives up
+(``DatabaseGone``) with one line.
+
 Signals: the first SIGTERM stops taking new trials and ends the current one at its next
 epoch boundary (recorded as interrupted, its slot handed back for a retry of the same
 configuration); a second SIGTERM or any SIGINT raises ``WorkerKilled`` in the main thread,
@@ -42,14 +49,18 @@ from search.lifecycle import (
 )
 from search.served import ServedStudy, Studies, prepare_trial
 from search.store import (
+    MAX_WAIT_S,
+    OUTAGE,
     T_FAIL,
     W_STOPPED,
     claimable_studies,
     count_active_studies,
     heartbeat,
-    is_transient,
+    is_unavailable,
     make_session_factory,
+    reason,
     register_worker,
+    ride_out_outages,
     session_scope,
     set_worker_state,
     studies_awaiting_test,
@@ -60,6 +71,10 @@ from search.trial_runner import Outcome, Progress, StopSignal, Train, run_trial
 from search.winner import evaluate_winners
 
 log = logging.getLogger(__name__)
+
+
+class DatabaseGone(RuntimeError):
+    """The database stayed away longer than the worker waits for it (``outage_s``)."""
 
 
 class Worker:
@@ -78,6 +93,7 @@ class Worker:
         self._next: tuple[ServedStudy, StartedTrial] | None = None  # claimed as the last one ended
         self._wake = threading.Event()  # SIGUSR1 or SIGTERM: stop idling now
         self._next_reap = 0.0
+        self._outages_seen = 0  # OUTAGE.ended: outages over, as last looked at by the reaper
 
     # ------------------------------------------------------------ lifecycle
 
@@ -100,7 +116,7 @@ class Worker:
         """Register this worker and start its heartbeat."""
         o = self.options
         warm_up()  # torch's lazy imports, paid before the first trial rather than in it
-        get_storage(o.db_url)  # Optuna's tables exist before we write to them
+        with_retry(lambda: get_storage(o.db_url))  # Optuna's tables exist before we write
         self.worker_id = self._db(
             lambda s: register_worker(
                 session=s,
@@ -110,37 +126,49 @@ class Worker:
                 device=o.device,
             )
         )
-        self.heartbeat = Heartbeat(self._beat, interval=o.heartbeat_interval, grace=o.grace_period)
+        self.heartbeat = Heartbeat(self._beat, interval=o.heartbeat_interval, contact_s=o.outage_s)
         self.heartbeat.start()
 
     def run(self) -> int:
         """Serve trials until stopped, ``max_trials`` is reached, or (``exit_when_idle``)
         no work is left. Returns the number of trials this worker ran."""
-        o = self.options
-        self.register()
-        killed = True  # until the loop ends by itself or by an error of its own
-        try:
-            while not self.stop.event.is_set():
-                if o.max_trials is not None and self.trials_run >= o.max_trials:
-                    break
-                try:
-                    if not self.step():
-                        break
-                except Exception as exc:
-                    if not is_transient(exc):
-                        raise
-                    # The database is away (restart, failover): wait, then carry on. A
-                    # trial cut off here is recovered by heartbeat like a lost one.
-                    pause = o.poll_interval * 10
-                    log.warning("database unavailable (%s); retrying in %.1f s", exc, pause)
-                    self.stop.event.wait(pause)
-            killed = False
-        except Exception:
-            killed = False
-            raise
-        finally:
-            self.close(killed=killed)
+        with ride_out_outages(self.options.outage_s):
+            self.register()
+            killed = True  # until the loop ends by itself or by an error of its own
+            try:
+                self._loop()
+                killed = False
+            except Exception:
+                killed = False
+                raise
+            finally:
+                self.close(killed=killed)
         return self.trials_run
+
+    def _loop(self) -> None:
+        o = self.options
+        while not self.stop.event.is_set():
+            if o.max_trials is not None and self.trials_run >= o.max_trials:
+                break
+            try:
+                if not self.step():
+                    break
+            except Exception as exc:
+                self._wait_for_database(exc)
+
+    def _wait_for_database(self, exc: Exception) -> None:
+        """A step failed: carry on after a pause when the database is away (a read outside
+        ``with_retry`` met the outage), give up once it has been away for ``outage_s``."""
+        if not is_unavailable(exc):
+            raise exc
+        OUTAGE.failed(exc)
+        if OUTAGE.lasted() >= self.options.outage_s:
+            raise DatabaseGone(
+                f"worker {self.worker_id}: the database has been unavailable for "
+                f"{OUTAGE.lasted():.0f} s ({reason(exc)}); giving up (HPS_DB_OUTAGE_S="
+                f"{self.options.outage_s:g})"
+            ) from exc
+        self.stop.event.wait(min(MAX_WAIT_S, self.options.poll_interval * 10))
 
     def close(self, *, killed: bool = False) -> None:
         """Hand back what this worker holds and mark it stopped. ``killed``: it is stopping
@@ -200,8 +228,9 @@ class Worker:
             if started is not None:
                 return study, started
             self._last = None
-        with session_scope(self.reads) as session:
-            candidates = claimable_studies(session=session, study_id=self.options.study_id)
+        candidates = self._read(
+            lambda session: claimable_studies(session=session, study_id=self.options.study_id)
+        )
         for study_id in candidates:
             study = self.studies[study_id]
             started = self._db(lambda s, c=study.ctx: begin_trial(session=s, ctx=c, worker_id=wid))
@@ -231,7 +260,7 @@ class Worker:
         spec = study.ctx.spec
         try:
             started, judge = prepare_trial(study, started, progress, self._db)
-            data = trial_dataset(session_factory=self.reads, spec=spec)
+            data = with_retry(lambda: trial_dataset(session_factory=self.reads, spec=spec))
             outcome = run_trial(
                 spec,
                 started.knobs,
@@ -281,8 +310,8 @@ class Worker:
                 try:
                     recorded, nxt = self._db(end_and_claim)
                 except Exception as exc:
-                    if is_transient(exc):
-                        raise
+                    if is_unavailable(exc):
+                        raise  # away past outage_s: the worker gives up
                     log.exception("claiming the next trial of study %s failed", started.study_id)
                     claim_next = False
             if not claim_next:
@@ -330,10 +359,12 @@ class Worker:
         )
 
     def _maybe_reap(self) -> None:
-        now = time.monotonic()
+        now, o = time.monotonic(), self.options
+        if OUTAGE.ended != self._outages_seen:  # peers' heartbeats are as old as the outage
+            self._outages_seen = OUTAGE.ended
+            self._next_reap = max(self._next_reap, now + o.grace_period)
         if now < self._next_reap:
             return
-        o = self.options
         self._next_reap = now + reap_every(o.grace_period)
         reap_lost_trials(
             session_factory=self.sessions,
@@ -354,7 +385,8 @@ class Worker:
 
     def _idle_for_good(self) -> bool:
         o = self.options
-        with session_scope(self.reads) as session:
+
+        def idle(session: Any) -> bool:
             if count_active_studies(session=session, study_id=o.study_id):
                 return False
             waiting = studies_awaiting_test(
@@ -362,12 +394,21 @@ class Worker:
             )
             return not waiting
 
+        return bool(self._read(idle))
+
     def _db(self, fn: Any) -> Any:
-        def txn() -> Any:
-            with session_scope(self.sessions) as session:
-                return fn(session)
+        """``fn(session)`` in a writing transaction, retried (through an outage too)."""
+        return with_retry(lambda: _in_session(self.sessions, fn))
 
-        return with_retry(txn)
+    def _read(self, fn: Any) -> Any:
+        """``fn(session)`` on a read-only session, retried (through an outage too)."""
+        return with_retry(lambda: _in_session(self.reads, fn))
 
 
-__all__ = ["KILLED_REASON", "STOPPED_REASON", "Worker", "WorkerKilled", "WorkerOptions"]
+def _in_session(factory: Any, fn: Any) -> Any:
+    with session_scope(factory) as session:
+        return fn(session)
+
+
+__all__ = ["KILLED_REASON", "STOPPED_REASON", "DatabaseGone", "Worker", "WorkerKilled"]
+__all__ += ["WorkerOptions"]

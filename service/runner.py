@@ -67,7 +67,7 @@ def run_worker_cli(
     import torch
 
     from models import resolve_device
-    from search.worker import Worker, WorkerOptions
+    from search.worker import DatabaseGone, Worker, WorkerOptions
 
     settings = Settings()
     url = db_url or settings.database_url
@@ -90,6 +90,7 @@ def run_worker_cli(
             grace_period=settings.grace_period,
             poll_interval=settings.poll_interval,
             max_retries=settings.max_retries,
+            outage_s=settings.db_outage_s,
         )
     )
     worker.install_signal_handlers()
@@ -99,6 +100,9 @@ def run_worker_cli(
     except KeyboardInterrupt:
         log.info("worker interrupted")
         sys.exit(130)
+    except DatabaseGone as exc:
+        log.error("%s", exc)
+        sys.exit(3)
     log.info("worker stopped after %d trials", n)
 
 

@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     poll_interval: float = Field(
         0.2, gt=0, description="idle worker's sleep between looks for work (a read: cheap)"
     )
+    db_outage_s: float = Field(
+        600.0,
+        gt=0,
+        description="how long a worker waits for an unavailable database (refused, "
+        "restarting, disk full) before it gives up; its trial keeps training meanwhile",
+    )
     url: str = Field("http://127.0.0.1:8000", description="server URL used by the CLI")
     log_level: str = Field("INFO", description="log level of serve and worker processes")
     max_retries: int = Field(

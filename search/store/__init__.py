@@ -28,7 +28,6 @@ from search.store._engine import (
     normalize_url,
     session_scope,
     utcnow,
-    with_retry,
 )
 from search.store._keys import (
     KeyRecord,
@@ -62,6 +61,14 @@ from search.store._models import (
     kept_numbers,
     record_test,
     studies_awaiting_test,
+)
+from search.store._outage import (
+    MAX_WAIT_S,
+    OUTAGE,
+    Outage,
+    reason,
+    ride_out_outages,
+    with_retry,
 )
 from search.store._plot_reads import (
     PlotPoint,
@@ -290,4 +297,9 @@ __all__ = [
     "trial_counts",
     "utcnow",
     "with_retry",
+    "MAX_WAIT_S",
+    "OUTAGE",
+    "Outage",
+    "reason",
+    "ride_out_outages",
 ]

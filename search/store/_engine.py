@@ -1,4 +1,4 @@
-"""Engines, sessions and transient-error retry for the hps_* tables (and Optuna's engine).
+"""Engines, sessions and the kinds of database error, for the hps_* tables (and Optuna's engine).
 
 SQLite is made safe for many processes: WAL journal, a busy timeout, and every writing
 transaction opened with ``BEGIN IMMEDIATE`` so a read-then-write transaction can never
@@ -17,14 +17,12 @@ live trial look dead.
 from __future__ import annotations
 
 import logging
-import random
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import DateTime, Float, cast, create_engine, event, literal
 from sqlalchemy.engine import Connection, Engine
@@ -36,7 +34,6 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
 # Kept open between uses: as many connections as the API's thread pool runs requests at
@@ -188,13 +185,32 @@ def is_transient(exc: BaseException | None) -> bool:
     return False
 
 
+_CONFLICT_PG_CODES = {"40001", "40P01", "55P03"}
+
+
+def is_conflict(exc: BaseException | None) -> bool:
+    """A transient error from another transaction's locks (SQLite busy or locked, a
+    PostgreSQL serialization failure, deadlock or lock timeout), not from a server away."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, OperationalError) and _sqlite_busy(exc):
+            return True
+        if getattr(getattr(exc, "orig", None), "sqlstate", None) in _CONFLICT_PG_CODES:
+            return True
+        exc, seen = exc.__cause__, seen + 1
+    return False
+
+
+def _sqlite_busy(exc: OperationalError) -> bool:
+    msg = str(exc.orig).lower()
+    return "locked" in msg or "busy" in msg
+
+
 def _is_transient_one(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    if isinstance(exc, OperationalError):
-        msg = str(exc.orig).lower()
-        if "locked" in msg or "busy" in msg:
-            return True
+    if isinstance(exc, OperationalError) and _sqlite_busy(exc):
+        return True
     orig = getattr(exc, "orig", None)
     code = getattr(orig, "sqlstate", None)
     return code in _TRANSIENT_PG_CODES
@@ -234,19 +250,3 @@ def _is_away_one(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) or (
         type(orig).__name__ == "OperationalError" and type(orig).__module__.startswith("psycopg")
     )
-
-
-def with_retry(fn: Callable[[], T], *, attempts: int = 8, base_delay: float = 0.05) -> T:
-    """Call ``fn`` and retry it with jittered exponential backoff on transient DB errors.
-
-    ``fn`` must be a whole transaction (it is re-run from the start)."""
-    for attempt in range(attempts):
-        try:
-            return fn()
-        except Exception as exc:
-            if attempt == attempts - 1 or not is_transient(exc):
-                raise
-            delay = base_delay * (2**attempt) * (0.5 + random.random())
-            log.warning("transient database error (%s); retry in %.2fs", exc, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")

@@ -312,7 +312,7 @@ def test_a_database_blip_during_report_is_retried(
     assert _agreement(migrated_url) == []
 
 
-def test_a_worker_out_of_contact_for_the_grace_period_stops_its_trial(
+def test_a_worker_out_of_contact_for_its_outage_patience_stops_its_trial(
     migrated_url: str,
 ) -> None:
     import time
@@ -331,7 +331,7 @@ def test_a_worker_out_of_contact_for_the_grace_period_stops_its_trial(
             raise ConnectionError("the database is unreachable")  # every heartbeat fails
 
     options = WorkerOptions(
-        db_url=migrated_url, max_trials=1, heartbeat_interval=0.05, grace_period=0.5
+        db_url=migrated_url, max_trials=1, heartbeat_interval=0.05, outage_s=0.5
     )
     assert Unreachable(options, train=train).run() == 1
     (trial,) = _trials(migrated_url, sid)
