@@ -25,6 +25,7 @@ The transactions take row locks in the order given in ``search.store._trials``.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ from search.slots import SlotParams, is_adaptive, slot_params
 from search.spec import ExperimentSpec
 from search.store import (
     CANCELLED,
+    OUTAGE,
     T_COMPLETE,
     T_FAIL,
     W_BUSY,
@@ -235,6 +237,28 @@ def reap_every(grace_s: float) -> float:
     return max(grace_s / 3, 0.5)
 
 
+class ReapSchedule:
+    """When a process's reaper runs next: every ``reap_every(grace_s)``, and not within one
+    grace period after the database came back from an outage (``OUTAGE.ended``): every
+    peer's heartbeat is then as old as the outage, and its trials are not lost."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self._next = 0.0
+        self._outages_seen = OUTAGE.ended
+
+    def due(self) -> bool:
+        """True when a pass should run now (and schedules the next one)."""
+        now = time.monotonic()
+        if OUTAGE.ended != self._outages_seen:
+            self._outages_seen = OUTAGE.ended
+            self._next = max(self._next, now + self.grace_s)
+        if now < self._next:
+            return False
+        self._next = now + reap_every(self.grace_s)
+        return True
+
+
 def reap_lost_trials(
     *,
     session_factory: sessionmaker[Session],
@@ -291,6 +315,7 @@ __all__ = [
     "CLIENT_LOST_REASON",
     "DEFAULT_MAX_RETRIES",
     "LOST_REASON",
+    "ReapSchedule",
     "StartedTrial",
     "StudyContext",
     "begin_trial",

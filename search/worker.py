@@ -40,11 +40,11 @@ from search._worker_options import KILLED_REASON, STOPPED_REASON, WorkerKilled, 
 from search.datasets import trial_dataset
 from search.heartbeat import Heartbeat
 from search.lifecycle import (
+    ReapSchedule,
     StartedTrial,
     begin_trial,
     end_trial,
     hand_back_trials,
-    reap_every,
     reap_lost_trials,
 )
 from search.served import ServedStudy, Studies, prepare_trial
@@ -92,8 +92,7 @@ class Worker:
         self._last: int | None = None  # the study of the last trial claimed
         self._next: tuple[ServedStudy, StartedTrial] | None = None  # claimed as the last one ended
         self._wake = threading.Event()  # SIGUSR1 or SIGTERM: stop idling now
-        self._next_reap = 0.0
-        self._outages_seen = 0  # OUTAGE.ended: outages over, as last looked at by the reaper
+        self._reaps = ReapSchedule(options.grace_period)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -359,13 +358,9 @@ class Worker:
         )
 
     def _maybe_reap(self) -> None:
-        now, o = time.monotonic(), self.options
-        if OUTAGE.ended != self._outages_seen:  # peers' heartbeats are as old as the outage
-            self._outages_seen = OUTAGE.ended
-            self._next_reap = max(self._next_reap, now + o.grace_period)
-        if now < self._next_reap:
+        if not self._reaps.due():
             return
-        self._next_reap = now + reap_every(o.grace_period)
+        o = self.options
         reap_lost_trials(
             session_factory=self.sessions,
             read_session_factory=self.reads,

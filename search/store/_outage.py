@@ -61,9 +61,11 @@ class Outage:
             if self._since is not None:
                 return
             self._since = time.monotonic()
-        log.warning(
-            "database unavailable (%s); waiting up to %.0f s for it", reason(exc), self.patience_s
-        )
+        if self.riding():
+            wait = f"; waiting up to {self.patience_s:.0f} s for it"
+        else:
+            wait = "; answering 503 until it is back"
+        log.warning("database unavailable (%s)%s", reason(exc), wait)
 
     def lasted(self) -> float:
         since = self._since

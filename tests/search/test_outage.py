@@ -135,3 +135,26 @@ def test_patience_stacks_and_unwinds() -> None:
             assert OUTAGE.patience_s == 600.0
         assert OUTAGE.patience_s == 10.0
     assert not OUTAGE.riding()
+
+
+def test_reapers_wait_a_grace_period_after_an_outage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every heartbeat is as old as the outage when the database returns: no reaper pass
+    (a worker's or the API's) until the peers have had a grace period to beat again."""
+    from search.lifecycle import ReapSchedule
+
+    clock = [1000.0]
+    monkeypatch.setattr("search.lifecycle.time.monotonic", lambda: clock[0])
+    schedule = ReapSchedule(grace_s=30.0)
+    assert schedule.due()  # the first pass at once
+    clock[0] += 5
+    assert not schedule.due()  # then every reap_every(30) = 10 s
+    clock[0] += 5
+    assert schedule.due()
+    with ride_out_outages(60.0):
+        assert with_retry(_failing(3, _full)) == "done"  # an outage came and went
+    assert not schedule.due()  # the grace counts from here, the reaper's first look since
+    for _ in range(29):
+        clock[0] += 1
+        assert not schedule.due()
+    clock[0] += 1
+    assert schedule.due()
