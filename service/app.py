@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.telemetry import TelemetryConfig
+from sqlalchemy import text
 
-from search.store import access_engine, make_session_factory
+from search.store import OUTAGE, access_engine, is_unavailable, make_session_factory
 from service import pages
 from service.errors import install_error_handlers
 from service.middleware import install_middleware
@@ -39,20 +40,46 @@ def _telemetry() -> TelemetryConfig:
 
 
 async def _recovery_loop(app: FastAPI) -> None:
-    from search.lifecycle import reap_every, reap_lost_trials
+    """Reap lost trials, for as long as the app runs. While the database is away a pass
+    only asks whether it is back: one line when it goes, one when it returns (``OUTAGE``),
+    no traceback per pass; and no reaping within a grace period after it returns, when
+    every worker's heartbeat is as old as the outage (``ReapSchedule``)."""
+    from search.lifecycle import ReapSchedule, reap_every
 
     settings: Settings = app.state.settings
+    schedule = ReapSchedule(settings.grace_period)
+    away = False
     while True:
         await asyncio.sleep(reap_every(settings.grace_period))
+        if not schedule.due():
+            continue
         try:
-            await asyncio.to_thread(
-                reap_lost_trials,
-                session_factory=app.state.session_factory,
-                grace_s=settings.grace_period,
-                max_retries=settings.max_retries,
-            )
-        except Exception:
-            log.exception("recovering lost trials failed")
+            await asyncio.to_thread(_probe if away else _reap, app)
+            away = False
+            OUTAGE.succeeded()  # logged once, when an outage is over
+        except Exception as exc:
+            if not is_unavailable(exc):
+                log.exception("recovering lost trials failed")
+                continue
+            away = True
+            OUTAGE.failed(exc)  # logged once, when an outage starts
+
+
+def _reap(app: FastAPI) -> None:
+    from search.lifecycle import reap_lost_trials
+
+    settings: Settings = app.state.settings
+    reap_lost_trials(
+        session_factory=app.state.session_factory,
+        grace_s=settings.grace_period,
+        max_retries=settings.max_retries,
+    )
+
+
+def _probe(app: FastAPI) -> None:
+    """Raises while the database is away."""
+    with app.state.read_session_factory() as session:
+        session.execute(text("SELECT 1"))
 
 
 def create_app(

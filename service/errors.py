@@ -12,6 +12,13 @@ HpsError
 API clients get ``{"detail": ...}``; a browser asking for a page gets the same message as
 an HTML page with a link home. Anything unexpected is a 500 whose body names only the
 request id (the traceback goes to the log under that id, never to the client).
+
+A database error is a 503 with ``Retry-After`` when the database is away rather than the
+request wrong (``search.store.is_unavailable``: refused, dropped, restarting, a full disk),
+whether SQLAlchemy raised it or Optuna's storage wrapped it; the body names the error's
+first line, the log has one line per request and no traceback. The next request after
+the database returns is served as usual: nothing here holds state. Any other database
+error is a bug or a damaged schema: the 500 above.
 """
 
 from __future__ import annotations
@@ -25,8 +32,12 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from optuna.exceptions import StorageInternalError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+
+from search.store import is_unavailable, reason
 
 TITLES = {
     400: "Bad request",
@@ -37,7 +48,9 @@ TITLES = {
     409: "Conflict",
     413: "Too large",
     415: "Unsupported file",
+    503: "Service unavailable",
 }
+RETRY_AFTER_S = 5  # how long a caller waits before trying again while the database is away
 log = logging.getLogger("hpsearch.errors")
 
 
@@ -111,7 +124,33 @@ def _validation_text(errors: list[Any]) -> str:
     return "; ".join(parts)
 
 
+def database_unavailable(request: Request, exc: BaseException) -> Response:
+    """The answer while the database is away: 503, ``Retry-After``, the error's first line
+    (never its SQL), and one log line."""
+    why = reason(exc)
+    log.warning(
+        "%s %s: the database is unavailable (%s); answered 503",
+        request.method,
+        request.url.path,
+        why,
+    )
+    detail = f"the database is unavailable ({why}); try again shortly"
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    if _wants_page(request):
+        page = _page(request, 503, detail)
+        page.headers.update(headers)
+        return page
+    return JSONResponse(status_code=503, content={"detail": detail}, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SQLAlchemyError)
+    @app.exception_handler(StorageInternalError)  # Optuna's wrapper of a failed commit
+    async def _database_error(request: Request, exc: Exception) -> Response:
+        if not is_unavailable(exc):
+            raise exc  # not an outage: the 500 of ``_unexpected``, traceback logged
+        return database_unavailable(request, exc)
+
     @app.exception_handler(HpsError)
     async def _hps_error(request: Request, exc: HpsError) -> Response:
         if isinstance(exc, Unauthorized) and _wants_page(request):
@@ -128,6 +167,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
+        if is_unavailable(exc):  # a database error in a wrapper not named above
+            return database_unavailable(request, exc)
         # Never the traceback or SQL text: the log has them under the request id.
         from asgi_correlation_id import correlation_id
 
@@ -192,8 +233,10 @@ __all__ = [
     "Forbidden",
     "HpsError",
     "NotFound",
+    "RETRY_AFTER_S",
     "TooLarge",
     "Unauthorized",
     "Unsupported",
+    "database_unavailable",
     "install_error_handlers",
 ]

@@ -100,8 +100,14 @@ def ride_out_outages(patience_s: float) -> Iterator[Outage]:
 
 
 def reason(exc: BaseException) -> str:
-    """The first line of a database error, without its SQL: for a log line or a 503."""
-    orig = getattr(exc, "orig", None) or exc
+    """The first line of a database error, without its SQL: for a log line or a 503. A
+    wrapper (Optuna's StorageInternalError) is named by the database error it wraps."""
+    cause: BaseException | None = exc
+    for _ in range(5):
+        if cause is None or getattr(cause, "orig", None) is not None:
+            break
+        cause = cause.__cause__
+    orig = getattr(cause, "orig", None) or exc
     text = str(orig).strip().splitlines()
     return f"{type(orig).__name__}: {text[0] if text else ''}"[:200]
 

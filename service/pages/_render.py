@@ -128,6 +128,7 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
     """Render a page; the base layout shows who is signed in (``request.state.principal``,
     set by the auth dependency) and puts the CSRF token in state-changing forms."""
     context.setdefault("principal", getattr(request.state, "principal", None))
+    context.setdefault("status_code", status_code)  # error.html shows it
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 

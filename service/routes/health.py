@@ -1,4 +1,5 @@
-"""/health (and /api/v1/health): the service and its database answer."""
+"""/health (and /api/v1/health): the service and its database answer (503 with
+``Retry-After`` while the database does not, like every other route then)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from service.deps import ReadSessionDep
+from service.errors import RETRY_AFTER_S
 from service.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -21,5 +23,9 @@ def health(session: ReadSessionDep) -> Health | JSONResponse:
         body = Health(
             status="unavailable", database=f"error: {type(exc).__name__}", version=VERSION
         )
-        return JSONResponse(status_code=503, content=body.model_dump())
+        return JSONResponse(
+            status_code=503,
+            content=body.model_dump(),
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
     return Health(status="ok", database="ok", version=VERSION)

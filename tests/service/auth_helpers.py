@@ -1,7 +1,9 @@
-"""Keys, owned studies and an auth-on app for the access tests."""
+"""Keys, owned studies (with a kept model) and datasets, for the access and outage tests."""
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,4 +45,44 @@ def owned_study(factory: Any, owner: str | None, *, public: bool = False) -> int
     return study_id
 
 
-__all__ = ["Keys", "bearer", "make_keys", "owned_study"]
+def keep_a_model(factory: Any, study_id: int) -> None:
+    """Keep trial 0's (made-up) weights, as a worker does, so the study has a model."""
+    with store.session_scope(factory) as s:
+        trial = store.get_trial(session=s, study_id=study_id, number=0)
+        assert trial is not None and trial.value is not None
+        store.lock_study(session=s, study_id=study_id)
+        store.keep_model(
+            session=s,
+            study_id=study_id,
+            direction="minimize",
+            trial_row_id=trial.id,
+            number=0,
+            value=trial.value,
+            config={"format": "test"},
+            weights=b"weights",
+        )
+
+
+def owned_dataset(factory: Any, owner: str | None) -> int:
+    """A stored dataset of ``owner`` (its own bytes)."""
+    data = uuid.uuid4().bytes
+    values = {
+        "name": f"d{uuid.uuid4().hex}",
+        "owner": owner,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "filename": "d.csv",
+        "format": "csv",
+        "size_bytes": len(data),
+        "target": "y",
+        "task": "classification",
+        "task_inferred": True,
+        "impute": False,
+        "n_rows": 40,
+        "n_columns": 2,
+        "summary": {"columns": [], "target": {}, "shape": [1, 2]},
+    }
+    with store.session_scope(factory) as s:
+        return store.insert_dataset(session=s, data=data, values=values).id
+
+
+__all__ = ["Keys", "bearer", "keep_a_model", "make_keys", "owned_dataset", "owned_study"]

@@ -5,7 +5,6 @@ deciding who may use it."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
 from collections.abc import Iterator
@@ -20,7 +19,14 @@ from search import store
 from service.app import create_app
 from service.pages.assets import plotly_asset
 from service.settings import Settings
-from tests.service.auth_helpers import Keys, bearer, make_keys, owned_study
+from tests.service.auth_helpers import (
+    Keys,
+    bearer,
+    keep_a_model,
+    make_keys,
+    owned_dataset,
+    owned_study,
+)
 from tests.study_data import SPEC
 
 OPEN, READ, WRITE, SIGNED_IN = "open", "read", "write", "signed in"
@@ -184,46 +190,6 @@ def test_route_matrix(world: World, caller: str) -> None:
         elif want == 303 and want != ok:
             assert response.headers["location"].startswith("/signin?next=")
     assert not failures, f"{caller}:\n" + "\n".join(failures)
-
-
-def keep_a_model(factory: Any, study_id: int) -> None:
-    """Keep trial 0's (made-up) weights, as a worker does, so the study has a model."""
-    with store.session_scope(factory) as s:
-        trial = store.get_trial(session=s, study_id=study_id, number=0)
-        assert trial is not None and trial.value is not None
-        store.lock_study(session=s, study_id=study_id)
-        store.keep_model(
-            session=s,
-            study_id=study_id,
-            direction="minimize",
-            trial_row_id=trial.id,
-            number=0,
-            value=trial.value,
-            config={"format": "test"},
-            weights=b"weights",
-        )
-
-
-def owned_dataset(factory: Any, owner: str | None) -> int:
-    """A stored dataset of ``owner`` (its own bytes)."""
-    data = uuid.uuid4().bytes
-    values = {
-        "name": f"d{uuid.uuid4().hex}",
-        "owner": owner,
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "filename": "d.csv",
-        "format": "csv",
-        "size_bytes": len(data),
-        "target": "y",
-        "task": "classification",
-        "task_inferred": True,
-        "impute": False,
-        "n_rows": 40,
-        "n_columns": 2,
-        "summary": {"columns": [], "target": {}, "shape": [1, 2]},
-    }
-    with store.session_scope(factory) as s:
-        return store.insert_dataset(session=s, data=data, values=values).id
 
 
 def test_datasets_belong_to_their_uploader(world: World) -> None:
