@@ -139,6 +139,7 @@ def browser() -> Iterator[object]:
 # leave the other core idle for minutes at the end (longest first balances the two).
 SLOW_FIRST = (
     "tests/search/test_concurrency.py",
+    "tests/service/test_db_outage.py",
     "tests/search/test_crash_recovery.py",
     "tests/service/test_e2e.py",
     "tests/search/test_worker_faults.py",

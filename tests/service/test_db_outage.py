@@ -14,7 +14,6 @@ trial was claimed (docs/guarantees.md quotes them); nothing asserts on time.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from sqlalchemy import func, select
 from search import store
 from tests.pg_server import pg_server
 from tests.processes import env_for, free_port, spawn, stop, wait_healthy, wait_study
+from tests.service.test_full_disk import fill
 
 N_TRIALS = 16
 SPEC = {
@@ -179,17 +179,6 @@ def _tmpfs(where: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-def _fill(disk: Path) -> Path:
-    """Fill ``disk`` to the last byte; the filler file's path."""
-    filler = disk / "filler"
-    with filler.open("wb") as out, contextlib.suppress(OSError):
-        while True:
-            out.write(b"\0" * 65536)
-            out.flush()
-            os.fsync(out.fileno())
-    return filler
-
-
 def test_a_full_sqlite_disk_mid_study_loses_nothing(tmp: Path) -> None:
     with _tmpfs(tmp / "disk", "24m") as disk:
         url = f"sqlite:///{disk / 'hps.db'}"
@@ -198,7 +187,8 @@ def test_a_full_sqlite_disk_mid_study_loses_nothing(tmp: Path) -> None:
             study_id = serve.submit()
             _wait_for("3 trials done", lambda: _finished(url, study_id) >= 3)
             pids = serve.worker_pids()
-            filler = _fill(disk)
+            filler = disk / "filler"
+            fill(filler)
             down = time.monotonic()
             _wait_for("a worker to meet the full disk", lambda: "full" in serve.log.read_text())
             time.sleep(5)
