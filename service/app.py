@@ -21,6 +21,7 @@ from service.middleware import install_middleware
 from service.read_cache import read_cache, summary_cache
 from service.routes import datasets, health, plots, studies, trials, workers
 from service.settings import Settings
+from service.supervisor import LocalWorkers
 
 log = logging.getLogger(__name__)
 # FastAPI's native OpenTelemetry, on only where the environment configures a provider: when
@@ -87,9 +88,11 @@ def create_app(
     *,
     recover: bool = True,
     on_submit: Callable[[], None] | None = None,
+    local_workers: LocalWorkers | None = None,
 ) -> FastAPI:
     """The API and pages. ``on_submit`` is called after each study is stored (``serve``
-    wakes its idle local workers with it, instead of their next poll)."""
+    wakes its idle local workers with it, instead of their next poll). ``local_workers``:
+    ``serve``'s worker processes, whose counts ``/health`` reports."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -111,6 +114,7 @@ def create_app(
     app.state.settings = settings
     app.state.session_factory = make_session_factory(settings.database_url)
     app.state.on_submit = on_submit
+    app.state.local_workers = local_workers
     app.state.caches = {}  # name -> ComputeCache (service.routes.plots)
     app.state.read_cache = read_cache()  # service.read_cache: answers by study version
     app.state.study_summaries = summary_cache()

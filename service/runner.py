@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
-import time
+from types import FrameType
+
+import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from service.settings import Settings
+from service.supervisor import Supervisor
 
 log = logging.getLogger("hpsearch")
 
@@ -156,12 +159,11 @@ def serve(
     workers: int | None = None,
     insecure: bool = False,
 ) -> None:
-    """Migrate, start ``workers`` local worker processes, run the API until Ctrl-C/SIGTERM,
-    then stop the workers (each ends its trial as interrupted, so none stays RUNNING).
-    A non-loopback host needs HPS_AUTH=on, or ``insecure``."""
+    """Migrate, start ``workers`` local worker processes (restarted when they crash:
+    ``service.supervisor``), run the API until Ctrl-C/SIGTERM, then stop the workers (each
+    ends its trial as interrupted, so none stays RUNNING). A non-loopback host needs
+    HPS_AUTH=on, or ``insecure``."""
     _logging()
-    import uvicorn
-
     from service.app import create_app
 
     settings = Settings()
@@ -179,21 +181,43 @@ def serve(
     # Workers inherit "ignore SIGUSR1" until they install their wake-up handler, so a study
     # submitted while they start cannot kill them (its default action).
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    procs = [_spawn_worker(url, threads, i) for i in range(n_workers)]
+    local = Supervisor(n_workers, lambda i: _spawn_worker(url, threads, i))
     signal.signal(signal.SIGTERM, _raise_interrupt)  # until uvicorn installs its own
     try:
-        uvicorn.run(
-            create_app(settings, on_submit=lambda: _wake_workers(procs)),
+        local.start()
+        config = uvicorn.Config(
+            create_app(
+                settings,
+                on_submit=local.wake if n_workers else None,
+                local_workers=local if n_workers else None,
+            ),
             host=host,
             port=port,
             log_level=settings.log_level.lower(),
             log_config=None,  # service.logs configured every logger (request ids, JSON)
             access_log=False,  # service.middleware logs each request with its request id
         )
+        server = _Server(config, local)
+        server.run()
+        if not server.started:  # the port taken, say: as uvicorn.run, exit 3
+            sys.exit(STARTUP_FAILURE)
     except KeyboardInterrupt:
         pass
     finally:
-        _stop_workers(procs)
+        local.stop()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, whose SIGTERM/SIGINT also stops the local workers at once (while uvicorn
+    finishes the requests under way) and ends their restarts."""
+
+    def __init__(self, config: uvicorn.Config, local: Supervisor) -> None:
+        super().__init__(config)
+        self.local = local
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.local.request_stop()
+        super().handle_exit(sig, frame)
 
 
 def _warn_if_no_keys(url: str) -> None:
@@ -215,27 +239,6 @@ def _spawn_worker(url: str, threads: int, index: int) -> subprocess.Popen[bytes]
     cmd = [sys.executable, "-m", "service.cli", "worker", "--db", url, "--threads", str(threads)]
     cmd += ["--name", f"local-{index}"]
     return subprocess.Popen(cmd)
-
-
-def _wake_workers(procs: list[subprocess.Popen[bytes]]) -> None:
-    """A study was submitted: idle workers look for it now rather than at their next poll."""
-    for p in procs:
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGUSR1)
-
-
-def _stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 __all__ = ["check_db", "run_worker_cli", "serve", "upgrade_db"]

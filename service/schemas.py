@@ -183,10 +183,23 @@ class ErrorPublic(BaseModel):
     detail: str
 
 
+class WorkersHealth(BaseModel):
+    """``serve``'s local worker processes: started, running now, and given up after
+    crashing at start-up again and again."""
+
+    expected: int
+    live: int
+    given_up: int
+
+
 class Health(BaseModel):
+    """``workers`` only from a ``serve`` with local workers; ``detail`` says why a 503."""
+
     status: str
     database: str
     version: str
+    workers: WorkersHealth | None = None
+    detail: str | None = None
 
 
 class TrialSummaryPublic(_Out, TrialChecks):
