@@ -140,6 +140,7 @@ def browser() -> Iterator[object]:
 SLOW_FIRST = (
     "tests/search/test_concurrency.py",
     "tests/service/test_db_outage.py",
+    "tests/service/test_serve_workers.py",
     "tests/search/test_crash_recovery.py",
     "tests/service/test_e2e.py",
     "tests/search/test_worker_faults.py",
