@@ -74,7 +74,7 @@ def read_progress(
     already read, for the one study of ``rows`` (its version was made with it)."""
     ids = [r.id for r in rows]
     raw = store.trial_counts(session=session, study_ids=ids)
-    slots = store.slot_counts(session=session, study_ids=ids)
+    slots = store.slot_counts(session=session, study_ids=ids, attempts=raw)
     stuck = (
         store.studies_waiting(session=session, studies=list(rows), grace_s=grace_s)
         if waiting is None
