@@ -123,6 +123,7 @@ class Worker:
                 host=socket.gethostname(),
                 pid=os.getpid(),
                 device=o.device,
+                serves_study=o.study_id,
             )
         )
         self.heartbeat = Heartbeat(self._beat, interval=o.heartbeat_interval, contact_s=o.outage_s)

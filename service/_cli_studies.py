@@ -14,14 +14,49 @@ from service._cli_boards import checks_text, diagnosis_lines, held_out_of
 from service._cli_common import fmt
 from service.own_code import dataset_label, is_own_code
 
+WAITING = "waiting for a worker"
+
 
 def counts(study: dict[str, Any]) -> tuple[int, int, int, int]:
-    """(complete, pruned, failed, running) from a StudyPublic."""
-    found = study.get("counts") or {}
-    complete, pruned, failed, running = (
-        int(found.get(key) or 0) for key in ("complete", "pruned", "fail", "running")
-    )
-    return complete, pruned, failed, running
+    """(complete, pruned, failed, running) slots from a StudyPublic (a server without
+    ``slots`` sends attempts only: those, then)."""
+    slots = slot_counts(study)
+    return slots["complete"], slots["pruned"], slots["failed"], slots["running"]
+
+
+def slot_counts(study: dict[str, Any]) -> dict[str, int]:
+    """The study's ``slots`` (done, complete, pruned, failed, running, lost_retried)."""
+    found = study.get("slots")
+    if not isinstance(found, dict):  # an older server: its attempts by state
+        attempts = study.get("counts") or {}
+        found = {**attempts, "failed": attempts.get("fail")}
+    slots = {
+        key: int(found.get(key) or 0)
+        for key in ("complete", "pruned", "failed", "running", "lost_retried")
+    }
+    return {**slots, "done": slots["complete"] + slots["pruned"] + slots["failed"]}
+
+
+def done_text(study: dict[str, Any]) -> str:
+    """``24/24 done (21 complete, 3 pruned); 2 lost attempts retried``: slots, as a user
+    counts them (a retried slot once), never more done than the budget."""
+    slots = slot_counts(study)
+    parts = [f"{slots[k]} {k}" for k in ("complete", "pruned", "failed") if slots[k]]
+    text = f"{slots['done']}/{fmt(study.get('n_trials'))} done"
+    text += f" ({', '.join(parts)})" if parts else ""
+    retried = slots["lost_retried"]
+    if retried:
+        text += f"; {retried} lost attempt{'s' if retried != 1 else ''} retried"
+    return text
+
+
+def waiting_line(study: dict[str, Any]) -> str | None:
+    """Why a stuck study is not moving, or None when it is not waiting."""
+    if not study.get("waiting"):
+        return None
+    if is_own_code(study):
+        return f"{WAITING}: no client of your code has claimed or ended a trial lately"
+    return f"{WAITING}: no live worker can serve this study"
 
 
 def best_value(study: dict[str, Any]) -> str:
@@ -38,11 +73,9 @@ def trained_on(study: dict[str, Any]) -> str:
 
 
 def progress_line(study: dict[str, Any]) -> str:
-    complete, pruned, failed, running = counts(study)
-    return (
-        f"complete {complete} · pruned {pruned} · failed {failed} · running {running}"
-        f" · best {best_value(study)}"
-    )
+    line = f"{done_text(study)} · running {slot_counts(study)['running']}"
+    line += f" · best {best_value(study)}"
+    return f"{line} · {WAITING}" if study.get("waiting") else line
 
 
 def studies_table(page: dict[str, Any]) -> Table:
@@ -54,9 +87,9 @@ def studies_table(page: dict[str, Any]) -> Table:
     for name in ("id", "name", "status", "dataset", "sampler", "done/total", "best"):
         table.add_column(name, justify="right" if name in ("id", "done/total", "best") else "left")
     for study in studies:
-        complete, pruned, failed, _ = counts(study)
-        done = f"{complete + pruned + failed}/{fmt(study.get('n_trials'))}"
-        cells = [study.get(key) for key in ("id", "name", "status")]
+        done = f"{slot_counts(study)['done']}/{fmt(study.get('n_trials'))}"
+        status = f"{study.get('status')}, {WAITING}" if study.get("waiting") else study["status"]
+        cells = [study.get("id"), study.get("name"), status]
         cells += [dataset_label(study), study.get("sampler")]
         table.add_row(*(Text(fmt(cell)) for cell in cells), done, best_value(study))
     return table
@@ -65,13 +98,13 @@ def studies_table(page: dict[str, Any]) -> Table:
 def status_lines(study: dict[str, Any]) -> list[str]:
     """One study's status, trial counts, best trial and held-out result, as ``status``
     prints them."""
-    complete, pruned, failed, running = counts(study)
+    waiting = waiting_line(study)
     lines = [
         f"study {study.get('id')} ({study.get('name')}): {study.get('status')}",
+        *([waiting] if waiting else []),
         f"{trained_on(study)} · sampler {study.get('sampler')} · "
         f"{study.get('direction')} {study.get('metric')}",
-        f"trials: {complete + pruned + failed}/{fmt(study.get('n_trials'))} finished "
-        f"(complete {complete}, pruned {pruned}, failed {failed}), running {running}, "
+        f"trials: {done_text(study)} · running {slot_counts(study)['running']}, "
         f"parallelism {fmt(study.get('parallelism'))}",
     ]
     best = study.get("best")
@@ -90,7 +123,10 @@ def status_lines(study: dict[str, Any]) -> list[str]:
 __all__ = [
     "best_value",
     "counts",
+    "done_text",
     "progress_line",
+    "slot_counts",
+    "waiting_line",
     "status_lines",
     "studies_table",
     "trained_on",

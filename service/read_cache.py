@@ -13,7 +13,8 @@ dependency, as for any read):
   one) and kept in the app's :class:`~service.compute_cache.ComputeCache`; the other
   watchers of the same view get it until the version moves. Nothing ages: an answer is
   never older than the version it was asked at, and a change (a trial's heartbeat, a study
-  made private, cancelled) moves the version.
+  made private, cancelled) moves the version, and so does the study starting or ceasing
+  to wait for a worker (:func:`search.store.study_waiting`, which moves with the clock).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from service.compute_cache import ComputeCache
 from service.deps import ReadSessionDep
 from service.routes.health import VERSION
 from service.schemas import StudyPublic
-from service.views import study_public
+from service.views import read_progress, study_public
 
 MAX_ANSWERS = 512  # the least recently used go first beyond this (a page is ~50 kB)
 CACHE_CONTROL = "private, no-cache"  # keep it, but ask (If-None-Match) before each use
@@ -88,12 +89,20 @@ class StudyReads:
         self.row = row
         self.session = session
         self._version: str | None = None
+        self._waiting = False
 
     @property
     def version(self) -> str:
-        """Read once, in the route's own thread, before the answer it labels is made."""
+        """Read once, in the route's own thread, before the answer it labels is made
+        (with whether the study is waiting for a worker, which the answer then shows)."""
         if self._version is None:
-            self._version = store.study_version(session=self.session, study=self.row)
+            grace_s = self.request.app.state.settings.grace_period
+            self._waiting = store.study_waiting(
+                session=self.session, study=self.row, grace_s=grace_s
+            )
+            self._version = store.study_version(
+                session=self.session, study=self.row, waiting=self._waiting
+            )
         return self._version
 
     def _answer(self, per_reader: bool, make: Callable[[], Response]) -> Response:
@@ -123,12 +132,16 @@ class StudyReads:
         """The study's trial counts and its API form (status, counts, best trial): made
         once per version, shared by its status, changes, page and live feed."""
 
+        version = self.version  # reads ``_waiting`` too
+
         def make() -> Summary:
-            counts = store.trial_counts(session=session, study_ids=[self.row.id])[self.row.id]
-            return counts, study_public(session, self.row, counts)
+            grace_s = self.request.app.state.settings.grace_period
+            progress = read_progress(session, [self.row], grace_s=grace_s, waiting=self._waiting)
+            study = study_public(session, self.row, grace_s=grace_s, progress=progress[self.row.id])
+            return progress[self.row.id].raw, study
 
         cache: ComputeCache[Summary] = self.request.app.state.study_summaries
-        return cache.get((self.row.id, self.version), make)
+        return cache.get((self.row.id, version), make)
 
     def json(self, make: Callable[[], BaseModel]) -> Response:
         """A pydantic answer, encoded as FastAPI encodes a route's ``response_model``."""

@@ -45,10 +45,25 @@ class TrialChecks(BaseModel):
 
 
 class TrialCounts(BaseModel):
+    """Attempts by state: a slot retried after its worker was lost counts once per attempt."""
+
     running: int = 0
     complete: int = 0
     pruned: int = 0
     fail: int = 0
+
+
+class SlotCounts(BaseModel):
+    """The budget's slots by how their last attempt ended (``done`` never exceeds
+    ``n_trials``); ``lost_retried``: attempts that lost their worker (or were handed back
+    by a stopping one) and whose slot was given back to run again."""
+
+    done: int = 0
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    running: int = 0
+    lost_retried: int = 0
 
 
 class DiagnosisPublic(BaseModel):
@@ -101,6 +116,10 @@ class StudyPublic(_Out):
     started_at: datetime | None
     finished_at: datetime | None
     counts: TrialCounts
+    slots: SlotCounts
+    # Queued or running with budget left, nothing running, and no live worker able to serve
+    # it (the user's own code: no attempt ended) for longer than the grace period.
+    waiting: bool = False
     best: BestTrial | None
     test: HeldOutPublic
     model: str = "mlp"

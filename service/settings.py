@@ -21,7 +21,12 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="worker device: auto | cpu | cuda | cuda:N")
     threads: int | None = Field(None, ge=1, description="torch threads per worker")
     heartbeat_interval: float = Field(2.0, gt=0, description="seconds between heartbeats")
-    grace_period: float = Field(30.0, gt=0, description="heartbeat age after which a trial is lost")
+    grace_period: float = Field(
+        30.0,
+        gt=0,
+        description="heartbeat age after which a trial or worker is lost; a study no live "
+        "worker can serve for this long shows 'waiting for a worker'",
+    )
     poll_interval: float = Field(
         0.2, gt=0, description="idle worker's sleep between looks for work (a read: cheap)"
     )

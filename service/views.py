@@ -4,7 +4,7 @@ parameter or a metric; which page) with the table's columns for a study."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from service.schemas import (
     BestTrial,
     DiagnosisPublic,
     HeldOutPublic,
+    SlotCounts,
     StudyPublic,
     TrialCounts,
     WorkerPublic,
@@ -53,12 +54,56 @@ def trial_counts(raw: dict[str, int]) -> TrialCounts:
     )
 
 
+@dataclass(frozen=True)
+class Progress:
+    """How far a study is: attempts by state (``raw``), slots, and whether it is stuck."""
+
+    raw: dict[str, int]
+    slots: store.SlotCounts
+    waiting: bool
+
+
+def read_progress(
+    session: Session,
+    rows: Sequence[store.StudyRow],
+    *,
+    grace_s: float,
+    waiting: bool | None = None,
+) -> dict[int, Progress]:
+    """Each study's progress (three grouped queries for all of ``rows``); ``waiting``:
+    already read, for the one study of ``rows`` (its version was made with it)."""
+    ids = [r.id for r in rows]
+    raw = store.trial_counts(session=session, study_ids=ids)
+    slots = store.slot_counts(session=session, study_ids=ids, attempts=raw)
+    stuck = (
+        store.studies_waiting(session=session, studies=list(rows), grace_s=grace_s)
+        if waiting is None
+        else {r.id for r in rows if waiting}
+    )
+    return {i: Progress(raw[i], slots[i], i in stuck) for i in ids}
+
+
+def slot_counts(slots: store.SlotCounts) -> SlotCounts:
+    return SlotCounts(
+        done=slots.done,
+        complete=slots.complete,
+        pruned=slots.pruned,
+        failed=slots.failed,
+        running=slots.running,
+        lost_retried=slots.lost_retried,
+    )
+
+
 def study_public(
-    session: Session, row: store.StudyRow, raw_counts: dict[str, int] | None = None
+    session: Session,
+    row: store.StudyRow,
+    *,
+    grace_s: float,
+    progress: Progress | None = None,
 ) -> StudyPublic:
-    """``row`` with its trial counts (read now unless given) and best trial."""
-    if raw_counts is None:
-        raw_counts = store.trial_counts(session=session, study_ids=[row.id])[row.id]
+    """``row`` with its progress (read now unless given) and best trial."""
+    if progress is None:
+        progress = read_progress(session, [row], grace_s=grace_s)[row.id]
     top = store.leaderboard(session=session, study=row, top=1)
     best = None
     if top:
@@ -77,7 +122,9 @@ def study_public(
     return StudyPublic.model_validate(
         {
             **{c: getattr(row, c) for c in StudyPublic.model_fields if hasattr(row, c)},
-            "counts": trial_counts(raw_counts),
+            "counts": trial_counts(progress.raw),
+            "slots": slot_counts(progress.slots),
+            "waiting": progress.waiting,
             "best": best,
             "test": held_out(row),
         }
@@ -204,6 +251,9 @@ __all__ = [
     "visible_workers",
     "make_view",
     "metric_columns",
+    "Progress",
+    "read_progress",
+    "slot_counts",
     "study_public",
     "table_columns",
     "trial_counts",

@@ -77,6 +77,7 @@ from search.store._plot_reads import (
     plot_points,
     trial_curves,
 )
+from search.store._slot_counts import SlotCounts, slot_counts
 from search.store._studies import (
     ALL_OWNERS,
     NO_OWNER,
@@ -154,6 +155,7 @@ from search.store._trials import (
     stale_trials,
     trials_held_by,
 )
+from search.store._waiting import studies_waiting, study_waiting
 from search.store._workers import (
     count_live_workers,
     get_worker,
@@ -228,6 +230,10 @@ __all__ = [
     "ViewError",
     "changes_since",
     "study_version",
+    "SlotCounts",
+    "slot_counts",
+    "studies_waiting",
+    "study_waiting",
     "read_caller_key",
     "count_trials",
     "curve_numbers",

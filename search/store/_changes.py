@@ -29,7 +29,7 @@ _LIVE_TRIALS = (
 )
 
 
-def study_version(*, session: Session, study: StudyRow) -> str:
+def study_version(*, session: Session, study: StudyRow, waiting: bool) -> str:
     """A token that changes whenever anything a reader can see of ``study`` changes.
 
     ``study`` is its row as just read; the version covers every column of it (status,
@@ -37,11 +37,14 @@ def study_version(*, session: Session, study: StudyRow) -> str:
     row as far as it changes while the trial runs: every write to a live trial renews its
     ``heartbeat_at``, and its progress and parameters are in the token too. A trial that
     ends takes the study's next change number, so ended trials are covered by the cursor.
+    ``waiting`` (:func:`search.store.study_waiting`, read with the row) changes with the
+    clock and the workers, not with the study's rows: pass the value the answer will show.
     Read it before the answer it labels: the answer is then at least as new as its label.
     """
     live = session.execute(_LIVE_TRIALS, {"study_id": study.id}).all()
     columns = [getattr(study, c.key) for c in StudyRow.__mapper__.column_attrs]
-    digest = hashlib.blake2b(repr((columns, live)).encode(), digest_size=8).hexdigest()
+    token = repr((columns, live, waiting)).encode()
+    digest = hashlib.blake2b(token, digest_size=8).hexdigest()
     return f"{study.change_seq}.{digest}"
 
 

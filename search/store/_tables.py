@@ -13,7 +13,8 @@
   A study of the user's own code (``model: external``) has its trials claimed over the
   REST trial API: each attempt holds a ``lease`` token that every call must show, and its
   ``curves`` carry an ``epoch`` list beside each reported metric's values.
-- hps_workers: one row per worker process (registration and heartbeats, idle or busy).
+- hps_workers: one row per worker process (registration and heartbeats, idle or busy);
+  ``serves_study`` is the study it was started for (``--study``), NULL: any built-in study.
 - hps_blobs: uploaded files, content-addressed by their sha256 (workers on any machine read
   a dataset from here and cache it by hash).
 - hps_datasets: an uploaded table with its target and task, naming its bytes by sha256;
@@ -178,6 +179,8 @@ class WorkerRow(Base):
     last_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     study_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     trial_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The only study it claims from (``worker --study``); NULL: any built-in study (0009).
+    serves_study: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class BlobRow(Base):

@@ -13,12 +13,22 @@ from search.store._tables import W_BUSY, W_IDLE, W_LOST, W_STOPPED, WorkerRow
 FORGET_AFTER_S = 24 * 3600.0
 
 
-def register_worker(*, session: Session, name: str, host: str, pid: int, device: str) -> int:
+def register_worker(
+    *,
+    session: Session,
+    name: str,
+    host: str,
+    pid: int,
+    device: str,
+    serves_study: int | None = None,
+) -> int:
+    """A new worker's row (idle); ``serves_study``: the one study it claims from, if any."""
     row = WorkerRow(
         name=name,
         host=host,
         pid=pid,
         device=device,
+        serves_study=serves_study,
         status=W_IDLE,
         started_at=db_now(),
         last_seen=db_now(),

@@ -10,10 +10,10 @@ from fastapi.responses import HTMLResponse
 
 from search import store
 from service.auth import PrincipalDep, owner_filter, signed_in
-from service.deps import ReadSessionDep
+from service.deps import ReadSessionDep, SettingsDep
 from service.pages._render import render
 from service.routes.plots import parse_ids, readable_studies
-from service.views import study_public
+from service.views import read_progress, study_public
 
 router = APIRouter()
 
@@ -23,6 +23,7 @@ def compare_page(
     request: Request,
     session: ReadSessionDep,
     principal: PrincipalDep,
+    settings: SettingsDep,
     ids: Annotated[list[str] | None, Query(max_length=64)] = None,
 ) -> HTMLResponse:
     if not ids or not any(part.strip(" ,") for part in ids):
@@ -32,7 +33,10 @@ def compare_page(
         )
         return render(request, "compare.html", studies=[], recent=recent, ids_text="")
     study_ids = parse_ids(ids)
-    studies = [study_public(session, r) for r in readable_studies(session, principal, study_ids)]
+    rows = readable_studies(session, principal, study_ids)
+    grace_s = settings.grace_period
+    progress = read_progress(session, rows, grace_s=grace_s)
+    studies = [study_public(session, r, grace_s=grace_s, progress=progress[r.id]) for r in rows]
     names = [n for s in studies for n in (s.best.params if s.best else {})]
     return render(
         request,

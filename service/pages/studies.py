@@ -17,13 +17,13 @@ from sqlalchemy.orm import Session
 
 from search import store
 from service.auth import OwnedStudyDep, PrincipalDep, ReadableStudyDep, listed_studies
-from service.deps import ReadSessionDep, SessionDep
+from service.deps import ReadSessionDep, SessionDep, SettingsDep
 from service.errors import BadRequest, Conflict
 from service.pages._render import render, templates
 from service.plots import CURVE_TOP, curve_names, curves_payload, points_payload, study_axes
 from service.read_cache import StudyReadsDep
 from service.schemas import StudyPublic
-from service.views import Column, make_view, study_public, table_columns
+from service.views import Column, make_view, read_progress, study_public, table_columns
 
 router = APIRouter()
 POLL_MS = 1500  # live pages poll at most every 2 s
@@ -121,6 +121,7 @@ def studies_page(
     request: Request,
     principal: PrincipalDep,
     session: ReadSessionDep,
+    settings: SettingsDep,
     page: Annotated[int, Query(ge=1, le=10**6)] = 1,
     per_page: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> HTMLResponse:
@@ -131,8 +132,9 @@ def studies_page(
     rows, total = store.list_studies(
         session=session, offset=offset, limit=per_page, owner=owner, public=public
     )
-    counts = store.trial_counts(session=session, study_ids=[r.id for r in rows])
-    studies = [study_public(session, r, counts[r.id]) for r in rows]
+    grace_s = settings.grace_period
+    progress = read_progress(session, rows, grace_s=grace_s)
+    studies = [study_public(session, r, grace_s=grace_s, progress=progress[r.id]) for r in rows]
     pages = max(1, math.ceil(total / per_page))
 
     def link(p: int) -> str:

@@ -48,6 +48,7 @@ from service.views import (
     diagnosis_public,
     held_out,
     make_view,
+    read_progress,
     study_public,
     table_columns,
 )
@@ -147,13 +148,14 @@ def create_study(
         request.app.state.on_submit()
     created = store.get_study(session=session, study_id=row.id)
     assert created is not None
-    return study_public(session, created)
+    return study_public(session, created, grace_s=settings.grace_period)
 
 
 @router.get("", response_model=StudiesPublic)
 def list_studies(
     principal: PrincipalDep,
     session: ReadSessionDep,
+    settings: SettingsDep,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> StudiesPublic:
@@ -163,8 +165,10 @@ def list_studies(
     rows, count = store.list_studies(
         session=session, offset=offset, limit=limit, owner=owner, public=public
     )
-    counts = store.trial_counts(session=session, study_ids=[r.id for r in rows])
-    return StudiesPublic(data=[study_public(session, r, counts[r.id]) for r in rows], count=count)
+    grace_s = settings.grace_period
+    progress = read_progress(session, rows, grace_s=grace_s)
+    data = [study_public(session, r, grace_s=grace_s, progress=progress[r.id]) for r in rows]
+    return StudiesPublic(data=data, count=count)
 
 
 @router.get("/{study_id}", response_model=StudyPublic, responses=VERSIONED)
@@ -173,12 +177,14 @@ def read_study(row: ReadableStudyDep, session: ReadSessionDep, reads: StudyReads
 
 
 @router.patch("/{study_id}", response_model=StudyPublic, responses=NOT_FOUND | UNDECODABLE)
-def update_study(update: StudyUpdate, row: OwnedStudyDep, session: SessionDep) -> StudyPublic:
+def update_study(
+    update: StudyUpdate, row: OwnedStudyDep, session: SessionDep, settings: SettingsDep
+) -> StudyPublic:
     """Make a study public (its reads and pages then work without a key) or private."""
     store.set_public(session=session, study_id=row.id, public=update.public)
     session.commit()
     session.refresh(row)
-    return study_public(session, row)
+    return study_public(session, row, grace_s=settings.grace_period)
 
 
 @router.get("/{study_id}/leaderboard", response_model=LeaderboardPublic, responses=VERSIONED)
@@ -341,12 +347,12 @@ def download_model(row: ReadableStudyDep, session: ReadSessionDep) -> Response:
 
 
 @router.post("/{study_id}/cancel", response_model=StudyPublic, responses=NOT_FOUND | CONFLICT)
-def cancel_study(row: OwnedStudyDep, session: SessionDep) -> StudyPublic:
+def cancel_study(row: OwnedStudyDep, session: SessionDep, settings: SettingsDep) -> StudyPublic:
     if not store.cancel_study(session=session, study_id=row.id):
         raise Conflict(f"study {row.id} is already {row.status}")
     session.commit()
     session.refresh(row)
-    return study_public(session, row)
+    return study_public(session, row, grace_s=settings.grace_period)
 
 
 __all__ = ["AUTH", "NOT_FOUND", "StudyId", "TrialNumber", "router"]
