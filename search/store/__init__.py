@@ -77,6 +77,7 @@ from search.store._plot_reads import (
     plot_points,
     trial_curves,
 )
+from search.store._slurm_jobs import record_slurm_job, slurm_jobs
 from search.store._studies import (
     ALL_OWNERS,
     NO_OWNER,
@@ -116,6 +117,7 @@ from search.store._tables import (
     BlobRow,
     DatasetRow,
     ModelRow,
+    SlurmJobRow,
     StudyRow,
     TrialRow,
     WebSessionRow,
@@ -164,6 +166,9 @@ from search.store._workers import (
 )
 
 __all__ = [
+    "SlurmJobRow",
+    "record_slurm_job",
+    "slurm_jobs",
     "Attempt",
     "add_metric_names",
     "appended_report",
