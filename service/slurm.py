@@ -217,14 +217,24 @@ def _by_task(states: list[TaskState]) -> list[TaskState]:
 
 
 def cancel_job(job_id: str) -> str:
-    """``scancel`` the job; what happened, in words."""
-    done = _run(["scancel", job_id])
-    message = _message(done)
-    if done.returncode == 0 and not message:
-        return "cancelled"
-    if "already completing or completed" in message or "Invalid job id" in message:
+    """``scancel`` the job's tasks still pending or running; what happened, in words."""
+    active = _run(
+        [
+            "squeue",
+            f"--jobs={job_id}",
+            "--array",
+            "--noheader",
+            "--states=PENDING,RUNNING,SUSPENDED,REQUEUED,REQUEUE_HOLD,RESIZING",
+            "--format=%i",
+        ]
+    )
+    tasks = active.stdout.split() if active.returncode == 0 else []
+    if not tasks:  # ended, or so long ago that slurmctld forgot it (Invalid job id)
         return "already ended"
-    raise SlurmError(f"scancel {job_id}: {message or f'exit status {done.returncode}'}")
+    done = _run(["scancel", job_id])
+    if done.returncode != 0:
+        raise SlurmError(f"scancel {job_id}: {_message(done) or f'exit status {done.returncode}'}")
+    return f"cancelled ({len(tasks)} task{'s' if len(tasks) != 1 else ''} pending or running)"
 
 
 def _message(done: subprocess.CompletedProcess[str]) -> str:
