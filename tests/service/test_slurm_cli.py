@@ -148,3 +148,29 @@ def test_request_validates_at_construction() -> None:
         ArrayRequest(workers=1, cpus=0)
     with pytest.raises(ValueError, match="--partition 'a b'"):
         ArrayRequest(workers=1, partition="a b")
+
+
+def test_study_page_shows_its_slurm_jobs(studies: tuple[str, int, int]) -> None:
+    """The page names each recorded job; recording one changes the study's version, so a
+    page cached by its ETag is not served stale."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    url = studies[0]
+    builtin = _study(url, study_data.SPEC)  # its own: the other tests expect no job recorded
+    with TestClient(create_app(Settings(database_url=url), recover=False)) as client:
+        before = client.get(f"/studies/{builtin}")
+        assert before.status_code == 200
+        assert "Slurm job" not in before.text
+        with store.session_scope(store.make_session_factory(url)) as s:
+            for job_id, size in (("123", 3), ("130", 1)):
+                store.record_slurm_job(
+                    session=s, study_id=builtin, job_id=job_id, array_size=size, submitted_by="ann"
+                )
+        after = client.get(f"/studies/{builtin}", headers={"If-None-Match": before.headers["etag"]})
+        assert after.status_code == 200
+        assert "Slurm job 123 (3 tasks)</span> · <span" in after.text
+        assert "Slurm job 130 (1 task)</span>" in after.text
+        assert "by ann; hpsearch slurm status" in after.text
