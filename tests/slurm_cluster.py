@@ -63,7 +63,7 @@ def _slurm_conf(root: Path, node: str, cpus: int, munge_socket: Path) -> str:
     ctld_port, slurmd_port = _free_port(), _free_port()
     return f"""\
 ClusterName=hpstest
-SlurmctldHost={node}
+SlurmctldHost={node}(127.0.0.1)
 SlurmctldPort={ctld_port}
 SlurmdPort={slurmd_port}
 SlurmUser=root
