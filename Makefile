@@ -15,7 +15,7 @@ CHROMIUM ?= /usr/bin/chromium
 TEST_PROCS ?= 2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test lint typecheck docs pytest install install-dev browser bench clean
+.PHONY: serve test lint typecheck docs pytest install install-dev browser slurm bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,17 @@ $(JQ):
 	  || ($(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive \
 	      $(SUDO) apt-get install -y --no-install-recommends jq)
 
+# The Slurm tests (tests/service/test_slurm.py) start a real single-node Slurm from Debian's
+# packages: munged, slurmctld and slurmd as root, never through systemd.
+SLURMD ?= /usr/sbin/slurmd
+$(SLURMD):
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends \
+	  slurmctld slurmd slurm-client munge \
+	  || ($(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive \
+	      $(SUDO) apt-get install -y --no-install-recommends slurmctld slurmd slurm-client munge)
+
+slurm: $(SLURMD)
+
 serve: $(STAMP)
 	$(BIN)/hpsearch serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
@@ -59,7 +70,7 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-pytest: $(DEV_STAMP) browser $(JQ)
+pytest: $(DEV_STAMP) browser $(JQ) slurm
 	HPS_TEST_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -n $(TEST_PROCS) --dist loadfile
 
 # The manual (docs/, mkdocs.yml) into site/; --strict: a broken link or a missing page fails.

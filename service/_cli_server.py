@@ -64,6 +64,14 @@ def worker(
         int | None, typer.Option(min=1, help="Exit after running this many trials.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Worker name shown in `workers`.")] = None,
+    exit_when_idle: Annotated[
+        bool,
+        typer.Option(
+            "--exit-when-idle",
+            help="Exit 0 once the studies it serves (--study) have ended: nothing left to "
+            "claim and no trial running that it might have to retry (batch jobs).",
+        ),
+    ] = False,
 ) -> None:
     """Run one worker process that claims and trains trials from the database."""
     _runner_function("run_worker_cli")(
@@ -73,6 +81,7 @@ def worker(
         study_id=study,
         max_trials=max_trials,
         name=name,
+        exit_when_idle=exit_when_idle,
     )
 
 

@@ -3,8 +3,9 @@
 Client commands (submit, list, status, watch, leaderboard, cancel, publish, workers, example)
 talk to a running server over HTTP through :class:`service.client.HpsClient` (sending the key in
 ``HPS_API_KEY``) and import nothing heavy, so they start fast. Server-side commands (serve,
-worker, db upgrade, keys) live in ``service/_cli_server.py``, and the local ``gradcheck`` in
-``service/_cli_gradcheck.py``; they import the heavy machinery inside the command.
+worker, db upgrade, keys) live in ``service/_cli_server.py``, ``slurm`` in
+``service/_cli_slurm.py``, and the local ``gradcheck`` in ``service/_cli_gradcheck.py``;
+they import the heavy machinery inside the command.
 
 Errors are one line on stderr prefixed ``error:``; exit 1 for server/HTTP errors, 2 for
 usage and spec-file errors.
@@ -29,6 +30,7 @@ from service._cli_common import DEFAULT_URL, UrlOption, connect, console, fail, 
 from service._cli_datasets import register_dataset_commands
 from service._cli_gradcheck import register_gradcheck_command
 from service._cli_server import register_server_commands
+from service._cli_slurm import register_slurm_commands
 from service._cli_studies import counts, progress_line, status_lines, studies_table
 from service.client import HpsClient
 from service.spec_files import load_spec
@@ -67,6 +69,7 @@ register_server_commands(app)
 register_dataset_commands(app)
 register_gradcheck_command(app)
 register_agent_command(app)
+register_slurm_commands(app)
 
 StudyId = Annotated[int, typer.Argument(help="Study id.", min=1)]
 IntervalOption = Annotated[

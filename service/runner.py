@@ -64,8 +64,10 @@ def run_worker_cli(
     study_id: int | None = None,
     max_trials: int | None = None,
     name: str | None = None,
+    exit_when_idle: bool = False,
 ) -> None:
-    """Run one worker in this process until SIGTERM/SIGINT or ``max_trials``."""
+    """Run one worker in this process until SIGTERM/SIGINT, ``max_trials`` or (with
+    ``exit_when_idle``) the end of the studies it serves."""
     _logging()
     import torch
 
@@ -94,6 +96,7 @@ def run_worker_cli(
             poll_interval=settings.poll_interval,
             max_retries=settings.max_retries,
             outage_s=settings.db_outage_s,
+            exit_when_idle=exit_when_idle,
         )
     )
     worker.install_signal_handlers()

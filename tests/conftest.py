@@ -138,6 +138,7 @@ def browser() -> Iterator[object]:
 # xdist worker takes the next file as it finishes one, so a long file picked up last would
 # leave the other core idle for minutes at the end (longest first balances the two).
 SLOW_FIRST = (
+    "tests/service/test_slurm.py",
     "tests/search/test_concurrency.py",
     "tests/service/test_db_outage.py",
     "tests/service/test_serve_workers.py",

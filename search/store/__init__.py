@@ -78,6 +78,7 @@ from search.store._plot_reads import (
     trial_curves,
 )
 from search.store._slot_counts import SlotCounts, slot_counts
+from search.store._slurm_jobs import record_slurm_job, slurm_jobs
 from search.store._studies import (
     ALL_OWNERS,
     NO_OWNER,
@@ -117,6 +118,7 @@ from search.store._tables import (
     BlobRow,
     DatasetRow,
     ModelRow,
+    SlurmJobRow,
     StudyRow,
     TrialRow,
     WebSessionRow,
@@ -166,6 +168,9 @@ from search.store._workers import (
 )
 
 __all__ = [
+    "SlurmJobRow",
+    "record_slurm_job",
+    "slurm_jobs",
     "Attempt",
     "add_metric_names",
     "appended_report",

@@ -7,10 +7,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from search.store._tables import StudyRow, TrialRow
+from search.store._tables import SlurmJobRow, StudyRow, TrialRow
 from search.store._trial_views import LIVE_STATES, TrialSummary, current_cursor, summaries
 
 
@@ -27,6 +27,9 @@ _LIVE_TRIALS = (
     .where(TrialRow.study_id == bindparam("study_id"), TrialRow.state.in_(LIVE_STATES))
     .order_by(TrialRow.id)
 )
+_LAST_SLURM_JOB = select(func.max(SlurmJobRow.id)).where(
+    SlurmJobRow.study_id == bindparam("study_id")
+)
 
 
 def study_version(*, session: Session, study: StudyRow, waiting: bool) -> str:
@@ -39,11 +42,13 @@ def study_version(*, session: Session, study: StudyRow, waiting: bool) -> str:
     ends takes the study's next change number, so ended trials are covered by the cursor.
     ``waiting`` (:func:`search.store.study_waiting`, read with the row) changes with the
     clock and the workers, not with the study's rows: pass the value the answer will show.
+    The Slurm jobs submitted for it (shown on its page) are covered by the newest one's id.
     Read it before the answer it labels: the answer is then at least as new as its label.
     """
     live = session.execute(_LIVE_TRIALS, {"study_id": study.id}).all()
+    slurm = session.scalar(_LAST_SLURM_JOB, {"study_id": study.id})
     columns = [getattr(study, c.key) for c in StudyRow.__mapper__.column_attrs]
-    token = repr((columns, live, waiting)).encode()
+    token = repr((columns, live, waiting, slurm)).encode()
     digest = hashlib.blake2b(token, digest_size=8).hexdigest()
     return f"{study.change_seq}.{digest}"
 

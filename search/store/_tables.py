@@ -26,6 +26,8 @@
   is (studies are owned by users, so a user's keys can be rotated without losing them).
 - hps_web_sessions: browser sign-ins made with a key (the cookie's hash); revoking the key
   deletes its sessions.
+- hps_slurm_jobs: the Slurm job arrays submitted for a study (``hpsearch slurm submit``):
+  job id, tasks, who and when, so ``slurm status``/``cancel`` and the study page find them.
 """
 
 from __future__ import annotations
@@ -275,3 +277,17 @@ class WebSessionRow(Base):
     )
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class SlurmJobRow(Base):
+    __tablename__ = "hps_slurm_jobs"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(
+        ForeignKey("hps_studies.id", ondelete="CASCADE"), index=True
+    )
+    job_id: Mapped[str] = mapped_column(String(64))  # sbatch --parsable: "123" or "123;cluster"
+    array_size: Mapped[int] = mapped_column(Integer)
+    submitted_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    submitted_by: Mapped[str] = mapped_column(String(64))

@@ -244,6 +244,7 @@ def _study_page(
         json_all_url=f"{api_base}/trials?limit={store.MAX_PAGE}",
         curve_top=CURVE_TOP,
         curve_limit=curve_names(row).limit_text,
+        slurm_jobs=store.slurm_jobs(session=session, study_id=row.id),
     )
 
 
