@@ -71,7 +71,7 @@ typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
 pytest: $(DEV_STAMP) browser $(JQ) slurm
-	HPS_TEST_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -n $(TEST_PROCS) --dist loadfile
+	HPS_TEST_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -n $(TEST_PROCS) --dist loadfile --no-loadscope-reorder
 
 # The manual (docs/, mkdocs.yml) into site/; --strict: a broken link or a missing page fails.
 docs: $(DEV_STAMP)

@@ -134,25 +134,28 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
-# The slowest files (process-level tests, browsers), run first: with --dist loadfile each
-# xdist worker takes the next file as it finishes one, so a long file picked up last would
-# leave the other core idle for minutes at the end (longest first balances the two).
+# The slowest files (process-level tests, browsers), longest first as measured (pytest
+# --durations, 2 processes): with --dist loadfile each xdist worker takes the next file as
+# it finishes one, so a long file picked up last would leave the other core idle for
+# minutes at the end. The Makefile passes --no-loadscope-reorder: by default xdist orders
+# files by their number of tests, which put the one-test process files last.
 SLOW_FIRST = (
-    "tests/service/test_slurm.py",
     "tests/search/test_concurrency.py",
-    "tests/service/test_db_outage.py",
-    "tests/service/test_serve_workers.py",
-    "tests/search/test_crash_recovery.py",
-    "tests/service/test_e2e.py",
     "tests/search/test_worker_faults.py",
-    "tests/bench/test_remote.py",
+    "tests/service/test_db_outage.py",
+    "tests/service/test_slurm.py",
     "tests/service/test_pages_browser.py",
+    "tests/search/test_crash_recovery.py",
+    "tests/bench/test_remote.py",
+    "tests/service/test_e2e.py",
     "tests/search/test_worker_signals.py",
+    "tests/service/test_own_code_browser.py",
     "tests/service/test_under_load.py",
-    "tests/service/test_datasets_e2e.py",
     "tests/service/test_schema.py",
     "tests/client/test_examples.py",
-    "tests/service/test_own_code_browser.py",
+    "tests/service/test_serve_workers.py",
+    "tests/service/test_datasets_e2e.py",
+    "tests/client/test_lifecycle_processes.py",
 )
 
 

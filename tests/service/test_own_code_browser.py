@@ -32,7 +32,7 @@ from tests.own_code_data import (
     drive,
 )
 from tests.processes import env_for, free_port, spawn, stop, wait_healthy
-from tests.service.test_pages_browser import RECORD_CSP_VIOLATIONS, Watched, count
+from tests.service.test_pages_browser import Watched, count, watch
 
 SHOTS = Path("/tmp/shots")
 
@@ -63,21 +63,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture
 def watched(browser: Any, site: Site, tmp_path: Path) -> Iterator[Watched]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.add_init_script(RECORD_CSP_VIOLATIONS)
-    page = context.new_page()
-    w = Watched(page, site.base)
-    page.on("console", lambda m: w.errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: w.errors.append(f"page error: {e}"))
-    page.on(
-        "request",
-        lambda r: None if r.url.startswith((site.base, "data:")) else w.outside.append(r.url),
-    )
-    try:
+    with watch(browser, site.base, tmp_path / "page.png") as w:
         yield w
-    finally:
-        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
-        context.close()
 
 
 def shot(w: Watched, name: str) -> None:

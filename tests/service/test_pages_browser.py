@@ -9,6 +9,7 @@ the app.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import signal
@@ -116,25 +117,32 @@ class Watched:
         assert self.outside == [], f"requests outside the app: {self.outside}"
 
 
-@pytest.fixture
-def watched(browser: Any, site: Site, tmp_path: Path) -> Iterator[Watched]:
+@contextlib.contextmanager
+def watch(browser: Any, base: str, shot: Path | None = None) -> Iterator[Watched]:
+    """A fresh page on ``base`` that records console errors, page errors, CSP violations
+    and every request outside the app; a screenshot of it to ``shot`` at the end."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     context.add_init_script(RECORD_CSP_VIOLATIONS)
     page = context.new_page()
-    w = Watched(page, site.base)
+    w = Watched(page, base)
     page.on("console", lambda m: w.errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: w.errors.append(f"page error: {e}"))
     page.on(
         "request",
-        lambda r: (
-            None if r.url.startswith((site.base, "data:", "blob:")) else w.outside.append(r.url)
-        ),
+        lambda r: None if r.url.startswith((base, "data:", "blob:")) else w.outside.append(r.url),
     )
     try:
         yield w
     finally:
-        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        if shot is not None:
+            page.screenshot(path=str(shot), full_page=True)
         context.close()
+
+
+@pytest.fixture
+def watched(browser: Any, site: Site, tmp_path: Path) -> Iterator[Watched]:
+    with watch(browser, site.base, tmp_path / "page.png") as w:
+        yield w
 
 
 def api(site: Site, path: str, **params: Any) -> Any:

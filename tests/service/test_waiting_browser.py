@@ -21,7 +21,7 @@ import pytest
 
 from search import store
 from tests.processes import env_for, free_port, spawn, stop, wait_healthy
-from tests.service.test_pages_browser import RECORD_CSP_VIOLATIONS, Watched
+from tests.service.test_pages_browser import Watched, watch
 
 SHOTS = Path("/tmp/shots")
 WAIT_MS = 30_000  # an upper bound for the page to follow (a poll every 1.5 s), not a timing
@@ -63,20 +63,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture
 def watched(browser: Any, site: Site) -> Iterator[Watched]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.add_init_script(RECORD_CSP_VIOLATIONS)
-    page = context.new_page()
-    w = Watched(page, site.base)
-    page.on("console", lambda m: w.errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: w.errors.append(f"page error: {e}"))
-    page.on(
-        "request",
-        lambda r: None if r.url.startswith((site.base, "data:")) else w.outside.append(r.url),
-    )
-    try:
+    with watch(browser, site.base) as w:
         yield w
-    finally:
-        context.close()
 
 
 class FakeWorker:
