@@ -19,7 +19,11 @@ before their trials could look lost. Past ``outage_s`` the worker gives up
 Signals: the first SIGTERM stops taking new trials and ends the current one at its next
 epoch boundary (recorded as interrupted, its slot handed back for a retry of the same
 configuration); a second SIGTERM or any SIGINT raises ``WorkerKilled`` in the main thread,
-which records the trial the same way at once and leaves (status 130). A crash anywhere
+which records the trial the same way at once and leaves (status 130). Once the worker is
+closing (handing back, marking itself stopped, exiting) further signals are ignored: under
+``serve`` a signal sent to the whole process group arrives twice (once from the sender,
+once forwarded by ``serve``), and the copy must not interrupt the hand-back or raise in the
+interpreter's exit handlers. A crash anywhere
 (SIGKILL, out of memory) leaves a RUNNING trial that the reaper fails and retries.
 """
 
@@ -93,11 +97,14 @@ class Worker:
         self._next: tuple[ServedStudy, StartedTrial] | None = None  # claimed as the last one ended
         self._wake = threading.Event()  # SIGUSR1 or SIGTERM: stop idling now
         self._reaps = ReapSchedule(options.grace_period)
+        self._closing = False  # close() has begun: signals change nothing any more
 
     # ------------------------------------------------------------ lifecycle
 
     def install_signal_handlers(self) -> None:
         def on_signal(signum: int, frame: FrameType | None) -> None:
+            if self._closing:
+                return
             if signum == signal.SIGTERM and not self.stop.event.is_set():
                 log.warning("worker %s: stopping after the current epoch", self.worker_id)
                 self.stop.set(STOPPED_REASON)
@@ -173,6 +180,7 @@ class Worker:
     def close(self, *, killed: bool = False) -> None:
         """Hand back what this worker holds and mark it stopped. ``killed``: it is stopping
         on a kill (WorkerKilled, Ctrl-C)."""
+        self._closing = True
         if self._next is not None:  # claimed as the last trial ended, never started
             _, started = self._next
             self._next = None

@@ -88,3 +88,24 @@ def test_sigterm(migrated_url: str, tmp_path: Path, second_sigterm: bool) -> Non
     assert frozen.state.name == "FAIL"
     assert frozen.params == {"keep_prob": started.params["keep_prob"]}
     assert trial.retry_pending and trial.slot == 0
+
+
+def test_a_closing_worker_ignores_further_signals(tmp_path: Path) -> None:
+    """Under ``serve`` a signal sent to the process group also comes forwarded by serve: the
+    copy that lands while the worker hands back and exits must change nothing (it once
+    raised WorkerKilled inside an exit handler, a traceback in serve's log)."""
+    from search.worker import Worker, WorkerKilled, WorkerOptions
+
+    worker = Worker(WorkerOptions(db_url=f"sqlite:///{tmp_path / 'hps.db'}"))
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
+    try:
+        worker.install_signal_handlers()
+        with pytest.raises(WorkerKilled):  # not closing: SIGINT still leaves at once
+            signal.raise_signal(signal.SIGINT)
+        worker.close()  # registered nothing, so it holds nothing: only closing begins
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
+            signal.raise_signal(sig)  # ignored: would raise WorkerKilled otherwise
+        assert not worker.stop.event.is_set()
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
