@@ -64,12 +64,13 @@ def task_command(
     own_code: Sequence[str] = (),
     cpus: int = 1,
     gpus: int = 0,
+    agent: Sequence[str] = (),
 ) -> list[str]:
     """The command each task runs: a worker of a built-in study (``cpus`` torch threads,
     CUDA when given ``gpus``), or the agent running ``own_code`` (the user's command) for a
-    study of the user's own code."""
+    study of the user's own code (``agent``: how to start it; default ``hpsearch agent``)."""
     if own_code:
-        return [*hpsearch, "agent", str(study_id), "--", *own_code]
+        return [*(agent or [*hpsearch, "agent"]), str(study_id), "--", *own_code]
     command = [*hpsearch, "worker", "--study", str(study_id), "--exit-when-idle"]
     command += ["--threads", str(cpus)]
     if gpus:

@@ -62,6 +62,7 @@ from search.store._models import (
     record_test,
     studies_awaiting_test,
 )
+from search.store._open_slots import open_slots_query, open_slots_sql
 from search.store._outage import (
     MAX_WAIT_S,
     OUTAGE,
@@ -169,6 +170,8 @@ from search.store._workers import (
 
 __all__ = [
     "SlurmJobRow",
+    "open_slots_query",
+    "open_slots_sql",
     "record_slurm_job",
     "slurm_jobs",
     "Attempt",
