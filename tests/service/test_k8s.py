@@ -514,3 +514,10 @@ def test_the_validation_can_fail() -> None:
     for obj in broken:
         with pytest.raises(jsonschema.ValidationError):
             validate(obj)
+
+
+def test_the_docs_name_the_version_tested_and_say_what_is_not() -> None:
+    page = (ROOT / "docs" / "kubernetes.md").read_text()
+    assert f"**Kubernetes {OLDEST_KUBERNETES}**" in page
+    assert "Schema-validated, not applied to a cluster by the test suite." in page
+    assert f"against Kubernetes {OLDEST_KUBERNETES}" in (BASE / "kustomization.yaml").read_text()
