@@ -114,6 +114,13 @@ def render_command(
             "and hpsearch-client (its hpsearch-agent runs each trial)",
             2,
         )
+    parallelism = int(found.get("parallelism") or workers)
+    if workers > parallelism and not keda:
+        typer.echo(
+            f"note: study {study} runs at most {parallelism} trials at once: "
+            f"{workers - parallelism} of the {workers} pods will wait idle",
+            err=True,
+        )
     tasks = StudyTasks(study_id=study, name=str(found.get("name") or ""), own_code=own_code)
     args = ["hpsearch", "k8s", "render", str(study), "--workers", str(workers)]
     header = (

@@ -1,28 +1,21 @@
-"""``hpsearch k8s render`` and ``examples/kubernetes/base``: schema-validated, not applied to
-a cluster (none runs here).
+"""``hpsearch k8s render``: schema-validated, not applied to a cluster (none runs here).
 
-Every object rendered or checked in is validated with ``kubernetes-validate`` in strict mode
-(unknown fields rejected) for the oldest Kubernetes supported (``OLDEST_KUBERNETES``) and the
-newest it bundles. KEDA's objects are custom resources it does not know: they are validated
-against KEDA's own CRD schemas (``keda_schemas.yaml``, copied from KEDA's repository),
-made strict the same way, and the ScaledJob's ``jobTargetRef`` as a Job's spec. The KEDA
-trigger's query runs on a real PostgreSQL database and must agree with the store's own slot
-counts. The command lines are checked against the real CLI (``tests/deployment_checks.py``).
+Renders through the real CLI against a real API and validates every object strictly
+(``tests/k8s_checks.py``: kubernetes-validate for core objects, KEDA's CRD schemas for its
+own); checks the command lines against the real CLI (``tests/deployment_checks.py``) and the
+agent's own parser; runs the KEDA trigger's query on a real PostgreSQL database, where it
+must agree with the store's own slot counts.
 """
 
 from __future__ import annotations
 
 import copy
-import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import jsonschema
-import kubernetes_validate
 import pytest
 import uvicorn
 import yaml
@@ -40,7 +33,6 @@ from service.k8s import (
     DEFAULT_AGENT_URL,
     DEFAULT_SECRET,
     KEDA_CONNECTION_KEY,
-    OLDEST_KUBERNETES,
     PodRequest,
     StudyTasks,
     default_image,
@@ -50,93 +42,9 @@ from service.k8s import (
 from service.worker_tasks import task_command
 from tests import own_code_data, study_data
 from tests.deployment_checks import cli_errors, hps_env_errors
+from tests.k8s_checks import container_of, env_of, k8s_expand, validate
 
-ROOT = Path(__file__).resolve().parents[2]
-BASE = ROOT / "examples" / "kubernetes" / "base"
-KEDA_SCHEMAS = Path(__file__).with_name("keda_schemas.yaml")
-VERSIONS = (OLDEST_KUBERNETES, kubernetes_validate.latest_version())
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 OWN_COMMAND = ["python", "train.py", "--lr", "{lr}", "--note", "it's $(HOME) $$ $x"]
-
-
-# --- validation ---------------------------------------------------------------------------
-
-
-def _strict(schema: Any) -> Any:
-    """A CRD schema that rejects unknown fields (as ``kubectl apply --validate=strict``
-    does): every object with ``properties`` and no other rule for extra keys is closed."""
-    if isinstance(schema, list):
-        return [_strict(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    closed = {key: _strict(value) for key, value in schema.items()}
-    if (
-        "properties" in schema
-        and "additionalProperties" not in schema
-        and not schema.get("x-kubernetes-preserve-unknown-fields")
-    ):
-        closed["additionalProperties"] = False
-    return closed
-
-
-KEDA = {kind: _strict(s) for kind, s in yaml.safe_load(KEDA_SCHEMAS.read_text()).items()}
-
-
-def validate(obj: dict[str, Any]) -> None:
-    """Strict validation of one object (any error fails the test), plus its names."""
-    _check_names(obj)
-    if obj["apiVersion"].startswith("keda.sh/"):
-        jsonschema.validate(obj, KEDA[obj["kind"]])
-        if obj["kind"] == "ScaledJob":
-            job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"}}
-            validate({**job, "spec": obj["spec"]["jobTargetRef"]})
-        return
-    for version in VERSIONS:
-        kubernetes_validate.validate(obj, version, strict=True)
-
-
-def _check_names(obj: dict[str, Any]) -> None:
-    meta = obj["metadata"]
-    assert DNS_LABEL.match(meta["name"]), meta["name"]
-    for labels in (meta.get("labels", {}), _pod(obj).get("metadata", {}).get("labels", {})):
-        for key, value in labels.items():
-            assert LABEL_VALUE.match(value), (key, value)
-
-
-def _pod(obj: dict[str, Any]) -> dict[str, Any]:
-    spec = obj.get("spec", {})
-    return spec.get("template") or spec.get("jobTargetRef", {}).get("template") or {}
-
-
-def _container(obj: dict[str, Any]) -> dict[str, Any]:
-    (container,) = _pod(obj)["spec"]["containers"]
-    return dict(container)
-
-
-def _env(container: dict[str, Any]) -> dict[str, Any]:
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
-
-
-def k8s_expand(arg: str, env: dict[str, str]) -> str:
-    """What Kubernetes makes of ``$(VAR)`` in a command (its ``expansion.Expand``): a
-    defined variable's value, ``$$`` one ``$``, anything else as written."""
-    out, i = [], 0
-    while i < len(arg):
-        if arg[i] == "$" and i + 1 < len(arg):
-            if arg[i + 1] == "$":
-                out.append("$")
-                i += 2
-                continue
-            end = arg.find(")", i + 2) if arg[i + 1] == "(" else -1
-            if end != -1:
-                name = arg[i + 2 : end]
-                out.append(env.get(name, f"$({name})"))
-                i = end + 1
-                continue
-        out.append(arg[i])
-        i += 1
-    return "".join(out)
 
 
 # --- a real API to read the studies from ----------------------------------------------------
@@ -195,8 +103,8 @@ def _render(api: str, *args: str) -> Any:
 def _objects(api: str, *args: str) -> list[dict[str, Any]]:
     done = _render(api, *args)
     assert done.exit_code == 0, done.output
-    assert done.output.startswith("# Written by `hpsearch k8s render")
-    objects = [o for o in yaml.safe_load_all(done.output) if o]
+    assert done.stdout.startswith("# Written by `hpsearch k8s render")
+    objects = [o for o in yaml.safe_load_all(done.stdout) if o]
     for obj in objects:
         validate(obj)
     return objects
@@ -213,12 +121,12 @@ def test_builtin_study_is_a_work_queue_job(api: str) -> None:
     assert spec["backoffLimit"] == 6 and spec["ttlSecondsAfterFinished"] > 0
     assert spec["template"]["spec"]["restartPolicy"] == "Never"
     assert spec["template"]["spec"]["terminationGracePeriodSeconds"] == 120
-    container = _container(job)
+    container = container_of(job)
     assert container["image"] == default_image()
     expected = task_command(study_id=1, hpsearch=["hpsearch"], cpus=1)
     assert container["command"] == [*expected, "--name", "$(POD_NAME)"]
     assert cli_errors(container["command"][1:], "rendered Job") == []
-    env = _env(container)
+    env = env_of(container)
     secret = {"secretKeyRef": {"name": DEFAULT_SECRET, "key": DATABASE_URL_KEY}}
     assert env == {
         "POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
@@ -233,7 +141,7 @@ def test_gpu_workers(api: str) -> None:
     (job,) = _objects(
         api, "1", "--workers", "3", *args, "--image", "reg.example/hps:1", "--grace", "300"
     )
-    container = _container(job)
+    container = container_of(job)
     assert container["resources"] == {
         "requests": {"cpu": "8", "memory": "32Gi"},
         "limits": {"memory": "32Gi", "nvidia.com/gpu": 2},
@@ -254,13 +162,13 @@ def test_gpu_workers(api: str) -> None:
 def test_own_code_study_runs_the_agent_without_the_database_url(api: str) -> None:
     image = ["--image", "me/train:3"]
     (job,) = _objects(api, "2", "--workers", "2", *image, "--", *OWN_COMMAND)
-    container = _container(job)
+    container = container_of(job)
     argv = container["command"]
     assert argv[0] == "hpsearch-agent"
     env = {"POD_NAME": "hps-study-2-abcde", "HOME": "/root", "x": "no"}
     options = parse_args([k8s_expand(arg, env) for arg in argv[1:]])
     assert (options.study, options.command) == (2, OWN_COMMAND)  # as typed, $ and all
-    assert _env(container) == {
+    assert env_of(container) == {
         "HPS_URL": DEFAULT_AGENT_URL,
         API_KEY_KEY: {"secretKeyRef": {"name": DEFAULT_SECRET, "key": API_KEY_KEY}},
     }
@@ -283,8 +191,8 @@ def test_keda_scaled_job_counts_open_slots(api: str) -> None:
     assert trigger["type"] == "postgresql"
     assert trigger["metadata"]["query"] == store.open_slots_sql(1)
     assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
-    container = _container(scaled)
-    assert _env(container)[DATABASE_URL_KEY]["secretKeyRef"]["name"] == "hps-prod"
+    container = container_of(scaled)
+    assert env_of(container)[DATABASE_URL_KEY]["secretKeyRef"]["name"] == "hps-prod"
 
 
 def test_names_and_text_cannot_break_the_yaml() -> None:
@@ -297,7 +205,7 @@ def test_names_and_text_cannot_break_the_yaml() -> None:
         for obj in objects:
             validate(obj)
         assert objects[-1]["metadata"]["annotations"]["hpsearch/study-name"] == name
-        assert _container(objects[-1])["command"][-1] == "echo ': #\n---'"
+        assert container_of(objects[-1])["command"][-1] == "echo ': #\n---'"
 
 
 @pytest.mark.parametrize(
@@ -443,81 +351,13 @@ def test_query_takes_only_a_study_id() -> None:
             store.open_slots_sql(bad)  # type: ignore[arg-type]
 
 
-# --- the checked-in kustomize base ----------------------------------------------------------
-
-
-def _base() -> dict[str, list[dict[str, Any]]]:
-    return {
-        p.name: [o for o in yaml.safe_load_all(p.read_text()) if o] for p in BASE.glob("*.yaml")
-    }
-
-
-def test_every_base_object_validates_strictly() -> None:
-    found = _base()
-    kinds = set()
-    for name, objects in found.items():
-        if name == "kustomization.yaml":
-            continue
-        for obj in objects:
-            validate(obj)
-            kinds.add(obj["kind"])
-    assert kinds == {"Secret", "Job", "Deployment", "Service"}
-
-
-def test_kustomization_lists_every_file() -> None:
-    (kustomization,) = _base().pop("kustomization.yaml")
-    listed = kustomization["resources"]
-    assert sorted(listed) == sorted(
-        p.name for p in BASE.glob("*.yaml") if p.name != "kustomization.yaml"
+def test_more_pods_than_the_study_runs_at_once_is_a_note(api: str) -> None:
+    """Own-code study 2 runs 2 trials at once: a third pod would idle. Said on stderr;
+    stdout stays YAML to pipe to kubectl."""
+    done = _render(api, "2", "--workers", "3", "--image", "me/x", "--", "python", "t.py")
+    assert done.exit_code == 0, done.output
+    assert done.stderr == (
+        "note: study 2 runs at most 2 trials at once: 1 of the 3 pods will wait idle\n"
     )
-    assert len(set(listed)) == len(listed)
-
-
-def test_base_agrees_with_the_cli_and_the_renders() -> None:
-    objects = {o["kind"]: o for objs in _base().values() for o in objs}
-    errors = []
-    for kind in ("Job", "Deployment"):
-        container = _container(objects[kind])
-        assert container["image"] == default_image(), kind  # the release the renders name
-        assert container["command"][0] == "hpsearch"
-        errors += cli_errors(container["command"][1:], f"base {kind}")
-        errors += hps_env_errors(
-            {e["name"]: e.get("value") for e in container.get("env", [])}, f"base {kind}"
-        )
-    assert not errors, "\n".join(errors)
-    (image,) = objects["Kustomization"]["images"]
-    assert f"{image['name']}:{image['newTag']}" == default_image()
-    secret = objects["Secret"]
-    assert secret["metadata"]["name"] == DEFAULT_SECRET
-    assert set(secret["stringData"]) == {DATABASE_URL_KEY, API_KEY_KEY, KEDA_CONNECTION_KEY}
-    service, deployment = objects["Service"], objects["Deployment"]
-    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
-    assert service["spec"]["selector"].items() <= pod_labels.items()
-    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
-    (port,) = service["spec"]["ports"]
-    assert f"http://{service['metadata']['name']}:{port['port']}" == DEFAULT_AGENT_URL
-    ports = {p["name"] for p in _container(deployment)["ports"]}
-    assert port["targetPort"] in ports
-
-
-def test_the_validation_can_fail() -> None:
-    """Strict really is strict: an unknown field or a wrong type anywhere is an error."""
-    tasks, request = StudyTasks(study_id=4), PodRequest(workers=2)
-    job, (auth, scaled) = manifests(tasks, request)[0], manifests(tasks, request, keda=True)
-    broken = [copy.deepcopy(o) for o in (job, job, auth, scaled, scaled, scaled)]
-    broken[0]["spec"]["completion"] = 1
-    _pod(broken[1])["spec"]["containers"][0]["resources"]["limits"] = {"cpu": ["1"]}
-    broken[2]["spec"]["secretTargetRef"][0]["secret"] = "x"
-    broken[3]["spec"]["triggers"][0]["metadata"] = "SELECT 1"
-    broken[4]["spec"]["maxReplicas"] = 3
-    _pod(broken[5])["spec"]["terminationGracePeriod"] = 120
-    for obj in broken:
-        with pytest.raises(jsonschema.ValidationError):
-            validate(obj)
-
-
-def test_the_docs_name_the_version_tested_and_say_what_is_not() -> None:
-    page = (ROOT / "docs" / "kubernetes.md").read_text()
-    assert f"**Kubernetes {OLDEST_KUBERNETES}**" in page
-    assert "Schema-validated, not applied to a cluster by the test suite." in page
-    assert f"against Kubernetes {OLDEST_KUBERNETES}" in (BASE / "kustomization.yaml").read_text()
+    (job,) = yaml.safe_load_all(done.stdout)
+    assert job["spec"]["parallelism"] == 3
