@@ -270,6 +270,9 @@ def scaled_job(tasks: StudyTasks, request: PodRequest) -> dict[str, Any]:
             "successfulJobsHistoryLimit": 5,
             "failedJobsHistoryLimit": 5,
             "scalingStrategy": {"strategy": "accurate"},
+            # Applying a changed ScaledJob leaves running Jobs be ("immediate" would stop
+            # every worker mid-trial): they end with the study, new ones take the change.
+            "rollout": {"strategy": "gradual"},
             "triggers": [trigger],
         },
     }

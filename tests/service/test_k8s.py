@@ -186,6 +186,7 @@ def test_keda_scaled_job_counts_open_slots(api: str) -> None:
     spec = scaled["spec"]
     assert spec["maxReplicaCount"] == 5
     assert spec["scalingStrategy"] == {"strategy": "accurate"}
+    assert spec["rollout"] == {"strategy": "gradual"}
     assert (spec["jobTargetRef"]["parallelism"], spec["jobTargetRef"]["completions"]) == (1, 1)
     (trigger,) = spec["triggers"]
     assert trigger["type"] == "postgresql"
