@@ -362,3 +362,10 @@ def test_more_pods_than_the_study_runs_at_once_is_a_note(api: str) -> None:
     )
     (job,) = yaml.safe_load_all(done.stdout)
     assert job["spec"]["parallelism"] == 3
+
+
+def test_the_cli_knows_the_active_states_the_store_claims_from() -> None:
+    """worker_tasks keeps its own copy (standard library only, for the CLI)."""
+    from service.worker_tasks import ACTIVE_STATUSES
+
+    assert tuple(ACTIVE_STATUSES) == tuple(store.ACTIVE_STUDY_STATES)
