@@ -22,11 +22,11 @@ from service.slurm import (
     ArrayRequest,
     SlurmError,
     cancel_job,
-    hpsearch_command,
     render_script,
     submit_script,
     task_states,
 )
+from service.worker_tasks import StudyTaskError, check_study, hpsearch_command
 
 __all__ = ["register_slurm_commands"]
 
@@ -128,16 +128,16 @@ def submit(
         fail(str(exc), 2)
     url = _db_url(db)
     status, external = _in_db(url, lambda s: _study(s, study))
-    if status not in ("queued", "running"):
-        fail(f"study {study} is {status}: it has no trials left to run")
-    if external and not own_code:
-        fail(
-            f"study {study} trains your own code: give the command each trial runs after "
-            "'--' (hpsearch slurm submit ID --workers N -- python train.py --lr {lr})",
-            2,
+    try:
+        check_study(
+            study_id=study,
+            status=status,
+            own_code_study=external,
+            command=own_code,
+            usage="hpsearch slurm submit ID --workers N -- python train.py --lr {lr}",
         )
-    if own_code and not external:
-        fail(f"study {study} trains a built-in model: its workers take no command", 2)
+    except StudyTaskError as exc:
+        fail(str(exc), exc.code)
     script = render_script(
         study_id=study, request=request, hpsearch=hpsearch_command(), own_code=own_code
     )

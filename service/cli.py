@@ -4,7 +4,8 @@ Client commands (submit, list, status, watch, leaderboard, cancel, publish, work
 talk to a running server over HTTP through :class:`service.client.HpsClient` (sending the key in
 ``HPS_API_KEY``) and import nothing heavy, so they start fast. Server-side commands (serve,
 worker, db upgrade, keys) live in ``service/_cli_server.py``, ``slurm`` in
-``service/_cli_slurm.py``, and the local ``gradcheck`` in ``service/_cli_gradcheck.py``;
+``service/_cli_slurm.py``, ``k8s render`` (a client command) in ``service/_cli_k8s.py``, and
+the local ``gradcheck`` in ``service/_cli_gradcheck.py``;
 they import the heavy machinery inside the command.
 
 Errors are one line on stderr prefixed ``error:``; exit 1 for server/HTTP errors, 2 for
@@ -29,6 +30,7 @@ from service._cli_boards import held_out_of, leaderboard_table, write_leaderboar
 from service._cli_common import DEFAULT_URL, UrlOption, connect, console, fail, fmt, print_table
 from service._cli_datasets import register_dataset_commands
 from service._cli_gradcheck import register_gradcheck_command
+from service._cli_k8s import register_k8s_commands
 from service._cli_server import register_server_commands
 from service._cli_slurm import register_slurm_commands
 from service._cli_studies import counts, progress_line, status_lines, studies_table
@@ -70,6 +72,7 @@ register_dataset_commands(app)
 register_gradcheck_command(app)
 register_agent_command(app)
 register_slurm_commands(app)
+register_k8s_commands(app)
 
 StudyId = Annotated[int, typer.Argument(help="Study id.", min=1)]
 IntervalOption = Annotated[

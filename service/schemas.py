@@ -97,6 +97,17 @@ class HeldOutPublic(BaseModel):
     label: str = "held-out test set (scored once on the winner; never used to choose)"
 
 
+class SlurmJobPublic(_Out):
+    """The newest Slurm job array submitted for a study (``hpsearch slurm submit``), as
+    recorded at submission: its job id, its number of tasks, when and by whom. Its tasks'
+    states live in Slurm (``hpsearch slurm status``)."""
+
+    job_id: str
+    tasks: int
+    submitted_at: datetime
+    submitted_by: str
+
+
 class StudyPublic(_Out):
     id: int
     name: str
@@ -125,6 +136,7 @@ class StudyPublic(_Out):
     model: str = "mlp"
     # model external: the metrics its ended trials reported, in the order first seen.
     metric_names: list[str] | None = None
+    slurm_job: SlurmJobPublic | None = None
 
 
 class StudyUpdate(BaseModel):

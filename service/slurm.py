@@ -8,7 +8,7 @@ on ``scancel`` or preemption. A worker's first SIGTERM ends its trial at the nex
 boundary and hands the slot back for a retry. Built-in studies run ``hpsearch worker
 --study ID --exit-when-idle``; studies of the user's own code run ``hpsearch agent ID --
 CMD...``. Standard library and jinja2 only: no database here (``service/_cli_slurm.py``
-reads and records the study's jobs).
+reads and records the study's jobs; ``service/worker_tasks.py`` says what a task runs).
 """
 
 from __future__ import annotations
@@ -17,16 +17,17 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
+from service.worker_tasks import DEFAULT_STOP_S, hpsearch_command, task_command
+
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "slurm-array.sh.j2"
-DEFAULT_SIGNAL_BEFORE_S = 120
+DEFAULT_SIGNAL_BEFORE_S = DEFAULT_STOP_S
 _MEM = re.compile(r"^[1-9][0-9]*[KMGT]?$")
 _TIME = re.compile(r"^([0-9]+-)?[0-9]+(:[0-9]+){0,2}$")
 _PARTITION = re.compile(r"^[A-Za-z0-9_.,-]+$")
@@ -73,30 +74,6 @@ class ArrayRequest:
             )
 
 
-def hpsearch_command() -> list[str]:
-    """How a task starts this same hpsearch: the ``hpsearch`` script beside this Python
-    (an absolute path: slurmd's tasks need not share the submitter's PATH), else
-    ``python -m service.cli``."""
-    script = Path(sys.executable).with_name("hpsearch")
-    if script.is_file():
-        return [str(script)]
-    return [sys.executable, "-m", "service.cli"]
-
-
-def task_command(
-    *, study_id: int, request: ArrayRequest, hpsearch: Sequence[str], own_code: Sequence[str]
-) -> list[str]:
-    """The command each task ``exec``s: a worker of a built-in study, or the agent running
-    ``own_code`` (the user's command) for a study of the user's own code."""
-    if own_code:
-        return [*hpsearch, "agent", str(study_id), "--", *own_code]
-    command = [*hpsearch, "worker", "--study", str(study_id), "--exit-when-idle"]
-    command += ["--threads", str(request.cpus)]
-    if request.gpus:
-        command += ["--device", "cuda"]  # a task given no GPU fails loudly, never trains on CPU
-    return command
-
-
 def render_script(
     *,
     study_id: int,
@@ -105,7 +82,13 @@ def render_script(
     own_code: Sequence[str] = (),
 ) -> str:
     """The job array's batch script (``service/templates/slurm-array.sh.j2``)."""
-    command = task_command(study_id=study_id, request=request, hpsearch=hpsearch, own_code=own_code)
+    command = task_command(
+        study_id=study_id,
+        hpsearch=hpsearch,
+        own_code=own_code,
+        cpus=request.cpus,
+        gpus=request.gpus,
+    )
     # Each worker named after its task, so `hpsearch workers` shows which task runs what.
     name = '--name "slurm-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"'
     line = shlex.join(command) + ("" if own_code else f" {name}")

@@ -20,6 +20,7 @@ from service.schemas import (
     DiagnosisPublic,
     HeldOutPublic,
     SlotCounts,
+    SlurmJobPublic,
     StudyPublic,
     TrialCounts,
     WorkerPublic,
@@ -127,7 +128,21 @@ def study_public(
             "waiting": progress.waiting,
             "best": best,
             "test": held_out(row),
+            "slurm_job": slurm_job(session, row.id),
         }
+    )
+
+
+def slurm_job(session: Session, study_id: int) -> SlurmJobPublic | None:
+    """The study's newest Slurm job, if one was submitted (the study's version covers it)."""
+    job = store.newest_slurm_jobs(session=session, study_ids=[study_id]).get(study_id)
+    if job is None:
+        return None
+    return SlurmJobPublic(
+        job_id=job.job_id,
+        tasks=job.array_size,
+        submitted_at=job.submitted_at,
+        submitted_by=job.submitted_by,
     )
 
 

@@ -62,6 +62,7 @@ from search.store._models import (
     record_test,
     studies_awaiting_test,
 )
+from search.store._open_slots import open_slots_query, open_slots_sql
 from search.store._outage import (
     MAX_WAIT_S,
     OUTAGE,
@@ -78,7 +79,7 @@ from search.store._plot_reads import (
     trial_curves,
 )
 from search.store._slot_counts import SlotCounts, slot_counts
-from search.store._slurm_jobs import record_slurm_job, slurm_jobs
+from search.store._slurm_jobs import newest_slurm_jobs, record_slurm_job, slurm_jobs
 from search.store._studies import (
     ALL_OWNERS,
     NO_OWNER,
@@ -169,6 +170,9 @@ from search.store._workers import (
 
 __all__ = [
     "SlurmJobRow",
+    "newest_slurm_jobs",
+    "open_slots_query",
+    "open_slots_sql",
     "record_slurm_job",
     "slurm_jobs",
     "Attempt",

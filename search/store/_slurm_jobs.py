@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from search.store._engine import db_now
@@ -30,4 +30,18 @@ def slurm_jobs(*, session: Session, study_id: int) -> list[SlurmJobRow]:
     return list(session.scalars(stmt))
 
 
-__all__ = ["record_slurm_job", "slurm_jobs"]
+def newest_slurm_jobs(*, session: Session, study_ids: list[int]) -> dict[int, SlurmJobRow]:
+    """Each study's newest job array (by study id; studies with none are left out), in one
+    query: what the study's API answer shows."""
+    if not study_ids:
+        return {}
+    newest = (
+        select(func.max(SlurmJobRow.id))
+        .where(SlurmJobRow.study_id.in_(study_ids))
+        .group_by(SlurmJobRow.study_id)
+    )
+    rows = session.scalars(select(SlurmJobRow).where(SlurmJobRow.id.in_(newest)))
+    return {row.study_id: row for row in rows}
+
+
+__all__ = ["newest_slurm_jobs", "record_slurm_job", "slurm_jobs"]

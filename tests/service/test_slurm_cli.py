@@ -174,3 +174,37 @@ def test_study_page_shows_its_slurm_jobs(studies: tuple[str, int, int]) -> None:
         assert "Slurm job 123 (3 tasks)</span> · <span" in after.text
         assert "Slurm job 130 (1 task)</span>" in after.text
         assert "by ann; hpsearch slurm status" in after.text
+
+
+def test_study_json_names_its_newest_slurm_job(studies: tuple[str, int, int]) -> None:
+    """The API's study answer carries the newest job as recorded (id, tasks, when, who),
+    the same record the page shows; a new job changes the answer's ETag."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    url = studies[0]
+    builtin = _study(url, study_data.SPEC)
+    with TestClient(create_app(Settings(database_url=url), recover=False)) as client:
+        before = client.get(f"/api/v1/studies/{builtin}")
+        assert before.status_code == 200 and before.json()["slurm_job"] is None
+        with store.session_scope(store.make_session_factory(url)) as s:
+            for job_id, size in (("123", 3), ("130", 1)):
+                store.record_slurm_job(
+                    session=s, study_id=builtin, job_id=job_id, array_size=size, submitted_by="ann"
+                )
+        after = client.get(
+            f"/api/v1/studies/{builtin}", headers={"If-None-Match": before.headers["etag"]}
+        )
+        assert after.status_code == 200
+        job = after.json()["slurm_job"]
+        assert {k: job[k] for k in ("job_id", "tasks", "submitted_by")} == {
+            "job_id": "130",
+            "tasks": 1,
+            "submitted_by": "ann",
+        }
+        assert job["submitted_at"].endswith("Z")
+        listed = client.get("/api/v1/studies", params={"limit": 100}).json()["data"]
+        assert next(s for s in listed if s["id"] == builtin)["slurm_job"] == job
+        assert next(s for s in listed if s["id"] == studies[1])["slurm_job"] is None
