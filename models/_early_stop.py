@@ -57,7 +57,11 @@ class EarlyStopping:
     def state_dict(self) -> dict[str, Any]:
         """What ``update`` reads and ``restore`` puts back (not ``best_metrics``: the caller
         keeps every epoch's metrics and finds them by ``best_epoch``)."""
-        return {"best_loss": self.best_loss, "best_epoch": self.best_epoch, "best": self._best_state}
+        return {
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "best": self._best_state,
+        }
 
     def load_state_dict(self, state: Mapping[str, Any], best_metrics: Any) -> None:
         self.best_loss, self.best_epoch = float(state["best_loss"]), state["best_epoch"]

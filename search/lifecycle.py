@@ -10,7 +10,9 @@ finishes:
   hps_trials and to Optuna (every intermediate value, the value, the state), releases the
   slot (for a retry when the worker, not the trial, stopped it) and marks the worker idle.
   It does nothing if the trial is no longer RUNNING (the reaper got there first), so
-  ending is idempotent and has one owner.
+  ending is idempotent and has one owner. An attempt stopped for a retry keeps its
+  checkpoint for the slot's next attempt in the same transaction; a slot's last attempt
+  drops it (``search.store.finish_trial``).
   A complete trial's weights are kept in the same transaction when they rank among the
   study's best few (``search.store.keep_model``).
 - ``reap_trial``: a trial whose heartbeat, by the database's clock, is older than the grace
@@ -52,6 +54,7 @@ from search.store import (
     lock_running_trial,
     lock_study,
     mark_lost_workers,
+    save_checkpoint,
     session_scope,
     set_worker_state,
     stale_trials,
@@ -145,7 +148,7 @@ def end_trial(
     Optuna does not have yet (all of them, unless its pruner was given each one). A
     complete trial's model is kept when it ranks among the study's best few (by
     ``direction``, the study's)."""
-    lock_study(session=session, study_id=started.study_id)
+    status = lock_study(session=session, study_id=started.study_id)
     row = lock_running_trial(session=session, trial_row_id=started.trial_row_id)
     recorded = row is not None
     if row is not None:
@@ -161,21 +164,44 @@ def end_trial(
         finish_trial(
             session=session, trial=row, state=outcome.state, values=values, retry=outcome.retry
         )
-        if outcome.state == T_COMPLETE and outcome.model is not None and direction is not None:
-            assert outcome.value is not None
-            keep_model(
-                session=session,
-                study_id=started.study_id,
-                direction=direction,
-                trial_row_id=started.trial_row_id,
-                number=started.number,
-                value=outcome.value,
-                config=outcome.model.config,
-                weights=outcome.model.weights,
-            )
+        _keep_bytes(session, started, outcome, direction, cancelled=status == CANCELLED)
     if worker_id is not None:
         set_worker_state(session=session, worker_id=worker_id, status=W_IDLE)
     return recorded
+
+
+def _keep_bytes(
+    session: Session,
+    started: StartedTrial,
+    outcome: Outcome,
+    direction: str | None,
+    *,
+    cancelled: bool,
+) -> None:
+    """What an ended attempt leaves: a complete trial's model, when it ranks among the
+    study's best few; the checkpoint of one stopped for a retry, unless its study was
+    cancelled."""
+    saved = outcome.checkpoint
+    if outcome.retry and saved is not None and not cancelled:
+        save_checkpoint(
+            session=session,
+            study_id=started.study_id,
+            slot=started.slot,
+            epoch=saved.epoch,
+            data=saved.data,
+        )
+    if outcome.state == T_COMPLETE and outcome.model is not None and direction is not None:
+        assert outcome.value is not None
+        keep_model(
+            session=session,
+            study_id=started.study_id,
+            direction=direction,
+            trial_row_id=started.trial_row_id,
+            number=started.number,
+            value=outcome.value,
+            config=outcome.model.config,
+            weights=outcome.model.weights,
+        )
 
 
 def _fail_unfinished(

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from search.store._changes import Changes, changes_since, study_version
+from search.store._checkpoints import (
+    StoredCheckpoint,
+    drop_checkpoints,
+    save_checkpoint,
+    slot_checkpoint,
+)
 from search.store._datasets import (
     dataset_bytes,
     delete_dataset,
@@ -116,6 +122,7 @@ from search.store._tables import (
     ApiKeyRow,
     Base,
     BlobRow,
+    CheckpointRow,
     DatasetRow,
     ModelRow,
     SlurmJobRow,
@@ -168,6 +175,11 @@ from search.store._workers import (
 )
 
 __all__ = [
+    "CheckpointRow",
+    "StoredCheckpoint",
+    "drop_checkpoints",
+    "save_checkpoint",
+    "slot_checkpoint",
     "SlurmJobRow",
     "record_slurm_job",
     "slurm_jobs",

@@ -13,7 +13,7 @@ Slots therefore stay dense: with no retry pending, slots 0..claimed-1 are open.
 
 Lock order, the same in every transaction that takes more than one row lock (so
 PostgreSQL never deadlocks): hps_studies, then Optuna's studies, then hps_trials, then
-Optuna's trials, then hps_workers.
+Optuna's trials, then hps_checkpoints, then hps_workers.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 from search._external import EXTERNAL
+from search.store._checkpoints import drop_checkpoints
 from search.store._engine import db_now
 from search.store._tables import (
     ACTIVE_STUDY_STATES,
@@ -200,6 +201,7 @@ class UnfinishedTrial:
     losses: int
     optuna_trial_id: int | None
     worker_id: int | None
+    slot: int | None
 
 
 def lock_running_trial(
@@ -213,6 +215,7 @@ def lock_running_trial(
         TrialRow.losses,
         TrialRow.optuna_trial_id,
         TrialRow.worker_id,
+        TrialRow.slot,
     ).where(TrialRow.id == trial_row_id, TrialRow.state.in_((T_RUNNING, T_LOST)))
     if stale_after_s is not None:
         stmt = stmt.where(TrialRow.heartbeat_at < db_now(-stale_after_s))
@@ -225,9 +228,12 @@ def finish_trial(
 ) -> None:
     """Record a locked, unfinished trial's outcome and release its running slot. With
     ``retry`` its budget unit goes back and its slot waits for the next claim; only a
-    failed attempt is retried (``claim_slot`` looks for retries among FAIL rows)."""
+    failed attempt is retried (``claim_slot`` looks for retries among FAIL rows). Without,
+    the slot is done: a built-in trial's checkpoint of it is dropped."""
     if retry and state != T_FAIL:
         raise ValueError(f"only a failed attempt can be retried, not a {state} one")
+    if not retry and trial.worker_id is not None and trial.slot is not None:
+        drop_checkpoints(session=session, study_id=trial.study_id, slot=trial.slot)
     session.execute(
         update(TrialRow)
         .where(TrialRow.id == trial.id)

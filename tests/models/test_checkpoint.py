@@ -9,7 +9,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import ConvBlock, Dataset, TrainConfig, TrainResult, load_dataset, read_checkpoint, train
+from models import (
+    ConvBlock,
+    Dataset,
+    TrainConfig,
+    TrainResult,
+    load_dataset,
+    read_checkpoint,
+    train,
+)
 
 MLP = TrainConfig(
     hidden=(48, 32),
@@ -66,7 +74,9 @@ def _same(a: TrainResult, b: TrainResult) -> None:
         b.epochs_run,
     )
     assert a.model is not None and b.model is not None
-    for (name, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+    for (name, x), y in zip(
+        a.model.state_dict().items(), b.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(x, y), name
 
 
@@ -95,7 +105,9 @@ def test_resuming_around_early_stopping(digits: Dataset) -> None:
     ended = straight.stopped_early_at
     assert ended is not None and ended < EARLY.epochs, "early stopping must end this run"
     for stop_at in (1, ended - 1, ended):  # at `ended` the stop and early stopping coincide
-        resumed = train(EARLY, digits, resume=read_checkpoint(_stopped_after(EARLY, digits, stop_at)))
+        resumed = train(
+            EARLY, digits, resume=read_checkpoint(_stopped_after(EARLY, digits, stop_at))
+        )
         _same(resumed, straight)
 
 
