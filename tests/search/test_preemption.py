@@ -53,10 +53,9 @@ def _rows(url: str, study_id: int) -> list[store.TrialRow]:
 
 
 def _checkpoints(url: str) -> list[tuple[int, int, int]]:
+    c = store.CheckpointRow
     with store.session_scope(store.make_session_factory(url)) as s:
-        rows = s.execute(
-            select(store.CheckpointRow.study_id, store.CheckpointRow.slot, store.CheckpointRow.epoch)
-        )
+        rows = s.execute(select(c.study_id, c.slot, c.epoch))
         return [tuple(r) for r in rows]
 
 
