@@ -82,15 +82,15 @@ class RunState:
         torch.save(state, buffer)
         return buffer.getvalue()
 
-    def load(self, checkpoint: Checkpoint, best_metrics: Any) -> None:
+    def load(self, checkpoint: Checkpoint) -> None:
         """Put ``checkpoint``'s state back (the optimizer and the schedule already built,
-        as a fresh run builds them); ``best_metrics``: early stopping's best epoch's."""
+        as a fresh run builds them; early stopping's ``best_metrics`` is the caller's)."""
         s = checkpoint.state
         self.model.load_state_dict(s["model"])
         self.optimizer.load_state_dict(s["optimizer"])
         self.scheduler.load_state_dict(s["scheduler"])
         if self.stopper is not None:
-            self.stopper.load_state_dict(s["early_stopping"], best_metrics)
+            self.stopper.load_state_dict(s["early_stopping"])
         self.streams.data.set_state(s["data_rng"])
         self.streams.dropout.set_state(s["dropout_rng"])
 

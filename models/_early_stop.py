@@ -63,9 +63,10 @@ class EarlyStopping:
             "best": self._best_state,
         }
 
-    def load_state_dict(self, state: Mapping[str, Any], best_metrics: Any) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Back to ``state`` (``state_dict``'s); ``best_metrics`` is the caller's to set."""
         self.best_loss, self.best_epoch = float(state["best_loss"]), state["best_epoch"]
-        self._best_state, self.best_metrics = state["best"], best_metrics
+        self._best_state = state["best"]
 
     def restore(self, model: nn.Module) -> None:
         """Put the best epoch's weights back into ``model`` (no-op before any epoch)."""

@@ -185,7 +185,7 @@ def _resumed(
     """The run as ``checkpoint`` left it, its epochs given to ``on_epoch`` again; True
     if the callback asked to stop during them."""
     history = [EpochMetrics(**m) for m in checkpoint.history]  # epoch 0..checkpoint.epoch
-    run.load(checkpoint, None)
+    run.load(checkpoint)
     if run.stopper is not None and run.stopper.best_epoch is not None:
         run.stopper.best_metrics = history[run.stopper.best_epoch]
     result = _new_result(history[0].train_loss)  # epoch 0's train loss: the initial loss
