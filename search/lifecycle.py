@@ -11,8 +11,8 @@ finishes:
   slot (for a retry when the worker, not the trial, stopped it) and marks the worker idle.
   It does nothing if the trial is no longer RUNNING (the reaper got there first), so
   ending is idempotent and has one owner. An attempt stopped for a retry keeps its
-  checkpoint for the slot's next attempt in the same transaction; a slot's last attempt
-  drops it (``search.store.finish_trial``).
+  checkpoint for the slot's next attempt in the same transaction; the slot's last attempt
+  drops it (only a retry can find one: a slot's first attempt ends without a DELETE).
   A complete trial's weights are kept in the same transaction when they rank among the
   study's best few (``search.store.keep_model``).
 - ``reap_trial``: a trial whose heartbeat, by the database's clock, is older than the grace
@@ -48,6 +48,7 @@ from search.store import (
     W_LOST,
     UnfinishedTrial,
     claim_slot,
+    drop_checkpoints,
     finish_trial,
     insert_trial,
     keep_model,
@@ -87,6 +88,7 @@ class StartedTrial:
     number: int
     optuna_trial_id: int
     knobs: dict[str, Any]  # decoded parameters; empty until an adaptive sampler suggests
+    retried: bool = False  # an earlier attempt at its slot was lost or stopped
 
 
 def begin_trial(
@@ -130,7 +132,15 @@ def begin_trial(
             study_id=ctx.study_id,
             trial_number=ref.number,
         )
-    return StartedTrial(ctx.study_id, row_id, claim.slot, ref.number, ref.trial_id, chosen.knobs)
+    return StartedTrial(
+        ctx.study_id,
+        row_id,
+        claim.slot,
+        ref.number,
+        ref.trial_id,
+        chosen.knobs,
+        retried=claim.retry_of is not None,
+    )
 
 
 def end_trial(
@@ -180,7 +190,7 @@ def _keep_bytes(
 ) -> None:
     """What an ended attempt leaves: a complete trial's model, when it ranks among the
     study's best few; the checkpoint of one stopped for a retry, unless its study was
-    cancelled."""
+    cancelled. A retried slot's last attempt drops the slot's checkpoint."""
     saved = outcome.checkpoint
     if outcome.retry and saved is not None and not cancelled:
         save_checkpoint(
@@ -190,6 +200,8 @@ def _keep_bytes(
             epoch=saved.epoch,
             data=saved.data,
         )
+    elif not outcome.retry and started.retried:
+        drop_checkpoints(session=session, study_id=started.study_id, slot=started.slot)
     if outcome.state == T_COMPLETE and outcome.model is not None and direction is not None:
         assert outcome.value is not None
         keep_model(
@@ -208,7 +220,7 @@ def _fail_unfinished(
     *, session: Session, row: UnfinishedTrial, reason: str, retry: bool, **values: Any
 ) -> None:
     """Fail a locked, unfinished trial on both sides (``retry``: its slot waits for the
-    next claim)."""
+    next claim; without, the slot is done and its checkpoint, if any, goes)."""
     if row.optuna_trial_id is not None:
         optuna_rows.finish_trial(
             session=session,
@@ -220,6 +232,8 @@ def _fail_unfinished(
         )
     values = {"reason": reason, **values}
     finish_trial(session=session, trial=row, state=T_FAIL, values=values, retry=retry)
+    if not retry and row.worker_id is not None and row.slot is not None:
+        drop_checkpoints(session=session, study_id=row.study_id, slot=row.slot)
 
 
 def reap_trial(

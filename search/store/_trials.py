@@ -25,7 +25,6 @@ from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 from search._external import EXTERNAL
-from search.store._checkpoints import drop_checkpoints
 from search.store._engine import db_now
 from search.store._tables import (
     ACTIVE_STUDY_STATES,
@@ -228,12 +227,9 @@ def finish_trial(
 ) -> None:
     """Record a locked, unfinished trial's outcome and release its running slot. With
     ``retry`` its budget unit goes back and its slot waits for the next claim; only a
-    failed attempt is retried (``claim_slot`` looks for retries among FAIL rows). Without,
-    the slot is done: a built-in trial's checkpoint of it is dropped."""
+    failed attempt is retried (``claim_slot`` looks for retries among FAIL rows)."""
     if retry and state != T_FAIL:
         raise ValueError(f"only a failed attempt can be retried, not a {state} one")
-    if not retry and trial.worker_id is not None and trial.slot is not None:
-        drop_checkpoints(session=session, study_id=trial.study_id, slot=trial.slot)
     session.execute(
         update(TrialRow)
         .where(TrialRow.id == trial.id)

@@ -153,6 +153,10 @@ def _begin(url: str, study_id: int) -> tuple[StartedTrial, int]:
 def _hand_back(url: str, started: StartedTrial, wid: int, data: bytes = b"state") -> None:
     outcome = Outcome("FAIL", None, STOPPED_REASON, None, retry=True)
     outcome.checkpoint = TrialCheckpoint(2, data)
+    _end(url, started, wid, outcome)
+
+
+def _end(url: str, started: StartedTrial, wid: int, outcome: Outcome) -> None:
     with store.session_scope(store.make_session_factory(url)) as s:
         assert end_trial(
             session=s,
@@ -178,6 +182,18 @@ def test_a_checkpoint_is_kept_for_the_retry_replaced_and_checked(migrated_url: s
     with store.session_scope(store.make_session_factory(migrated_url)) as s:
         s.execute(store.CheckpointRow.__table__.update().values(data=b"damaged"))
     assert _stored(migrated_url, sid) is None  # its bytes no longer hash to its sha256
+
+
+def test_the_last_attempt_at_a_slot_drops_its_checkpoint(migrated_url: str) -> None:
+    sid = _create(migrated_url)
+    first, wid = _begin(migrated_url, sid)
+    assert not first.retried
+    _hand_back(migrated_url, first, wid)
+    retry, wid = _begin(migrated_url, sid)
+    assert retry.retried and retry.slot == first.slot
+    # Whether or not it could use the checkpoint (an adaptive sampler's retry cannot).
+    _end(migrated_url, retry, wid, Outcome("FAIL", None, "error: boom", None))
+    assert _checkpoints(migrated_url) == []
 
 
 def test_a_slot_that_fails_for_good_drops_its_checkpoint(migrated_url: str) -> None:
