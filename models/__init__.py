@@ -12,6 +12,7 @@ MLP trials as one stacked model, each getting the result it would get alone
 from __future__ import annotations
 
 from models._augment import MAX_ROTATION, MAX_SHIFT, Augment
+from models._checkpoint import Checkpoint, config_key, read_checkpoint
 from models._cnn import CNN, CONV_HEADS, POOLS, ConvBlock, check_feature_maps, feature_map_sizes
 from models._config import MODELS, TrainConfig
 from models._datasets import (
@@ -80,6 +81,7 @@ __all__ = [
     "TASKS",
     "WEIGHT_INITS",
     "Augment",
+    "Checkpoint",
     "ConvBlock",
     "Dataset",
     "EpochMetrics",
@@ -98,6 +100,7 @@ __all__ = [
     "check_feature_maps",
     "check_stack",
     "check_table",
+    "config_key",
     "detect_format",
     "evaluate",
     "feature_kinds",
@@ -107,6 +110,7 @@ __all__ = [
     "make_dataset",
     "model_config",
     "pack_model",
+    "read_checkpoint",
     "read_model",
     "read_table",
     "resolve_device",

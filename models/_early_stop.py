@@ -50,6 +50,24 @@ class EarlyStopping:
         since = epoch - (self.best_epoch or 0)
         return since >= self.patience
 
+    def exhausted(self, epoch: int) -> bool:
+        """Whether ``update`` said stop at ``epoch`` (a run resumed there ends at once)."""
+        return epoch - (self.best_epoch or 0) >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        """What ``update`` reads and ``restore`` puts back (not ``best_metrics``: the caller
+        keeps every epoch's metrics and finds them by ``best_epoch``)."""
+        return {
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "best": self._best_state,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Back to ``state`` (``state_dict``'s); ``best_metrics`` is the caller's to set."""
+        self.best_loss, self.best_epoch = float(state["best_loss"]), state["best_epoch"]
+        self._best_state = state["best"]
+
     def restore(self, model: nn.Module) -> None:
         """Put the best epoch's weights back into ``model`` (no-op before any epoch)."""
         if self._best_state is not None:

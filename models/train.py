@@ -14,6 +14,7 @@ generator, so a trial draws the same numbers alone or stacked with others
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models._augment import Augment
+from models._checkpoint import Checkpoint, RunState, config_key
 from models._cnn import CNN
 from models._config import DEVICE_NAME, TrainConfig
 from models._datasets import Dataset
@@ -31,7 +33,7 @@ from models._early_stop import EarlyStopping
 from models._mlp import MLP, use_dropout_generator
 from models._schedules import build_scheduler
 from models._step import make_step
-from models._streams import trial_streams
+from models._streams import TrialStreams, trial_streams
 
 # On CUDA, reading the running loss forces a host sync; check it every this many batches
 # (and at the end of every epoch) instead of after each one. On CPU every batch is checked.
@@ -84,6 +86,10 @@ class TrainResult:
     lr: list[float] = field(default_factory=list)  # the lr each epoch 1.. trained with
     best_epoch: int | None = None  # early stopping on: the epoch whose weights it kept
     stopped_early_at: int | None = None  # the epoch early stopping ended the run at
+    history: list[EpochMetrics] = field(default_factory=list, repr=False)  # epoch 0 first
+    resumed_from: int | None = None  # the checkpoint's epoch, for a resumed run
+    # A stopped run (not a diverged one): its checkpoint's bytes, made when called
+    checkpoint: Callable[[], bytes] | None = field(default=None, repr=False)
 
 
 OnEpoch = Callable[[EpochMetrics], bool | None]  # return True to stop training
@@ -112,23 +118,49 @@ def warm_up() -> None:
     torch.optim.SGD([weight], lr=0.1).step()
 
 
-def train(config: TrainConfig, data: Dataset, on_epoch: OnEpoch | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    data: Dataset,
+    on_epoch: OnEpoch | None = None,
+    *,
+    resume: Checkpoint | None = None,
+) -> TrainResult:
     """Train the config's network (MLP or CNN) on ``data.train_*``, evaluating on
     ``data.dev_*`` after every epoch.
 
     ``on_epoch`` gets epoch 0 (before any update) and then each completed epoch; returning
-    True stops the run with status "stopped". A diverging run stops within its epoch. With
-    ``patience`` set, a run whose dev loss stops improving ends early as "completed",
-    keeping its best epoch's weights and metrics.
+    True stops the run with status "stopped" (its ``checkpoint`` then saves it). A
+    diverging run stops within its epoch. With ``patience`` set, a run whose dev loss stops
+    improving ends early as "completed", keeping its best epoch's weights and metrics.
+
+    ``resume``: a checkpoint of a stopped run of this config (ValueError for another's);
+    the run goes on after its epoch and ends as the run never stopped would have.
+    ``on_epoch`` first gets the checkpoint's epochs again, so the caller sees every epoch
+    (a stop asked during them stops the run at the checkpoint's epoch).
     """
     start = time.perf_counter()
     device = resolve_device(config.device)
+    key = config_key(config, device)
+    if resume is not None and resume.config_key != key:
+        raise ValueError("the checkpoint is of another configuration or kind of device")
     data = data.to(device)
     streams = trial_streams(config.seed, device)
     model = _build_model(config, data, streams.init).to(device)
     use_dropout_generator(model, streams.dropout)
-    initial_loss, _ = evaluate(model, data.train_x, data.train_y, data.task)
-    result = TrainResult(
+    run = _run_state(config, model, streams)
+    if resume is not None:
+        result, stop = _resumed(run, resume, on_epoch)
+    else:
+        initial_loss, _ = evaluate(model, data.train_x, data.train_y, data.task)
+        result = _new_result(initial_loss)
+        stop = _record(result, _dev_metrics(0, initial_loss, model, data), on_epoch)
+        if not math.isfinite(initial_loss):
+            return _finish(result, "diverged", start)
+    return _run_epochs(config, data, run, result, on_epoch, stop=stop, start=start, key=key)
+
+
+def _new_result(initial_loss: float) -> TrainResult:
+    return TrainResult(
         status="completed",
         reason=None,
         epochs_run=0,
@@ -139,53 +171,74 @@ def train(config: TrainConfig, data: Dataset, on_epoch: OnEpoch | None = None) -
         duration_s=0.0,
         final=None,
     )
-    stop = _record(result, _dev_metrics(0, initial_loss, model, data), on_epoch)
-    if not math.isfinite(initial_loss):
-        return _finish(result, "diverged", start)
-    return _run_epochs(
-        config, data, model, result, on_epoch, stop=stop, start=start, generator=streams.data
-    )
+
+
+def _run_state(config: TrainConfig, model: nn.Module, streams: TrialStreams) -> RunState:
+    optimizer = _build_optimizer(config, model)
+    stopper = EarlyStopping(config.patience, config.min_delta) if config.patience else None
+    return RunState(model, optimizer, build_scheduler(optimizer, config.schedule), stopper, streams)
+
+
+def _resumed(
+    run: RunState, checkpoint: Checkpoint, on_epoch: OnEpoch | None
+) -> tuple[TrainResult, bool]:
+    """The run as ``checkpoint`` left it, its epochs given to ``on_epoch`` again; True
+    if the callback asked to stop during them."""
+    history = [EpochMetrics(**m) for m in checkpoint.history]  # epoch 0..checkpoint.epoch
+    run.load(checkpoint)
+    if run.stopper is not None and run.stopper.best_epoch is not None:
+        run.stopper.best_metrics = history[run.stopper.best_epoch]
+    result = _new_result(history[0].train_loss)  # epoch 0's train loss: the initial loss
+    result.epochs_run = result.resumed_from = checkpoint.epoch
+    result.lr = checkpoint.lr
+    stops = [_record(result, m, on_epoch) for m in history]
+    return result, any(stops)
 
 
 def _run_epochs(
     config: TrainConfig,
     data: Dataset,
-    model: nn.Module,
+    run: RunState,
     result: TrainResult,
     on_epoch: OnEpoch | None,
     *,
     stop: bool,
     start: float,
-    generator: torch.Generator,
+    key: str,
 ) -> TrainResult:
-    optimizer = _build_optimizer(config, model)
-    scheduler = build_scheduler(optimizer, config.schedule)
-    step = make_step(model, optimizer, l1=config.l1, clip_norm=config.clip_norm)
-    stopper = EarlyStopping(config.patience, config.min_delta) if config.patience else None
+    model, stopper = run.model, run.stopper
+    step = make_step(model, run.optimizer, l1=config.l1, clip_norm=config.clip_norm)
     augment = _build_augment(config, data)
     loss_fn: LossFn = F.cross_entropy if data.task == "classification" else F.mse_loss
     limit = config.divergence_factor * result.initial_loss
-    for epoch in range(1, config.epochs + 1):
-        if stop:
-            return _finish(result, "stopped", start, model, data)
-        result.lr.append(optimizer.param_groups[0]["lr"])
+    epoch = result.epochs_run  # 0, or the epoch a resumed run was stopped at
+    if stopper is not None and not stop and stopper.exhausted(epoch):
+        result.stopped_early_at = epoch  # resumed at the epoch early stopping ended it
+    while not stop and result.stopped_early_at is None and epoch < config.epochs:
+        epoch += 1
+        result.lr.append(run.optimizer.param_groups[0]["lr"])
         train_loss = _train_epoch(
-            model, step, loss_fn, data, config.batch_size, generator, limit, augment
+            model, step, loss_fn, data, config.batch_size, run.streams.data, limit, augment
         )
         if train_loss is None:
             return _finish(result, "diverged", start)
-        scheduler.step()
+        run.scheduler.step()
         result.epochs_run = epoch
         metrics = _dev_metrics(epoch, train_loss, model, data)
         stop = _record(result, metrics, on_epoch)
         if stopper is not None and stopper.update(epoch, metrics.dev_loss, model, metrics):
-            result.stopped_early_at = None if stop else epoch
-            break
-    reason = "stopped" if stop else None
-    if stopper is not None and reason is None and stopper.best_epoch is not None:
+            if stop:
+                break
+            result.stopped_early_at = epoch
+    if stop:
+        result.checkpoint = functools.partial(
+            run.save, epoch=epoch, config_key=key, history=result.history, lr=result.lr
+        )
+        return _finish(result, "stopped", start, model, data)
+    if stopper is not None and stopper.best_epoch is not None:
         stopper.restore(model)
         result.best_epoch, result.final = stopper.best_epoch, stopper.best_metrics
-    return _finish(result, reason, start, model, data)
+    return _finish(result, None, start, model, data)
 
 
 def _finish(
@@ -321,6 +374,7 @@ def _record(result: TrainResult, metrics: EpochMetrics, on_epoch: OnEpoch | None
     result.dev_loss.append(metrics.dev_loss)
     result.dev_accuracy.append(metrics.dev_accuracy)
     result.dev_rmse.append(metrics.dev_rmse)
+    result.history.append(metrics)
     result.final = metrics
     return bool(on_epoch(metrics)) if on_epoch is not None else False
 

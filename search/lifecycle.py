@@ -10,7 +10,9 @@ finishes:
   hps_trials and to Optuna (every intermediate value, the value, the state), releases the
   slot (for a retry when the worker, not the trial, stopped it) and marks the worker idle.
   It does nothing if the trial is no longer RUNNING (the reaper got there first), so
-  ending is idempotent and has one owner.
+  ending is idempotent and has one owner. An attempt stopped for a retry keeps its
+  checkpoint for the slot's next attempt in the same transaction; the slot's last attempt
+  drops it (only a retry can find one: a slot's first attempt ends without a DELETE).
   A complete trial's weights are kept in the same transaction when they rank among the
   study's best few (``search.store.keep_model``).
 - ``reap_trial``: a trial whose heartbeat, by the database's clock, is older than the grace
@@ -46,12 +48,14 @@ from search.store import (
     W_LOST,
     UnfinishedTrial,
     claim_slot,
+    drop_checkpoints,
     finish_trial,
     insert_trial,
     keep_model,
     lock_running_trial,
     lock_study,
     mark_lost_workers,
+    save_checkpoint,
     session_scope,
     set_worker_state,
     stale_trials,
@@ -84,6 +88,7 @@ class StartedTrial:
     number: int
     optuna_trial_id: int
     knobs: dict[str, Any]  # decoded parameters; empty until an adaptive sampler suggests
+    retried: bool = False  # an earlier attempt at its slot was lost or stopped
 
 
 def begin_trial(
@@ -127,7 +132,15 @@ def begin_trial(
             study_id=ctx.study_id,
             trial_number=ref.number,
         )
-    return StartedTrial(ctx.study_id, row_id, claim.slot, ref.number, ref.trial_id, chosen.knobs)
+    return StartedTrial(
+        ctx.study_id,
+        row_id,
+        claim.slot,
+        ref.number,
+        ref.trial_id,
+        chosen.knobs,
+        retried=claim.retry_of is not None,
+    )
 
 
 def end_trial(
@@ -145,7 +158,7 @@ def end_trial(
     Optuna does not have yet (all of them, unless its pruner was given each one). A
     complete trial's model is kept when it ranks among the study's best few (by
     ``direction``, the study's)."""
-    lock_study(session=session, study_id=started.study_id)
+    status = lock_study(session=session, study_id=started.study_id)
     row = lock_running_trial(session=session, trial_row_id=started.trial_row_id)
     recorded = row is not None
     if row is not None:
@@ -161,28 +174,53 @@ def end_trial(
         finish_trial(
             session=session, trial=row, state=outcome.state, values=values, retry=outcome.retry
         )
-        if outcome.state == T_COMPLETE and outcome.model is not None and direction is not None:
-            assert outcome.value is not None
-            keep_model(
-                session=session,
-                study_id=started.study_id,
-                direction=direction,
-                trial_row_id=started.trial_row_id,
-                number=started.number,
-                value=outcome.value,
-                config=outcome.model.config,
-                weights=outcome.model.weights,
-            )
+        _keep_bytes(session, started, outcome, direction, cancelled=status == CANCELLED)
     if worker_id is not None:
         set_worker_state(session=session, worker_id=worker_id, status=W_IDLE)
     return recorded
+
+
+def _keep_bytes(
+    session: Session,
+    started: StartedTrial,
+    outcome: Outcome,
+    direction: str | None,
+    *,
+    cancelled: bool,
+) -> None:
+    """What an ended attempt leaves: a complete trial's model, when it ranks among the
+    study's best few; the checkpoint of one stopped for a retry, unless its study was
+    cancelled. A retried slot's last attempt drops the slot's checkpoint."""
+    saved = outcome.checkpoint
+    if outcome.retry and saved is not None and not cancelled:
+        save_checkpoint(
+            session=session,
+            study_id=started.study_id,
+            slot=started.slot,
+            epoch=saved.epoch,
+            data=saved.data,
+        )
+    elif not outcome.retry and started.retried:
+        drop_checkpoints(session=session, study_id=started.study_id, slot=started.slot)
+    if outcome.state == T_COMPLETE and outcome.model is not None and direction is not None:
+        assert outcome.value is not None
+        keep_model(
+            session=session,
+            study_id=started.study_id,
+            direction=direction,
+            trial_row_id=started.trial_row_id,
+            number=started.number,
+            value=outcome.value,
+            config=outcome.model.config,
+            weights=outcome.model.weights,
+        )
 
 
 def _fail_unfinished(
     *, session: Session, row: UnfinishedTrial, reason: str, retry: bool, **values: Any
 ) -> None:
     """Fail a locked, unfinished trial on both sides (``retry``: its slot waits for the
-    next claim)."""
+    next claim; without, the slot is done and its checkpoint, if any, goes)."""
     if row.optuna_trial_id is not None:
         optuna_rows.finish_trial(
             session=session,
@@ -194,6 +232,8 @@ def _fail_unfinished(
         )
     values = {"reason": reason, **values}
     finish_trial(session=session, trial=row, state=T_FAIL, values=values, retry=retry)
+    if not retry and row.worker_id is not None and row.slot is not None:
+        drop_checkpoints(session=session, study_id=row.study_id, slot=row.slot)
 
 
 def reap_trial(

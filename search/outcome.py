@@ -20,6 +20,15 @@ class TrainedModel:
     weights: bytes
 
 
+@dataclass(frozen=True)
+class TrialCheckpoint:
+    """A stopped trial's training state after ``epoch`` (``models.read_checkpoint`` reads
+    ``data``), kept for its slot's retry."""
+
+    epoch: int
+    data: bytes
+
+
 @dataclass
 class Outcome:
     state: str  # COMPLETE | PRUNED | FAIL
@@ -32,6 +41,7 @@ class Outcome:
     reported: dict[str, Any] | None = None
     baseline_error: float | None = None  # the dataset's trivial predictor, on dev
     expected_initial_loss: float | None = None  # what an untrained network should score
+    checkpoint: TrialCheckpoint | None = None  # stopped for a retry: where the retry goes on
 
     def row_values(self, duration_s: float) -> dict[str, Any]:
         r = self.result
@@ -60,6 +70,7 @@ class Outcome:
                 "expected_initial_loss": self.expected_initial_loss,
                 "stopped_early_at": r.stopped_early_at,
                 "best_epoch": r.best_epoch,
+                "resumed_from": r.resumed_from,
             }
         if self.reported is not None:
             values |= self.reported
@@ -103,4 +114,4 @@ def finite_or_none(v: float | None) -> float | None:
     return v if v is not None and math.isfinite(v) else None
 
 
-__all__ = ["Outcome", "TrainedModel", "finite_or_none", "trial_metrics"]
+__all__ = ["Outcome", "TrainedModel", "TrialCheckpoint", "finite_or_none", "trial_metrics"]

@@ -4,10 +4,16 @@ Per-epoch values stay in the worker (``Progress``: the heartbeat carries them in
 hps_trials as live curves; the trial's end gives Optuna all of them at once). Only when
 the spec's Optuna pruner reads intermediate values is each one reported as it comes
 (``OptunaJudge``); the divergence rule alone runs here, in the worker (``LocalJudge``).
+
+A trial stopped for a retry (``StopSignal.retry``: SIGTERM) carries its checkpoint in its
+Outcome; a retry given that checkpoint resumes after its epoch. The checkpoint's epochs
+come to ``on_epoch`` first, so the retry's curves, its judge and Optuna's new trial see
+every epoch from 0 (a pruner judges them as it would have).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -18,13 +24,17 @@ from typing import Any
 from models import (
     CNN,
     MLP,
+    Checkpoint,
     ConvBlock,
     Dataset,
     EpochMetrics,
     TrainConfig,
     TrainResult,
+    config_key,
     load_dataset,
     model_config,
+    read_checkpoint,
+    resolve_device,
     train_synthetic,
     weights_bytes,
 )
@@ -32,13 +42,16 @@ from models import train as train_model
 from search.initial_loss import expected_initial_loss
 from search.judging import Judge
 from search.knobs import TRAINING
-from search.outcome import Outcome, TrainedModel, finite_or_none, trial_metrics
+from search.outcome import Outcome, TrainedModel, TrialCheckpoint, finite_or_none, trial_metrics
 from search.samplers import derive_seed
 from search.spec import SYNTHETIC, ExperimentSpec, conv_blocks
 from search.store import T_COMPLETE, T_FAIL, T_PRUNED
 
+log = logging.getLogger(__name__)
+
 KNOB_FIELDS = TRAINING  # the training knobs, each a TrainConfig field (search.knobs)
-Train = Callable[[TrainConfig, Any, Callable[[EpochMetrics], bool]], TrainResult]
+# train(config, data, on_epoch), and resume=Checkpoint when there is one (models.train)
+Train = Callable[..., TrainResult]
 CURVES = ("train_loss", "dev_loss", "dev_accuracy", "dev_rmse")  # per epoch, in hps_trials
 
 
@@ -134,12 +147,15 @@ def run_trial(
     judge: Judge,
     train: Train = train_model,
     data: Dataset | None = None,
+    resume: bytes | None = None,
 ) -> Outcome:
     """Train one configuration on ``data`` (the spec's built-in dataset when None),
     judging the objective per epoch (step 0 = before any update) and stopping at the
     first epoch boundary where ``judge`` or ``stop`` says so. A complete trial carries
-    its trained model. The synthetic model reads no data and ignores ``train``: its
-    epochs are ``models.train_synthetic``'s analytic losses."""
+    its trained model; one stopped for a retry, its checkpoint. ``resume``: the slot's
+    checkpoint, resumed from when it is of this configuration. The synthetic model reads
+    no data and ignores ``train`` and ``resume``: its epochs are
+    ``models.train_synthetic``'s analytic losses."""
     verdict: dict[str, str] = {}
 
     def on_epoch(m: EpochMetrics) -> bool:
@@ -160,7 +176,11 @@ def run_trial(
     if data is None:
         ds = spec.data
         data = load_dataset(ds.name or "", split=tuple(ds.split), seed=ds.seed)
-    result = train(config, data, on_epoch)
+    checkpoint = _usable(resume, config, slot)
+    if checkpoint is None:
+        result = train(config, data, on_epoch)
+    else:
+        result = train(config, data, on_epoch, resume=checkpoint)
     outcome = _outcome(result, verdict, spec.objective.metric, stop)
     outcome.baseline_error = data.baseline_error
     outcome.expected_initial_loss = expected_initial_loss(data.task, data.n_classes)
@@ -173,6 +193,22 @@ def run_trial(
     return outcome
 
 
+def _usable(resume: bytes | None, config: TrainConfig, slot: int) -> Checkpoint | None:
+    """The slot's checkpoint if it resumes ``config``'s run: one an adaptive sampler's
+    retry (new parameters) or another kind of device cannot use is set aside."""
+    if resume is None:
+        return None
+    try:
+        checkpoint = read_checkpoint(resume)
+    except ValueError as exc:
+        log.warning("slot %s: its checkpoint is unreadable (%s); starting over", slot, exc)
+        return None
+    if checkpoint.config_key != config_key(config, resolve_device(config.device)):
+        log.warning("slot %s: its checkpoint is of another configuration; starting over", slot)
+        return None
+    return checkpoint
+
+
 def _outcome(
     result: TrainResult, verdict: dict[str, str], metric: str, stop: StopSignal
 ) -> Outcome:
@@ -183,7 +219,10 @@ def _outcome(
     if "pruned" in verdict:
         return Outcome(T_PRUNED, last_or_none, verdict["pruned"], result)
     if "stop" in verdict:
-        return Outcome(T_FAIL, None, verdict["stop"], result, retry=stop.retry)
+        outcome = Outcome(T_FAIL, None, verdict["stop"], result, retry=stop.retry)
+        if stop.retry and result.checkpoint is not None:
+            outcome.checkpoint = TrialCheckpoint(result.epochs_run, result.checkpoint())
+        return outcome
     if last_or_none is None:
         return Outcome(T_FAIL, None, f"non-finite {metric} at the last epoch", result)
     return Outcome(T_COMPLETE, last, None, result)

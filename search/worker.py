@@ -18,13 +18,15 @@ before their trials could look lost. Past ``outage_s`` the worker gives up
 
 Signals: the first SIGTERM stops taking new trials and ends the current one at its next
 epoch boundary (recorded as interrupted, its slot handed back for a retry of the same
-configuration); a second SIGTERM or any SIGINT raises ``WorkerKilled`` in the main thread,
-which records the trial the same way at once and leaves (status 130). Once the worker is
+configuration, which resumes from the checkpoint saved with the hand-back); a second
+SIGTERM or any SIGINT raises ``WorkerKilled`` in the main thread, which records the trial
+the same way at once, without a checkpoint, and leaves (status 130). Once the worker is
 closing (handing back, marking itself stopped, exiting) further signals are ignored: under
 ``serve`` a signal sent to the whole process group arrives twice (once from the sender,
 once forwarded by ``serve``), and the copy must not interrupt the hand-back or raise in the
-interpreter's exit handlers. A crash anywhere
-(SIGKILL, out of memory) leaves a RUNNING trial that the reaper fails and retries.
+interpreter's exit handlers. A crash anywhere (SIGKILL, out of memory) leaves a RUNNING
+trial that the reaper fails and retries: from the slot's checkpoint if an earlier SIGTERM
+left one, else from the start.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ from search.store import (
     ride_out_outages,
     session_scope,
     set_worker_state,
+    slot_checkpoint,
     studies_awaiting_test,
     with_retry,
 )
@@ -269,6 +272,9 @@ class Worker:
         try:
             started, judge = prepare_trial(study, started, progress, self._db)
             data = with_retry(lambda: trial_dataset(session_factory=self.reads, spec=spec))
+            saved = self._read(
+                lambda s: slot_checkpoint(session=s, study_id=started.study_id, slot=started.slot)
+            )
             outcome = run_trial(
                 spec,
                 started.knobs,
@@ -279,6 +285,7 @@ class Worker:
                 judge=judge,
                 train=self.train,
                 data=data,
+                resume=None if saved is None else saved.data,
             )
         except Exception as exc:  # a bug or bad config: the trial fails, the worker lives
             log.exception("trial %s of study %s failed", started.number, started.study_id)

@@ -185,6 +185,9 @@ class TrialPublic(_Out, TrialChecks):
     started_at: datetime
     finished_at: datetime | None
     diagnosis: DiagnosisPublic | None = None
+    # The epoch it went on after: its slot's checkpoint, saved when an earlier attempt was
+    # stopped (SIGTERM); None when it trained from the start. ``curves`` start at epoch 0.
+    resumed_from: int | None = None
     # A trial of the user's own code: who claimed it, and a failed one's output (its tail).
     client: str | None = None
     log: str | None = None

@@ -204,6 +204,7 @@ SLOW_FIRST = (
     "tests/bench/test_remote.py",
     "tests/service/test_e2e.py",
     "tests/search/test_worker_signals.py",
+    "tests/search/test_preemption.py",
     "tests/service/test_own_code_browser.py",
     "tests/service/test_under_load.py",
     "tests/service/test_schema.py",

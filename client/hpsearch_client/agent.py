@@ -8,8 +8,10 @@ For each trial it claims, the agent runs CMD with:
   are, lists (``layers``) joined by commas (``[64, 32]`` -> ``64,32``), anything else as JSON;
   other braces are left alone;
 - the parameters as JSON in ``$HPSEARCH_PARAMS`` and in the file ``$HPSEARCH_PARAMS_FILE``,
-  the study id in ``$HPSEARCH_STUDY``, the trial number in ``$HPSEARCH_TRIAL`` (and
-  ``PYTHONUNBUFFERED=1`` unless set, so a Python command's lines arrive as it prints them).
+  the study id in ``$HPSEARCH_STUDY``, the trial number in ``$HPSEARCH_TRIAL``, its budget
+  slot in ``$HPSEARCH_SLOT`` (the same for every attempt at the same configuration: key a
+  checkpoint of your own by study and slot to resume a retried attempt), and
+  ``PYTHONUNBUFFERED=1`` unless set, so a Python command's lines arrive as it prints them.
 
 The command runs in its own process group. Its stdout is read line by line: a line that is a
 JSON object with an integer ``"epoch"`` is a report (``{"epoch": 3, "train_loss": 0.41,
@@ -156,6 +158,7 @@ def _env(trial: Trial, params_file: str) -> dict[str, str]:
     env["HPSEARCH_PARAMS_FILE"] = params_file
     env["HPSEARCH_STUDY"] = str(trial.study_id)
     env["HPSEARCH_TRIAL"] = str(trial.number)
+    env["HPSEARCH_SLOT"] = str(trial.slot)
     return env
 
 

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from search.store._changes import Changes, changes_since, study_version
+from search.store._checkpoints import (
+    StoredCheckpoint,
+    drop_checkpoints,
+    save_checkpoint,
+    slot_checkpoint,
+)
 from search.store._datasets import (
     dataset_bytes,
     delete_dataset,
@@ -117,6 +123,7 @@ from search.store._tables import (
     ApiKeyRow,
     Base,
     BlobRow,
+    CheckpointRow,
     DatasetRow,
     ModelRow,
     SlurmJobRow,
@@ -169,6 +176,11 @@ from search.store._workers import (
 )
 
 __all__ = [
+    "CheckpointRow",
+    "StoredCheckpoint",
+    "drop_checkpoints",
+    "save_checkpoint",
+    "slot_checkpoint",
     "SlurmJobRow",
     "newest_slurm_jobs",
     "open_slots_query",

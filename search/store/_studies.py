@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, false, func, or_, select, update
 from sqlalchemy.orm import Session, defer
 
 from search._external import EXTERNAL
+from search.store._checkpoints import drop_checkpoints
 from search.store._engine import utcnow
 from search.store._tables import (
     ACTIVE_STUDY_STATES,
@@ -129,13 +130,17 @@ def get_trial(*, session: Session, study_id: int, number: int) -> TrialRow | Non
 
 
 def cancel_study(*, session: Session, study_id: int) -> bool:
-    """Atomically move an active study to cancelled; False if it had already finished."""
+    """Atomically move an active study to cancelled; False if it had already finished.
+    Its checkpoints go: no slot of it will be retried."""
     result = session.execute(
         update(StudyRow)
         .where(StudyRow.id == study_id, StudyRow.status.in_(ACTIVE_STUDY_STATES))
         .values(status=CANCELLED, finished_at=utcnow())
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    cancelled = bool(result.rowcount)  # type: ignore[attr-defined]
+    if cancelled:
+        drop_checkpoints(session=session, study_id=study_id)
+    return cancelled
 
 
 def count_active_studies(*, session: Session, study_id: int | None = None) -> int:

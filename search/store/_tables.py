@@ -26,6 +26,11 @@
   is (studies are owned by users, so a user's keys can be rotated without losing them).
 - hps_web_sessions: browser sign-ins made with a key (the cookie's hash); revoking the key
   deletes its sessions.
+- hps_checkpoints: a built-in trial stopped for a retry (SIGTERM) leaves its training
+  state here, one row per (study, slot), replaced by a later save; the slot's retry
+  resumes from it (the same configuration: a new attempt, a new trial number). Dropped
+  when the slot's last attempt ends, when its study is cancelled, and with its study.
+  ``hps_trials.resumed_from`` is the epoch an attempt resumed from (migration 0011).
 - hps_slurm_jobs: the Slurm job arrays submitted for a study (``hpsearch slurm submit``):
   job id, tasks, who and when, so ``slurm status``/``cancel`` and the study page find them.
 """
@@ -161,6 +166,7 @@ class TrialRow(Base):
     lease: Mapped[str | None] = mapped_column(String(64), nullable=True)
     client: Mapped[str | None] = mapped_column(String(200), nullable=True)
     log: Mapped[str | None] = mapped_column(Text, nullable=True)
+    resumed_from: Mapped[int | None] = mapped_column(Integer, nullable=True)  # its epoch (0011)
 
     @property
     def initial_loss_off(self) -> bool:
@@ -291,3 +297,17 @@ class SlurmJobRow(Base):
     array_size: Mapped[int] = mapped_column(Integer)
     submitted_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     submitted_by: Mapped[str] = mapped_column(String(64))
+
+
+class CheckpointRow(Base):
+    __tablename__ = "hps_checkpoints"
+
+    study_id: Mapped[int] = mapped_column(
+        ForeignKey("hps_studies.id", ondelete="CASCADE"), primary_key=True
+    )
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer)  # the last epoch it holds; a retry goes on after
+    sha256: Mapped[str] = mapped_column(String(64))  # of ``data``, checked when read
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

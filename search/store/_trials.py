@@ -13,7 +13,7 @@ Slots therefore stay dense: with no retry pending, slots 0..claimed-1 are open.
 
 Lock order, the same in every transaction that takes more than one row lock (so
 PostgreSQL never deadlocks): hps_studies, then Optuna's studies, then hps_trials, then
-Optuna's trials, then hps_workers.
+Optuna's trials, then hps_checkpoints, then hps_workers.
 """
 
 from __future__ import annotations
@@ -200,6 +200,7 @@ class UnfinishedTrial:
     losses: int
     optuna_trial_id: int | None
     worker_id: int | None
+    slot: int | None
 
 
 def lock_running_trial(
@@ -213,6 +214,7 @@ def lock_running_trial(
         TrialRow.losses,
         TrialRow.optuna_trial_id,
         TrialRow.worker_id,
+        TrialRow.slot,
     ).where(TrialRow.id == trial_row_id, TrialRow.state.in_((T_RUNNING, T_LOST)))
     if stale_after_s is not None:
         stmt = stmt.where(TrialRow.heartbeat_at < db_now(-stale_after_s))

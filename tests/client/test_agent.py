@@ -19,6 +19,7 @@ from hpsearch_client._command import Command
 from hpsearch_client.agent import (
     Options,
     ReportLine,
+    _env,
     command_for,
     group_alive,
     param_text,
@@ -109,6 +110,15 @@ def test_only_exact_placeholders_of_parameter_names_are_replaced() -> None:
 
 
 # --- lines ---------------------------------------------------------------------------------
+
+
+def test_the_command_learns_its_study_trial_and_slot() -> None:
+    from types import SimpleNamespace
+
+    trial = SimpleNamespace(study_id=3, number=7, slot=5, params={"lr": 0.1})
+    env = _env(trial, "/tmp/params.json")  # type: ignore[arg-type]
+    assert (env["HPSEARCH_STUDY"], env["HPSEARCH_TRIAL"], env["HPSEARCH_SLOT"]) == ("3", "7", "5")
+    assert env["HPSEARCH_PARAMS"] == '{"lr": 0.1}'
 
 
 def test_json_lines_with_an_integer_epoch_are_reports() -> None:

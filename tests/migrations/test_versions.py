@@ -1,4 +1,4 @@
-"""Migrations 0004 to 0010 on both backends: from 0003 with a study already stored, up to
+"""Migrations 0004 to 0011 on both backends: from 0003 with a study already stored, up to
 the ORM's tables exactly (no drift), and back down."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def _drift(url: str) -> list[object]:
         "hps_api_keys",
         "hps_web_sessions",
         "hps_slurm_jobs",
+        "hps_checkpoints",
     )
     return [d for d in diff if any(t in repr(d) for t in ours)]
 
@@ -42,7 +43,7 @@ def test_0004_upgrades_old_studies_matches_the_tables_and_downgrades(db_url: str
         conn.execute(insert, {"name": "old", "optuna": "o1", "dataset": "diabetes"})
         conn.execute(insert, {"name": "old", "optuna": "o2", "dataset": "iris"})
     migrations.upgrade(db_url)
-    assert migrations.current_revision(db_url) == "0010"
+    assert migrations.current_revision(db_url) == "0011"
     with get_engine(db_url).connect() as conn:
         tasks = conn.execute(text("SELECT dataset, task, test_state FROM hps_studies")).all()
     assert sorted(tasks) == [("diabetes", "regression", None), ("iris", "classification", None)]
@@ -51,4 +52,4 @@ def test_0004_upgrades_old_studies_matches_the_tables_and_downgrades(db_url: str
     assert migrations.current_revision(db_url) == "0003"
     get_engine(db_url).dispose()
     migrations.upgrade(db_url)
-    assert migrations.current_revision(db_url) == "0010"
+    assert migrations.current_revision(db_url) == "0011"

@@ -129,6 +129,7 @@ def test_trial_page(client: TestClient, sid: int) -> None:
     assert '<script type="application/json" id="trial-data">' in html
     best = page(client, f"/studies/{sid}/trials/2")
     assert "1 of 3 complete" in best and "128-32" in best
+    assert 'id="resumed"' not in best  # it trained from the start
 
 
 def test_compare_page(client: TestClient, sid: int, module_migrated_url: str) -> None:
@@ -200,3 +201,19 @@ def test_a_number_cell_is_rounded_with_full_precision_on_hover_and_escaped() -> 
     cell = number('<b a="1">&')
     assert isinstance(cell, Markup) and "<b" not in cell and "&amp;" in cell
     assert 'title="&lt;b a=&#34;1&#34;&gt;&amp;"' in cell  # quotes cannot end the title
+
+
+def test_a_resumed_trial_says_where_it_went_on(
+    client: TestClient, module_migrated_url: str
+) -> None:
+    from sqlalchemy import update
+
+    factory = store.make_session_factory(module_migrated_url)
+    other = make_study(factory, TRIALS[:1])
+    with store.session_scope(factory) as s:
+        s.execute(
+            update(store.TrialRow).where(store.TrialRow.study_id == other).values(resumed_from=4)
+        )
+    html = page(client, f"/studies/{other}/trials/0")
+    assert "after epoch 4, from the checkpoint" in html
+    assert client.get(f"/api/v1/studies/{other}/trials/0").json()["resumed_from"] == 4
