@@ -13,22 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from models import (
-    CNN,
-    MLP,
-    ConvBlock,
-    Dataset,
-    EpochMetrics,
-    TrainConfig,
-    TrainResult,
-    load_dataset,
-    model_config,
-    train_synthetic,
-    weights_bytes,
-)
-from models import train as train_model
+from models import ConvBlock, EpochMetrics, TrainConfig, TrainResult, train_synthetic
 from search.initial_loss import expected_initial_loss
 from search.judging import Judge
 from search.knobs import TRAINING
@@ -36,6 +23,9 @@ from search.outcome import Outcome, TrainedModel, finite_or_none, trial_metrics
 from search.samplers import derive_seed
 from search.spec import SYNTHETIC, ExperimentSpec, conv_blocks
 from search.store import T_COMPLETE, T_FAIL, T_PRUNED
+
+if TYPE_CHECKING:  # torch, loaded by the first real trial (a synthetic one needs none)
+    from models import Dataset
 
 KNOB_FIELDS = TRAINING  # the training knobs, each a TrainConfig field (search.knobs)
 Train = Callable[[TrainConfig, Any, Callable[[EpochMetrics], bool]], TrainResult]
@@ -132,14 +122,15 @@ def run_trial(
     stop: StopSignal,
     progress: Progress,
     judge: Judge,
-    train: Train = train_model,
+    train: Train | None = None,
     data: Dataset | None = None,
 ) -> Outcome:
     """Train one configuration on ``data`` (the spec's built-in dataset when None),
     judging the objective per epoch (step 0 = before any update) and stopping at the
     first epoch boundary where ``judge`` or ``stop`` says so. A complete trial carries
-    its trained model. The synthetic model reads no data and ignores ``train``: its
-    epochs are ``models.train_synthetic``'s analytic losses."""
+    its trained model (``train``: ``models.train`` when None). The synthetic model reads
+    no data, ignores ``train`` and never imports torch: its epochs are
+    ``models.train_synthetic``'s analytic losses."""
     verdict: dict[str, str] = {}
 
     def on_epoch(m: EpochMetrics) -> bool:
@@ -157,10 +148,13 @@ def run_trial(
     if spec.model == SYNTHETIC:
         result = train_synthetic(config, None, on_epoch)
         return _outcome(result, verdict, spec.objective.metric, stop)
+    from models import CNN, MLP, load_dataset, model_config, weights_bytes
+    from models import train as train_model
+
     if data is None:
         ds = spec.data
         data = load_dataset(ds.name or "", split=tuple(ds.split), seed=ds.seed)
-    result = train(config, data, on_epoch)
+    result = (train or train_model)(config, data, on_epoch)
     outcome = _outcome(result, verdict, spec.objective.metric, stop)
     outcome.baseline_error = data.baseline_error
     outcome.expected_initial_loss = expected_initial_loss(data.task, data.n_classes)
