@@ -28,7 +28,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import DateTime, Float, cast, create_engine, event, literal
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.compiler import compiles
@@ -156,19 +156,39 @@ def engine_kwargs(url: str) -> dict[str, Any]:
         "pool_pre_ping": True,
         "pool_size": _CONNECTIONS.pool_size,
         "max_overflow": 0,
-        "connect_args": pg_connect_args(),
+        "connect_args": pg_connect_args(url),
     }
 
 
-def pg_connect_args() -> dict[str, Any]:
-    """psycopg's connect() arguments: this process's application_name, and no server-side
-    prepared statements, so that a transaction-pooling PgBouncer (whose server
-    connections change from one transaction to the next) can stand between us and the
-    server (docs/pgbouncer.md: their cost on a direct connection is measured there)."""
-    name = f"{_CONNECTIONS.role}-{os.getpid()}"
-    if _CONNECTIONS.role != "hpsearch":
-        name = f"hpsearch-{name}"
-    return {"application_name": name, "prepare_threshold": None}
+def pg_connect_args(url: str) -> dict[str, Any]:
+    """psycopg's connect() arguments for ``url``: this process's application_name (unless
+    the URL names one), and ``prepare_threshold`` read from the URL's query as psycopg
+    takes it (``?prepare_threshold=none``: no server-side prepared statements, which a
+    transaction-pooling PgBouncer before 1.21 cannot carry from one transaction to the
+    next; a number: prepare a statement after that many runs; absent: psycopg's 5)."""
+    query = make_url(url).query
+    args: dict[str, Any] = {}
+    if "application_name" not in query:
+        name = f"{_CONNECTIONS.role}-{os.getpid()}"
+        args["application_name"] = name if name.startswith("hpsearch") else f"hpsearch-{name}"
+    if "prepare_threshold" in query:
+        args["prepare_threshold"] = _prepare_threshold(query["prepare_threshold"])
+    return args
+
+
+def _prepare_threshold(value: str | tuple[str, ...]) -> int | None:
+    text = value if isinstance(value, str) else value[-1]
+    if text.strip().lower() in ("", "none", "off"):
+        return None
+    try:
+        threshold = int(text)
+    except ValueError:
+        threshold = -1
+    if threshold < 0:
+        raise ValueError(
+            f"prepare_threshold in the database URL: 'none' or a number >= 0, not {text!r}"
+        )
+    return threshold
 
 
 def shared_pool(url: str) -> Pool | None:
@@ -209,7 +229,7 @@ def access_engine(url: str) -> Engine:
         isolation_level="AUTOCOMMIT",
         pool_size=8,
         max_overflow=0,
-        connect_args=pg_connect_args(),
+        connect_args=pg_connect_args(url),
     )
 
 
