@@ -36,6 +36,7 @@ class Service:
         cmd = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
         self.procs = [self._start(cmd + ["--workers", str(workers)])]
         self.workers = workers
+        self.last_study: int | None = None  # the id of the study run_study ran last
 
     def _start(self, cmd: list[str]) -> subprocess.Popen[bytes]:
         out = self.log  # the processes' own output, named if one fails
@@ -68,6 +69,7 @@ class Service:
         r = httpx.post(f"{self.base}/studies", json=spec, timeout=30)
         r.raise_for_status()
         study, deadline = r.json(), time.monotonic() + timeout
+        self.last_study = int(study["id"])
         while study["status"] != "completed":
             if time.monotonic() > deadline or study["status"] in ("failed", "cancelled"):
                 raise SystemExit(f"study {study['id']} is {study['status']} after {timeout} s")

@@ -51,7 +51,7 @@ class PgBouncer:
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
 
-def _ini(root: Path, port: int, server_host: str, server_port: int) -> str:
+def _ini(root: Path, port: int, server_host: str, server_port: int, pool_size: int) -> str:
     return f"""\
 [databases]
 * = host={server_host} port={server_port}
@@ -63,7 +63,7 @@ unix_socket_dir =
 auth_type = trust
 auth_file = {root}/userlist.txt
 pool_mode = transaction
-default_pool_size = {SERVER_CONNECTIONS}
+default_pool_size = {pool_size}
 max_client_conn = 500
 logfile = {root}/pgbouncer.log
 pidfile = {root}/pgbouncer.pid
@@ -84,9 +84,9 @@ def _listening(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def pgbouncer(postgres_url: str) -> Iterator[PgBouncer]:
-    """PgBouncer in front of ``postgres_url``'s server (any database on it), stopped by
-    pid at the end."""
+def pgbouncer(postgres_url: str, pool_size: int = SERVER_CONNECTIONS) -> Iterator[PgBouncer]:
+    """PgBouncer in front of ``postgres_url``'s server (any database on it), with
+    ``pool_size`` server connections per database, stopped by pid at the end."""
     if not Path(PGBOUNCER).exists():
         raise RuntimeError(f"PgBouncer is not installed ({PGBOUNCER}): run `make pgbouncer`")
     server = make_url(postgres_url)
@@ -94,7 +94,8 @@ def pgbouncer(postgres_url: str) -> Iterator[PgBouncer]:
     port = _free_port()
     (root / "userlist.txt").write_text(f'"{server.username or RUN_AS}" ""\n')
     ini = root / "pgbouncer.ini"
-    ini.write_text(_ini(root, port, server.host or "127.0.0.1", server.port or 5432))
+    host, server_port = server.host or "127.0.0.1", server.port or 5432
+    ini.write_text(_ini(root, port, host, server_port, pool_size))
     cmd = [PGBOUNCER, str(ini)]
     if os.geteuid() == 0:
         user = pwd.getpwnam(RUN_AS)
