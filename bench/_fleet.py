@@ -29,7 +29,7 @@ MAX_CONNECTIONS = 100  # the server's limit: far below two per worker
 # PgBouncer's server connections for the benchmark's database: enough to keep 2 cores busy,
 # a fifth of the server's slots; the workers' 256 client connections take turns on them.
 SERVER_POOL = 20
-WORKER_MB = 150  # what to reserve per worker before starting them (RSS about 110 MB)
+WORKER_MB = 120  # what to reserve per worker before starting them (RSS about 113 MB)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -10,7 +10,7 @@ through a real ``hpsearch serve``, and where coordination saturates with many wo
    processes added in steps (8, 16, 32), each step a study with parallelism = workers.
    Sleeping trials leave the cores to the bookkeeping, so efficiency falls where the
    claims, ends and heartbeats of all workers no longer fit between the trials.
-3. ``--fleet N`` (off by default: it needs about 150 MB free per worker): N worker
+3. ``--fleet N`` (off by default: it needs about 120 MB free per worker): N worker
    processes through a transaction-pooling PgBouncer on a private PostgreSQL with
    ``max_connections = 100`` (``bench/_fleet.py``), one study of ``--fleet-trial-seconds``
    trials after a short warm-up one; besides the efficiency: failed trials, whether every
