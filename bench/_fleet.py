@@ -16,8 +16,9 @@ import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, select
 from sqlalchemy.pool import NullPool
 
 from search import store
@@ -128,18 +129,63 @@ def median_memory(pids: list[int]) -> tuple[float, float]:
     return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
-def study_outcome(direct_url: str, study_id: int) -> tuple[int, int, bool]:
-    """(trials, trials that failed, every slot claimed exactly once) of the study."""
-    engine = create_engine(direct_url, poolclass=NullPool)
-    t = store.TrialRow
-    with engine.connect() as conn:
-        slots = list(conn.scalars(select(t.slot).where(t.study_id == study_id)))
-        failed = conn.scalar(
-            select(func.count()).where(t.study_id == study_id, t.state == store.T_FAIL)
+@dataclass
+class Outcome:
+    trials: int
+    failed: int
+    every_slot_once: bool
+    start_lag: float  # the study's creation to its first claim, s
+    last_start: float  # the study's creation to the last worker's first claim, s
+    trial: float  # median claim to end of a trial, s
+    gap: float  # median end of a worker's trial to its next claim, s
+    tail: float  # the last trial's end to the study's end, s
+
+    def line(self, trial_s: float) -> str:
+        return (
+            f"# where the time goes: the workers' first claims {self.start_lag:.2f}-"
+            f"{self.last_start:.2f} s after submission; a {trial_s:g}-s trial takes "
+            f"{self.trial:.3f} s from claim to end "
+            f"(median), then {self.gap:.3f} s to the worker's next claim; the study ends "
+            f"{self.tail:.2f} s after its last trial"
         )
-        n_trials = conn.scalar(select(store.StudyRow.n_trials).where(store.StudyRow.id == study_id))
+
+
+def study_outcome(direct_url: str, study_id: int) -> Outcome:
+    """What became of the study's trials, and where its time went (the database's times)."""
+    engine = create_engine(direct_url, poolclass=NullPool)
+    t, st = store.TrialRow, store.StudyRow
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(t.slot, t.state, t.worker_id, t.started_at, t.finished_at).where(
+                t.study_id == study_id
+            )
+        ).all()
+        study = conn.execute(
+            select(st.n_trials, st.created_at, st.finished_at).where(st.id == study_id)
+        ).one()
     engine.dispose()
-    return len(slots), int(failed or 0), sorted(slots) == list(range(int(n_trials or 0)))
+    by_worker: dict[int | None, list[Any]] = {}
+    for row in sorted(rows, key=lambda r: r.started_at):
+        by_worker.setdefault(row.worker_id, []).append(row)
+    gaps = [
+        (b.started_at - a.finished_at).total_seconds()
+        for runs in by_worker.values()
+        for a, b in zip(runs, runs[1:], strict=False)
+        if a.finished_at is not None
+    ]
+    ends = [r.finished_at for r in rows if r.finished_at is not None]
+    return Outcome(
+        trials=len(rows),
+        failed=sum(r.state == store.T_FAIL for r in rows),
+        every_slot_once=sorted(r.slot for r in rows) == list(range(study.n_trials)),
+        start_lag=(min(r.started_at for r in rows) - study.created_at).total_seconds(),
+        last_start=max(
+            (runs[0].started_at - study.created_at).total_seconds() for runs in by_worker.values()
+        ),
+        trial=statistics.median((r.finished_at - r.started_at).total_seconds() for r in rows),
+        gap=statistics.median(gaps) if gaps else 0.0,
+        tail=(study.finished_at - max(ends)).total_seconds() if ends else 0.0,
+    )
 
 
 __all__ = [
@@ -147,6 +193,7 @@ __all__ = [
     "SERVER_POOL",
     "CpuWatch",
     "FleetDatabase",
+    "Outcome",
     "check_memory",
     "children",
     "fleet_database",

@@ -169,7 +169,7 @@ def fleet(args: argparse.Namespace, env: dict[str, str]) -> tuple[Row, list[str]
         watch.stop()
         rss, pss = median_memory(workers)
         assert service.last_study is not None
-        ran, failed, once = study_outcome(db.direct, service.last_study)
+        outcome = study_outcome(db.direct, service.last_study)
     row = Row(n, trial_s, trials, math.ceil(trials / n) * trial_s, [wall])
     cores = os.cpu_count() or 1
     cpu = ", ".join(
@@ -179,7 +179,9 @@ def fleet(args: argparse.Namespace, env: dict[str, str]) -> tuple[Row, list[str]
         f"# fleet: {n} workers registered in {started:.0f} s, through PgBouncer (transaction "
         f"pooling, {SERVER_POOL} server connections) on a private PostgreSQL with "
         "max_connections = 100",
-        f"# errors: {failed} failed of {ran} trials; every slot once: {'yes' if once else 'NO'}",
+        f"# errors: {outcome.failed} failed of {outcome.trials} trials; every slot once: "
+        f"{'yes' if outcome.every_slot_once else 'NO'}",
+        outcome.line(trial_s),
         f"# memory per worker (median of {n}): RSS {rss:.0f} MB, PSS {pss:.0f} MB",
         f"# CPU during the study ({cores} cores x {wall:.1f} s = {cores * wall:.0f} s): {cpu}",
     ]
