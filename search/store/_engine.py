@@ -9,6 +9,11 @@ on each engine we make, and on Optuna's RDBStorage engine once that storage has 
 initialising (its set-up nests two connections, which immediate transactions would
 deadlock).
 
+On PostgreSQL each connection names its process (``application_name``); a worker limits
+itself to 2 connections, one pool shared with Optuna's storage (:func:`limit_connections`),
+and a URL through a transaction-pooling PgBouncer says ``?prepare_threshold=none``
+(:func:`pg_connect_args`, docs/pgbouncer.md).
+
 Times that are compared across hosts (heartbeats, liveness) come from the database's
 clock (``db_now``), never from the host's, so clock skew between machines cannot make a
 live trial look dead.
