@@ -33,6 +33,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from types import FrameType
@@ -247,8 +248,8 @@ class Worker:
 
     def _serve(self, study: ServedStudy, started: StartedTrial) -> None:
         assert self.heartbeat is not None
-        if study.ctx.spec.model != SYNTHETIC:
-            self._load_torch()
+        if study.ctx.spec.model != SYNTHETIC or "torch" in sys.modules:
+            self._load_torch()  # also once a sampler (Optuna's GP) has imported torch
         t0 = time.perf_counter()
         progress = Progress(study.ctx.spec.objective.metric)
         stop = self.heartbeat.watch(started.trial_row_id, progress)
