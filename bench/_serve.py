@@ -52,7 +52,7 @@ class Service:
         t0 = time.monotonic()
         while True:
             try:
-                r = httpx.get(f"{self.base}/workers", timeout=5)
+                r = httpx.get(f"{self.base}/workers", params={"limit": 500}, timeout=5)
                 live = [w for w in r.json()["data"] if w["status"] in ("idle", "busy")]
                 if r.status_code == 200 and len(live) >= self.workers:
                     return time.monotonic() - t0
