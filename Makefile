@@ -15,7 +15,7 @@ CHROMIUM ?= /usr/bin/chromium
 TEST_PROCS ?= 2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test lint typecheck docs pytest install install-dev browser slurm bench clean
+.PHONY: serve test lint typecheck docs pytest install install-dev browser slurm pgbouncer bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,16 @@ $(SLURMD):
 
 slurm: $(SLURMD)
 
+# The PgBouncer tests (tests/pgbouncer.py) start Debian's pgbouncer in transaction pooling
+# mode in front of the test server, as root with -u postgres, never through systemd.
+PGBOUNCER ?= /usr/sbin/pgbouncer
+$(PGBOUNCER):
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends pgbouncer \
+	  || ($(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive \
+	      $(SUDO) apt-get install -y --no-install-recommends pgbouncer)
+
+pgbouncer: $(PGBOUNCER)
+
 serve: $(STAMP)
 	$(BIN)/hpsearch serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
@@ -70,7 +80,7 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-pytest: $(DEV_STAMP) browser $(JQ) slurm
+pytest: $(DEV_STAMP) browser $(JQ) slurm pgbouncer
 	HPS_TEST_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -n $(TEST_PROCS) --dist loadfile --no-loadscope-reorder
 
 # The manual (docs/, mkdocs.yml) into site/; --strict: a broken link or a missing page fails.

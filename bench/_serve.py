@@ -36,6 +36,7 @@ class Service:
         cmd = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
         self.procs = [self._start(cmd + ["--workers", str(workers)])]
         self.workers = workers
+        self.last_study: int | None = None  # the id of the study run_study ran last
 
     def _start(self, cmd: list[str]) -> subprocess.Popen[bytes]:
         out = self.log  # the processes' own output, named if one fails
@@ -51,7 +52,7 @@ class Service:
         t0 = time.monotonic()
         while True:
             try:
-                r = httpx.get(f"{self.base}/workers", timeout=5)
+                r = httpx.get(f"{self.base}/workers", params={"limit": 500}, timeout=5)
                 live = [w for w in r.json()["data"] if w["status"] in ("idle", "busy")]
                 if r.status_code == 200 and len(live) >= self.workers:
                     return time.monotonic() - t0
@@ -68,6 +69,7 @@ class Service:
         r = httpx.post(f"{self.base}/studies", json=spec, timeout=30)
         r.raise_for_status()
         study, deadline = r.json(), time.monotonic() + timeout
+        self.last_study = int(study["id"])
         while study["status"] != "completed":
             if time.monotonic() > deadline or study["status"] in ("failed", "cancelled"):
                 raise SystemExit(f"study {study['id']} is {study['status']} after {timeout} s")

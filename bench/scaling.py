@@ -10,9 +10,16 @@ through a real ``hpsearch serve``, and where coordination saturates with many wo
    processes added in steps (8, 16, 32), each step a study with parallelism = workers.
    Sleeping trials leave the cores to the bookkeeping, so efficiency falls where the
    claims, ends and heartbeats of all workers no longer fit between the trials.
+3. ``--fleet N`` (off by default: it needs about 120 MB free per worker): N worker
+   processes through a transaction-pooling PgBouncer on a private PostgreSQL with
+   ``max_connections = 100`` (``bench/_fleet.py``), one study of ``--fleet-trial-seconds``
+   trials after a short warm-up one; besides the efficiency: failed trials, whether every
+   slot ran once, each worker's memory (median RSS and PSS) and the CPU time the
+   database, PgBouncer, the API and the workers spent during the study.
 
     .venv/bin/python bench/scaling.py [--backends sqlite,postgresql] [--workers 1,2]
         [--trial-seconds 0.3,1] [--study-seconds 8] [--many 8,16,32] [--repeats 1]
+        [--fleet 128] [--fleet-trial-seconds 2] [--fleet-study-seconds 20]
         [--device cpu|cuda|auto] [--pg URL] [--quick]
 
 ``--device`` is the workers' device (``HPS_DEVICE``): synthetic trials compute nothing,
@@ -34,6 +41,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _databases import BACKENDS, PG_ADMIN, database  # noqa: E402
+from _fleet import (  # noqa: E402  # noqa: E402
+    SERVER_POOL,
+    CpuWatch,
+    check_memory,
+    children,
+    fleet_database,
+    median_memory,
+    study_outcome,
+)
 from _serve import Service  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -128,6 +144,49 @@ def many_workers(args: argparse.Namespace, env: dict[str, str]) -> tuple[list[Ro
     return rows, notes
 
 
+def fleet(args: argparse.Namespace, env: dict[str, str]) -> tuple[Row, list[str]]:
+    """``--fleet`` workers through PgBouncer on a private server: the study's row, and
+    lines on its errors, slots, memory and CPU."""
+    n, trial_s = args.fleet, args.fleet_trial_seconds
+    check_memory(n)
+    with fleet_database() as db, Service(db.url, 0, env | {"HPS_THREADS": "1"}) as service:
+        service.wait_ready()
+        service.add_workers(n)
+        started = service.wait_ready(timeout=300 + 5 * n)
+        service.run_study(spec(n, n, 0.2))  # warm-up: PgBouncer's server connections open
+        workers = [p.pid for p in service.procs[1:]]
+        watch = CpuWatch(
+            {
+                "database": lambda: [db.postmaster, *children(db.postmaster)],
+                "PgBouncer": lambda: [db.bouncer],
+                "API": lambda: [service.procs[0].pid],
+                "workers": lambda: workers,
+            }
+        )
+        watch.start()
+        trials = n * max(1, round(args.fleet_study_seconds / trial_s))
+        wall = service.run_study(spec(trials, n, trial_s))
+        watch.stop()
+        rss, pss = median_memory(workers)
+        assert service.last_study is not None
+        outcome = study_outcome(db.direct, service.last_study)
+    row = Row(n, trial_s, trials, math.ceil(trials / n) * trial_s, [wall])
+    cores = os.cpu_count() or 1
+    cpu = ", ".join(
+        f"{name} {spent:.1f} s ({spent / wall:.2f} cores)" for name, spent in watch.spent.items()
+    )
+    return row, [
+        f"# fleet: {n} workers registered in {started:.0f} s, through PgBouncer (transaction "
+        f"pooling, {SERVER_POOL} server connections) on a private PostgreSQL with "
+        "max_connections = 100",
+        f"# errors: {outcome.failed} failed of {outcome.trials} trials; every slot once: "
+        f"{'yes' if outcome.every_slot_once else 'NO'}",
+        outcome.line(trial_s),
+        f"# memory per worker (median of {n}): RSS {rss:.0f} MB, PSS {pss:.0f} MB",
+        f"# CPU during the study ({cores} cores x {wall:.1f} s = {cores * wall:.0f} s): {cpu}",
+    ]
+
+
 class Connections:
     """PostgreSQL's connection slots: those of the benchmark's database, and the free."""
 
@@ -160,6 +219,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--many", default="8,16,32", help="worker counts of part 2 ('' skips)")
     parser.add_argument("--many-trial-seconds", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=1, help="studies of each; medians")
+    parser.add_argument("--fleet", type=int, default=0, help="part 3's workers (0 skips)")
+    parser.add_argument("--fleet-trial-seconds", type=float, default=2.0)
+    parser.add_argument("--fleet-study-seconds", type=float, default=20.0, help="ideal")
     parser.add_argument("--device", default="cpu", help="the workers' device: cpu|cuda|auto")
     parser.add_argument("--pg", default=PG_ADMIN, help="PostgreSQL server (admin URL)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2-s studies, 2 and 4")
@@ -173,7 +235,8 @@ def parse_args() -> argparse.Namespace:
     if any(b not in BACKENDS for b in args.backends):
         parser.error("--backends: sqlite and/or postgresql")
     numbers = args.workers + args.many + args.trial_seconds + [args.study_seconds, args.repeats]
-    if any(n <= 0 for n in numbers + [args.many_trial_seconds]):
+    numbers += [args.many_trial_seconds, args.fleet_trial_seconds, args.fleet_study_seconds]
+    if args.fleet < 0 or any(n <= 0 for n in numbers):
         parser.error("worker counts, seconds and --repeats must be > 0")
     return args
 
@@ -196,6 +259,10 @@ def main() -> None:
         print(f"{'postgresql':<11} {row.cells()}")
     for note in notes:
         print(note)
+    if args.fleet:
+        row, lines = fleet(args, env)
+        print(f"{'pgbouncer':<11} {row.cells()}")
+        print("\n".join(lines))
     print(f"# load average at the end: {os.getloadavg()[0]:.1f}")
 
 

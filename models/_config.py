@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from models._cnn import ConvBlock
+from models._conv_block import ConvBlock
 from models._early_stop import EarlyStopping
 from models._schedules import Schedule
 from search.knobs import BUILT_IN, DEFAULTS, KNOB, TRAINING

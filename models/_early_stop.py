@@ -9,10 +9,11 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # imported by the configuration's checks, which run without torch
+    import torch
+    from torch import nn
 
 
 class HasState(Protocol):

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # a Schedule is built and checked without torch
+    import torch
 
 from search.knobs import LR_SCHEDULES
 
@@ -59,6 +61,8 @@ def build_scheduler(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR stepped once after each epoch: its step count i (0 before the first
     epoch) sets the lr of epoch i + 1."""
+    import torch
+
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: schedule.factor(i + 1))
 
 

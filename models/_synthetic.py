@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from models._config import TrainConfig
-from models.train import EpochMetrics, TrainResult
+from models._results import EpochMetrics, TrainResult
 
 INITIAL_LOSS = 2.3
 FLOOR = 0.05  # the asymptote at the optimum: no configuration scores lower

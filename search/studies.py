@@ -42,6 +42,7 @@ from search.store import (
     lock_dataset,
     normalize_url,
     session_scope,
+    shared_pool,
     with_retry,
 )
 
@@ -119,12 +120,22 @@ def get_storage(url: str) -> optuna.storages.RDBStorage:
     url = normalize_url(url)
     if url not in _STORAGES:
         with_retry(lambda: optuna_rows.check_schema(get_engine(url)))
-        storage = with_retry(
-            lambda: optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
-        )
+        storage = with_retry(lambda: _rdb_storage(url))
         harden_sqlite(storage.engine)
         _STORAGES[url] = storage
     return _STORAGES[url]
+
+
+def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's storage on ``url``: with an engine of its own, or (a worker on PostgreSQL,
+    ``search.store.limit_connections``) one drawing from the hps_* engine's pool, so the
+    process holds no more connections than that pool. Its idle connections are closed
+    first: SQLAlchemy sets up a new engine's dialect on the first connection it opens."""
+    pool = shared_pool(url)
+    if pool is None:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
+    pool.dispose()
+    return optuna.storages.RDBStorage(url, engine_kwargs={"pool": pool})
 
 
 def create_study(

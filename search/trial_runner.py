@@ -19,26 +19,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from models import (
-    CNN,
-    MLP,
-    Checkpoint,
-    ConvBlock,
-    Dataset,
-    EpochMetrics,
-    TrainConfig,
-    TrainResult,
-    config_key,
-    load_dataset,
-    model_config,
-    read_checkpoint,
-    resolve_device,
-    train_synthetic,
-    weights_bytes,
-)
-from models import train as train_model
+from models import ConvBlock, EpochMetrics, TrainConfig, TrainResult, train_synthetic
 from search.initial_loss import expected_initial_loss
 from search.judging import Judge
 from search.knobs import TRAINING
@@ -48,6 +31,9 @@ from search.spec import SYNTHETIC, ExperimentSpec, conv_blocks
 from search.store import T_COMPLETE, T_FAIL, T_PRUNED
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:  # torch, loaded by the first real trial (a synthetic one needs none)
+    from models import Checkpoint, Dataset
 
 KNOB_FIELDS = TRAINING  # the training knobs, each a TrainConfig field (search.knobs)
 # train(config, data, on_epoch), and resume=Checkpoint when there is one (models.train)
@@ -145,16 +131,17 @@ def run_trial(
     stop: StopSignal,
     progress: Progress,
     judge: Judge,
-    train: Train = train_model,
+    train: Train | None = None,
     data: Dataset | None = None,
     resume: bytes | None = None,
 ) -> Outcome:
     """Train one configuration on ``data`` (the spec's built-in dataset when None),
     judging the objective per epoch (step 0 = before any update) and stopping at the
     first epoch boundary where ``judge`` or ``stop`` says so. A complete trial carries
-    its trained model; one stopped for a retry, its checkpoint. ``resume``: the slot's
-    checkpoint, resumed from when it is of this configuration. The synthetic model reads
-    no data and ignores ``train`` and ``resume``: its epochs are
+    its trained model (``train``: ``models.train`` when None); one stopped for a retry, its
+    checkpoint. ``resume``: the slot's checkpoint, resumed from when it is of this
+    configuration. The synthetic model reads no data, ignores ``train`` and ``resume`` and
+    never imports torch: its epochs are
     ``models.train_synthetic``'s analytic losses."""
     verdict: dict[str, str] = {}
 
@@ -173,10 +160,14 @@ def run_trial(
     if spec.model == SYNTHETIC:
         result = train_synthetic(config, None, on_epoch)
         return _outcome(result, verdict, spec.objective.metric, stop)
+    from models import CNN, MLP, load_dataset, model_config, weights_bytes
+    from models import train as train_model
+
     if data is None:
         ds = spec.data
         data = load_dataset(ds.name or "", split=tuple(ds.split), seed=ds.seed)
     checkpoint = _usable(resume, config, slot)
+    train = train or train_model
     if checkpoint is None:
         result = train(config, data, on_epoch)
     else:
@@ -198,6 +189,8 @@ def _usable(resume: bytes | None, config: TrainConfig, slot: int) -> Checkpoint 
     retry (new parameters) or another kind of device cannot use is set aside."""
     if resume is None:
         return None
+    from models import config_key, read_checkpoint, resolve_device
+
     try:
         checkpoint = read_checkpoint(resume)
     except ValueError as exc:

@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Predictor, split_table
-from models._tabular import label_value
-from search.datasets import spec_table
 from search.spec import ExperimentSpec
 from search.store import (
     TEST_DONE,
@@ -34,12 +30,17 @@ from search.store import (
     with_retry,
 )
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 log = logging.getLogger(__name__)
 
 
 def score_predictions(task: str, predicted: np.ndarray, actual: pd.Series) -> dict[str, Any]:
     """Test metrics of predictions in the original label space: accuracy for
     classification; RMSE, R^2 and MSE (in the target's units) for regression."""
+    from models._tabular import label_value
+
     n = len(actual)
     if task == "classification":
         hits = sum(p == label_value(a) for p, a in zip(predicted, actual, strict=True))
@@ -65,7 +66,12 @@ def test_metrics(
     config: dict[str, Any],
     weights: bytes,
 ) -> dict[str, Any]:
-    """The kept model's metrics on the spec's test split (raw rows, as a user has them)."""
+    """The kept model's metrics on the spec's test split (raw rows, as a user has them).
+    torch and pandas are imported here, by a study with a kept model: a worker that ends
+    synthetic studies only (no model to score) never loads them."""
+    from models import Predictor, split_table
+    from search.datasets import spec_table
+
     table = spec_table(session_factory=session_factory, dataset=spec.data)
     ds = spec.data
     test = split_table(table, ds.split, ds.seed)[2]

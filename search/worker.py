@@ -35,15 +35,13 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from types import FrameType
 from typing import Any
 
-from models import train as train_model
-from models import warm_up
 from search._worker_options import KILLED_REASON, STOPPED_REASON, WorkerKilled, WorkerOptions
-from search.datasets import trial_dataset
 from search.heartbeat import Heartbeat
 from search.lifecycle import (
     ReapSchedule,
@@ -54,6 +52,7 @@ from search.lifecycle import (
     reap_lost_trials,
 )
 from search.served import ServedStudy, Studies, prepare_trial
+from search.spec import SYNTHETIC
 from search.store import (
     MAX_WAIT_S,
     OUTAGE,
@@ -85,9 +84,10 @@ class DatabaseGone(RuntimeError):
 
 
 class Worker:
-    def __init__(self, options: WorkerOptions, *, train: Train = train_model) -> None:
+    def __init__(self, options: WorkerOptions, *, train: Train | None = None) -> None:
         self.options = options
-        self.train = train
+        self.train = train  # None: models.train, imported by the first real trial
+        self._torch_ready = False
         self.sessions = make_session_factory(options.db_url)
         self.reads = make_session_factory(options.db_url, read_only=True)
         self.stop = StopSignal()
@@ -124,7 +124,6 @@ class Worker:
     def register(self) -> None:
         """Register this worker and start its heartbeat."""
         o = self.options
-        warm_up()  # torch's lazy imports, paid before the first trial rather than in it
         with_retry(lambda: get_storage(o.db_url))  # Optuna's tables exist before we write
         self.worker_id = self._db(
             lambda s: register_worker(
@@ -252,6 +251,8 @@ class Worker:
 
     def _serve(self, study: ServedStudy, started: StartedTrial) -> None:
         assert self.heartbeat is not None
+        if study.ctx.spec.model != SYNTHETIC or "torch" in sys.modules:
+            self._load_torch()  # also once a sampler (Optuna's GP) has imported torch
         t0 = time.perf_counter()
         progress = Progress(study.ctx.spec.objective.metric)
         stop = self.heartbeat.watch(started.trial_row_id, progress)
@@ -271,7 +272,11 @@ class Worker:
         spec = study.ctx.spec
         try:
             started, judge = prepare_trial(study, started, progress, self._db)
-            data = with_retry(lambda: trial_dataset(session_factory=self.reads, spec=spec))
+            data = None
+            if spec.model != SYNTHETIC:
+                from search.datasets import trial_dataset  # pandas: real trials only
+
+                data = with_retry(lambda: trial_dataset(session_factory=self.reads, spec=spec))
             saved = self._read(
                 lambda s: slot_checkpoint(session=s, study_id=started.study_id, slot=started.slot)
             )
@@ -383,6 +388,21 @@ class Worker:
             grace_s=o.grace_period,
             max_retries=o.max_retries,
         )
+
+    def _load_torch(self) -> None:
+        """Before the first real trial: torch's threads, and its one-time lazy imports paid
+        before the trial's clock starts (a worker serving synthetic trials never loads
+        torch, scikit-learn or pandas: memory decides how many workers fit a machine)."""
+        if self._torch_ready:
+            return
+        import torch
+
+        from models import warm_up
+
+        if self.options.threads is not None:
+            torch.set_num_threads(self.options.threads)
+        warm_up()
+        self._torch_ready = True
 
     def _evaluate_winners(self) -> None:
         """Score the winner of any ended study on its test split (once per study)."""

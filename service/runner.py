@@ -56,6 +56,9 @@ def _redact(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+WORKER_CONNECTIONS = 2  # database connections a worker process holds at most
+
+
 def run_worker_cli(
     *,
     db_url: str | None = None,
@@ -69,20 +72,21 @@ def run_worker_cli(
     """Run one worker in this process until SIGTERM/SIGINT, ``max_trials`` or (with
     ``exit_when_idle``) the end of the studies it serves."""
     _logging()
-    import torch
-
-    from models import resolve_device
+    from models import device_name
+    from search.store import limit_connections
     from search.worker import DatabaseGone, Worker, WorkerOptions
 
+    # Its main thread and its heartbeat, one connection each: a hundred workers fit one
+    # PostgreSQL server (or PgBouncer's client slots) beside the API.
+    limit_connections(WORKER_CONNECTIONS, role="worker")
     settings = Settings()
     url = db_url or settings.database_url
     try:
-        resolved = str(resolve_device(device or settings.device))
+        resolved = device_name(device or settings.device)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     n_threads = threads or settings.threads or _default_threads(url, settings.grace_period)
-    torch.set_num_threads(n_threads)
     worker = Worker(
         WorkerOptions(
             db_url=url,

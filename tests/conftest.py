@@ -124,6 +124,30 @@ def _migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mi
     templates.close()
 
 
+@pytest.fixture(scope="session")
+def pgbouncer_daemon() -> Iterator[object]:
+    """One PgBouncer (transaction pooling) in front of the test server for the whole run
+    (``tests/pgbouncer.py``); a missing pgbouncer fails the tests, never skips them."""
+    from tests.pgbouncer import pgbouncer
+
+    try:
+        with pgbouncer(_psycopg_url(PG_ADMIN_URL)) as bouncer:
+            yield bouncer
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture
+def pgbouncer_url(postgres_url: str, pgbouncer_daemon: object) -> Iterator[str]:
+    """A throwaway PostgreSQL database reached through PgBouncer in transaction mode."""
+    from tests.pgbouncer import PgBouncer
+
+    assert isinstance(pgbouncer_daemon, PgBouncer)
+    url = pgbouncer_daemon.url_for(postgres_url)
+    yield url
+    _forget(url)
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> Iterator[str]:
     url = f"sqlite:///{tmp_path / 'hps.db'}"

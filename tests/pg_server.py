@@ -36,10 +36,11 @@ class PgServer:
     """One server: ``url`` names its database ``hps``; ``stop()``/``start()`` take it away
     and bring it back; ``close()`` stops it for good and removes its files."""
 
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, root: Path, port: int, options: str = "") -> None:
         self.root = root
         self.data = root / "data"
         self.port = port
+        self.options = options  # more server settings (-c name=value ...), last word
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/hps"
 
     def _run(self, *args: str) -> None:
@@ -63,6 +64,7 @@ class PgServer:
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"{options} {self.options}".strip()
         self._run(
             _bin("pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
             "-o", options, "-w", "-t", "60", "start",
@@ -97,15 +99,16 @@ def _wait_gone(pid: int, timeout: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def pg_server() -> Iterator[PgServer]:
-    """A fresh server, stopped and deleted afterwards (also when the test fails)."""
+def pg_server(options: str = "") -> Iterator[PgServer]:
+    """A fresh server, stopped and deleted afterwards (also when the test fails);
+    ``options``: more settings, e.g. ``-c max_connections=100`` (``bench/scaling.py``)."""
     # Not under pytest's tmp_path: its parents are root's, and the server runs as postgres.
     root = Path(tempfile.mkdtemp(prefix="hps-pg-"))
     if os.geteuid() == 0:
         user = pwd.getpwnam(RUN_AS)
         os.chown(root, user.pw_uid, user.pw_gid)
     root.chmod(0o700)
-    server = PgServer(root, free_port())
+    server = PgServer(root, free_port(), options)
     try:
         server.init()
         yield server

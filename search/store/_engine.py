@@ -9,6 +9,11 @@ on each engine we make, and on Optuna's RDBStorage engine once that storage has 
 initialising (its set-up nests two connections, which immediate transactions would
 deadlock).
 
+On PostgreSQL each connection names its process (``application_name``); a worker limits
+itself to 2 connections, one pool shared with Optuna's storage (:func:`limit_connections`),
+and a URL through a transaction-pooling PgBouncer says ``?prepare_threshold=none``
+(:func:`pg_connect_args`, docs/pgbouncer.md).
+
 Times that are compared across hosts (heartbeats, liveness) come from the database's
 clock (``db_now``), never from the host's, so clock skew between machines cannot make a
 live trial look dead.
@@ -17,19 +22,23 @@ live trial look dead.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import DateTime, Float, cast, create_engine, event, literal
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import Pool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -113,25 +122,102 @@ def normalize_url(url: str) -> str:
     return url
 
 
+@dataclass
+class _Connections:
+    """How this process connects to PostgreSQL (:func:`limit_connections`)."""
+
+    pool_size: int = 10
+    role: str = "hpsearch"
+    shared: bool = False  # Optuna's storage draws from the hps_* engine's pool
+
+
+_CONNECTIONS = _Connections()
+
+
+def limit_connections(pool_size: int, *, role: str) -> None:
+    """Called by a process's entry point before its first engine: at most ``pool_size``
+    connections to each PostgreSQL database, one pool shared by the hps_* sessions (reads
+    and writes) and Optuna's storage, and ``role`` in each connection's application_name
+    (``hpsearch-<role>-<pid>`` in pg_stat_activity). A worker takes 2: its main thread
+    and its heartbeat each hold at most one at a time. Engines made before are dropped."""
+    if pool_size < 1:
+        raise ValueError(f"pool_size must be >= 1, got {pool_size!r}")
+    _CONNECTIONS.pool_size, _CONNECTIONS.role, _CONNECTIONS.shared = pool_size, role, True
+    with _ENGINES_LOCK:
+        engines = list(_ENGINES.values())
+        _ENGINES.clear()
+    for engine in engines:
+        engine.dispose()
+
+
 def engine_kwargs(url: str) -> dict[str, Any]:
     """create_engine() keyword arguments for ``url``, shared with Optuna's RDBStorage."""
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}, "pool_size": SQLITE_POOL_SIZE}
-    # Ten kept, none beyond: a connection past the kept ones is closed when given back, and
-    # a new one costs the server a process (a burst of 50 pollers made the API open twelve
-    # a second with 5 kept and 5 more allowed). Callers beyond ten wait for one.
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 0}
+    # Ten kept by default, none beyond: a connection past the kept ones is closed when given
+    # back, and a new one costs the server a process (a burst of 50 pollers made the API
+    # open twelve a second with 5 kept and 5 more allowed). Callers beyond them wait.
+    return {
+        "pool_pre_ping": True,
+        "pool_size": _CONNECTIONS.pool_size,
+        "max_overflow": 0,
+        "connect_args": pg_connect_args(url),
+    }
+
+
+def pg_connect_args(url: str) -> dict[str, Any]:
+    """psycopg's connect() arguments for ``url``: this process's application_name (unless
+    the URL names one), and ``prepare_threshold`` read from the URL's query as psycopg
+    takes it (``?prepare_threshold=none``: no server-side prepared statements, which a
+    transaction-pooling PgBouncer before 1.21 cannot carry from one transaction to the
+    next; a number: prepare a statement after that many runs; absent: psycopg's 5)."""
+    query = make_url(url).query
+    args: dict[str, Any] = {}
+    if "application_name" not in query:
+        name = f"{_CONNECTIONS.role}-{os.getpid()}"
+        args["application_name"] = name if name.startswith("hpsearch") else f"hpsearch-{name}"
+    if "prepare_threshold" in query:
+        args["prepare_threshold"] = _prepare_threshold(query["prepare_threshold"])
+    return args
+
+
+def _prepare_threshold(value: str | tuple[str, ...]) -> int | None:
+    text = value if isinstance(value, str) else value[-1]
+    if text.strip().lower() in ("", "none", "off"):
+        return None
+    try:
+        threshold = int(text)
+    except ValueError:
+        threshold = -1
+    if threshold < 0:
+        raise ValueError(
+            f"prepare_threshold in the database URL: 'none' or a number >= 0, not {text!r}"
+        )
+    return threshold
+
+
+def shared_pool(url: str) -> Pool | None:
+    """The pool Optuna's storage on ``url`` shares with the hps_* engine, in a process
+    that limits its connections (a worker) on PostgreSQL; None: Optuna has its own."""
+    url = normalize_url(url)
+    if not _CONNECTIONS.shared or url.startswith("sqlite"):
+        return None
+    return get_engine(url).pool
 
 
 def get_engine(url: str, *, read_only: bool = False) -> Engine:
     """One engine per URL per process (a second one for read-only sessions on SQLite)."""
     url = normalize_url(url)
-    return _engine(url, read_only and url.startswith("sqlite"))
+    key = (url, read_only and url.startswith("sqlite"))
+    with _ENGINES_LOCK:
+        if key not in _ENGINES:
+            engine = create_engine(url, **engine_kwargs(url))
+            _ENGINES[key] = harden_sqlite(engine, read_only=key[1])
+        return _ENGINES[key]
 
 
-@lru_cache(maxsize=16)
-def _engine(url: str, read_only: bool) -> Engine:
-    return harden_sqlite(create_engine(url, **engine_kwargs(url)), read_only=read_only)
+_ENGINES: dict[tuple[str, bool], Engine] = {}
+_ENGINES_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=16)
@@ -143,7 +229,13 @@ def access_engine(url: str) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
         return get_engine(url, read_only=True)
-    return create_engine(url, isolation_level="AUTOCOMMIT", pool_size=8, max_overflow=0)
+    return create_engine(
+        url,
+        isolation_level="AUTOCOMMIT",
+        pool_size=8,
+        max_overflow=0,
+        connect_args=pg_connect_args(url),
+    )
 
 
 def make_session_factory(url: str, *, read_only: bool = False) -> sessionmaker[Session]:

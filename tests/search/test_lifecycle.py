@@ -1,5 +1,6 @@
-"""A trial's life on both sides (hps_trials and Optuna), in-process on SQLite and
-PostgreSQL: one owner of its end, reaping, retry caps, live curves, and `db check`."""
+"""A trial's life on both sides (hps_trials and Optuna), in-process on SQLite, PostgreSQL
+and PostgreSQL through PgBouncer in transaction mode (claim, end and reap keep no session
+state): one owner of its end, reaping, retry caps, live curves, and `db check`."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ SPEC = {
     },
     "training": {"epochs": 2, "batch_size": 32},
 }
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "pgbouncer"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """An empty database on each backend, and one through PgBouncer."""
+    name = {"sqlite": "sqlite_url", "postgresql": "postgres_url", "pgbouncer": "pgbouncer_url"}
+    return str(request.getfixturevalue(name[request.param]))
 
 
 def _create(url: str, **overrides: Any) -> int:

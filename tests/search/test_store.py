@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -243,6 +244,39 @@ def test_plain_postgresql_urls_use_psycopg() -> None:
     assert store.normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
     assert store.normalize_url("sqlite:///x.db") == "sqlite:///x.db"
     assert store.get_engine("postgresql://u@h/db").dialect.driver == "psycopg"
+
+
+def test_postgresql_connections_name_their_process_and_read_prepare_threshold() -> None:
+    pid = os.getpid()
+    assert store.pg_connect_args("postgresql+psycopg://u@h/db") == {
+        "application_name": f"hpsearch-{pid}"
+    }  # psycopg's own prepare_threshold (5) on a direct connection
+    through_pgbouncer = store.pg_connect_args("postgresql+psycopg://u@h/db?prepare_threshold=none")
+    assert through_pgbouncer["prepare_threshold"] is None
+    assert (
+        store.pg_connect_args("postgresql://u@h/db?prepare_threshold=0")["prepare_threshold"] == 0
+    )
+    named = store.pg_connect_args("postgresql://u@h/db?application_name=mine")
+    assert "application_name" not in named  # the URL's own name wins
+    with pytest.raises(ValueError, match="prepare_threshold"):
+        store.pg_connect_args("postgresql://u@h/db?prepare_threshold=sometimes")
+
+
+def test_a_limited_process_shares_one_small_pool_with_optuna(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_engine, "_CONNECTIONS", _engine._Connections())
+    monkeypatch.setattr(_engine, "_ENGINES", {})
+    url = "postgresql+psycopg://u@h/db"
+    assert store.shared_pool(url) is None  # the API: Optuna keeps an engine of its own
+    store.limit_connections(2, role="worker")
+    kwargs = store.engine_kwargs(url)
+    assert (kwargs["pool_size"], kwargs["max_overflow"]) == (2, 0)
+    assert kwargs["connect_args"]["application_name"] == f"hpsearch-worker-{os.getpid()}"
+    assert store.shared_pool(url) is store.get_engine(url).pool
+    assert store.shared_pool("sqlite:///x.db") is None  # SQLite: no server to spare
+    with pytest.raises(ValueError, match="pool_size"):
+        store.limit_connections(0, role="worker")
 
 
 def test_an_idle_worker_stays_live_by_its_heartbeat(migrated_url: str) -> None:

@@ -9,9 +9,10 @@ import optuna
 import pytest
 from sqlalchemy import select
 
+import models
 from models import synthetic_dev_loss
 from search import datasets as search_datasets
-from search import store, trial_runner
+from search import store
 from search.spec import ExperimentSpec
 from search.studies import create_study, get_storage
 from search.trial_runner import build_config
@@ -28,7 +29,7 @@ def no_data(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("a synthetic trial loaded a dataset")
 
     monkeypatch.setattr(search_datasets, "load_spec_dataset", refuse)
-    monkeypatch.setattr(trial_runner, "load_dataset", refuse)
+    monkeypatch.setattr(models, "load_dataset", refuse)
 
 
 def _spec(sampler: str, n_trials: int, **extra: Any) -> ExperimentSpec:
