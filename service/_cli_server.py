@@ -69,7 +69,8 @@ def worker(
         typer.Option(
             "--exit-when-idle",
             help="Exit 0 once the studies it serves (--study) have ended: nothing left to "
-            "claim and no trial running that it might have to retry (batch jobs).",
+            "claim and no trial running that it might have to retry (batch jobs); stopped "
+            "by SIGTERM before that, it hands its trial back and exits 143.",
         ),
     ] = False,
 ) -> None:

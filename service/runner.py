@@ -59,6 +59,9 @@ def _redact(url: str) -> str:
 WORKER_CONNECTIONS = 2  # database connections a worker process holds at most
 
 
+STOPPED_WITH_WORK_LEFT = 143  # an --exit-when-idle worker stopped by SIGTERM (as the agent)
+
+
 def run_worker_cli(
     *,
     db_url: str | None = None,
@@ -114,6 +117,10 @@ def run_worker_cli(
         log.error("%s", exc)
         sys.exit(3)
     log.info("worker stopped after %d trials", n)
+    if exit_when_idle and worker.stop.event.is_set():
+        # Stopped by a signal before its studies ended: not the batch job's "nothing left"
+        # (exit 0), after which a Kubernetes Job starts no more pods; 128 + SIGTERM.
+        sys.exit(STOPPED_WITH_WORK_LEFT)
 
 
 def _default_threads(url: str, grace_s: float) -> int:

@@ -80,11 +80,14 @@ def test_a_sigtermed_trial_resumes_in_another_worker(migrated_url: str, tmp_path
     )
     env = env_for(migrated_url)
     log = tmp_path / "worker.log"
-    first = spawn(["worker", "--device", "cpu", "--study", str(preempted)], env=env, log=log)
+    # As a batch task runs it (Slurm, Kubernetes): stopped with work left, it exits 143,
+    # not the 0 of "nothing left" after which a Kubernetes Job would start no more pods.
+    args = ["worker", "--device", "cpu", "--study", str(preempted), "--exit-when-idle"]
+    first = spawn(args, env=env, log=log)
     try:
         _wait_for_epochs(migrated_url, preempted, 2)
         os.kill(first.pid, signal.SIGTERM)
-        assert first.wait(timeout=120) == 0, log.read_text()
+        assert first.wait(timeout=120) == 143, log.read_text()
     finally:
         stop(first, signal.SIGKILL)
     (stopped,) = _rows(migrated_url, preempted)

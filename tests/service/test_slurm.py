@@ -7,7 +7,7 @@ Debian's slurmctld, slurmd and munged started by the fixture, never mocked, neve
   (the batch shell, by ``exec``), which hands the trial back at its next epoch boundary; a
   worker of another task retries the slot and the study ends with exactly n_trials;
 - the time-limit warning (``--signal=B:TERM``) reaches the worker, which hands its trial
-  back and exits 0 before the limit;
+  back and exits 143 (stopped with work left) before the limit;
 - ``slurm status`` shows each task, ``slurm cancel`` cancels what is left.
 """
 
@@ -221,9 +221,10 @@ def test_time_limit_warning_reaches_the_worker(
     slurm: SlurmCluster, sqlite_url: str, tmp_path: Path
 ) -> None:
     """``--signal=B:TERM@120``: Slurm signals the batch shell, which is the worker (exec);
-    it hands its trial back and exits 0 before the time limit (task COMPLETED, not
-    TIMEOUT). The limit is brought near with scontrol once the worker is mid-trial:
-    slurmctld sends the warning at its next periodic check (every 30 s)."""
+    it hands its trial back and exits 143 before the time limit (task FAILED with the
+    worker's "stopped with work left", not TIMEOUT). The limit is brought near with
+    scontrol once the worker is mid-trial: slurmctld sends the warning at its next periodic
+    check (every 30 s)."""
     from service.runner import upgrade_db
 
     upgrade_db(sqlite_url)
@@ -246,7 +247,9 @@ def test_time_limit_warning_reaches_the_worker(
     # The limit 60 to 120 s from now: inside the warning's 120 s, never reached first.
     slurm.run("scontrol", "update", f"JobId={job}_0", f"TimeLimit={minutes + 2}")
     states = _wait("the task ended", lambda: _ended(slurm, job, 1), 150, slurm, tmp_path)
-    assert states == {f"{job}_0": "COMPLETED"}
+    assert states == {f"{job}_0": "FAILED"}
+    shown = slurm.run("scontrol", "show", "job", f"{job}_0").stdout
+    assert " ExitCode=143:0" in shown, shown
     (ended,) = _trials(sqlite_url, sid)
     assert (ended.id, ended.state, ended.reason) == (trial.id, "FAIL", STOPPED_REASON)
     assert 2 <= ended.epochs_run < 1000
