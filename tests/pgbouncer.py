@@ -6,13 +6,16 @@ PgBouncer refuses to run as root: as root it is started with ``-u postgres`` (th
 it reads and writes are that user's). Its server connections are few on purpose
 (``default_pool_size``), so the clients' transactions really do take turns on them, and
 a session-level habit (a prepared statement, a SET, an advisory lock kept past a
-transaction) breaks as it would in production. ``make test`` installs the package
-(``make pgbouncer``); a missing one fails the tests, never skips them.
+transaction) breaks as it would in production. ``pgbouncer_with`` starts it on a given
+ini instead (a deployment's, to show that PgBouncer accepts every setting). ``make test``
+installs the package (``make pgbouncer``); a missing one fails the tests, never skips them.
 """
 
 from __future__ import annotations
 
+import configparser
 import contextlib
+import io
 import os
 import pwd
 import shutil
@@ -21,7 +24,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,15 +90,49 @@ def _listening(port: int) -> bool:
 def pgbouncer(postgres_url: str, pool_size: int = SERVER_CONNECTIONS) -> Iterator[PgBouncer]:
     """PgBouncer in front of ``postgres_url``'s server (any database on it), with
     ``pool_size`` server connections per database, stopped by pid at the end."""
+    server = make_url(postgres_url)
+    host, server_port = server.host or "127.0.0.1", server.port or 5432
+
+    def files(root: Path, port: int) -> tuple[str, str]:
+        ini = _ini(root, port, host, server_port, pool_size)
+        return ini, f'"{server.username or RUN_AS}" ""\n'
+
+    with _running(files) as bouncer:
+        yield bouncer
+
+
+@contextlib.contextmanager
+def pgbouncer_with(ini: str, userlist: str) -> Iterator[PgBouncer]:
+    """PgBouncer on the settings of a given ``pgbouncer.ini`` (a deployment's: it fails to
+    start on an unknown setting or a bad value) and ``userlist``, but listening on
+    127.0.0.1 at a free port, with its auth_file in its own directory."""
+
+    def files(root: Path, port: int) -> tuple[str, str]:
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read_string(ini)
+        parser["pgbouncer"].update(
+            listen_addr="127.0.0.1", listen_port=str(port), auth_file=f"{root}/userlist.txt"
+        )
+        text = io.StringIO()
+        parser.write(text)
+        return text.getvalue(), userlist
+
+    with _running(files) as bouncer:
+        yield bouncer
+
+
+@contextlib.contextmanager
+def _running(files: Callable[[Path, int], tuple[str, str]]) -> Iterator[PgBouncer]:
+    """PgBouncer on ``files(root, port)``'s ini and userlist.txt, written to a directory of
+    its own; started, waited for until it listens, and stopped by pid at the end."""
     if not Path(PGBOUNCER).exists():
         raise RuntimeError(f"PgBouncer is not installed ({PGBOUNCER}): run `make pgbouncer`")
-    server = make_url(postgres_url)
     root = Path(tempfile.mkdtemp(prefix="hps-pgbouncer-"))
     port = _free_port()
-    (root / "userlist.txt").write_text(f'"{server.username or RUN_AS}" ""\n')
+    ini_text, userlist = files(root, port)
+    (root / "userlist.txt").write_text(userlist)
     ini = root / "pgbouncer.ini"
-    host, server_port = server.host or "127.0.0.1", server.port or 5432
-    ini.write_text(_ini(root, port, host, server_port, pool_size))
+    ini.write_text(ini_text)
     cmd = [PGBOUNCER, str(ini)]
     if os.geteuid() == 0:
         user = pwd.getpwnam(RUN_AS)
@@ -134,4 +171,4 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
 
 
-__all__ = ["PGBOUNCER", "SERVER_CONNECTIONS", "PgBouncer", "pgbouncer"]
+__all__ = ["PGBOUNCER", "SERVER_CONNECTIONS", "PgBouncer", "pgbouncer", "pgbouncer_with"]
