@@ -37,4 +37,14 @@ def current_revision(url: str) -> str | None:
         return context.get_current_revision()
 
 
-__all__ = ["VERSION_TABLE", "alembic_config", "current_revision", "upgrade"]
+def known_revisions() -> list[str]:
+    """Every revision of this code's migrations, oldest first (the last is the head)."""
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(HERE))
+    script = ScriptDirectory.from_config(config)
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+__all__ = ["VERSION_TABLE", "alembic_config", "current_revision", "known_revisions", "upgrade"]

@@ -234,6 +234,7 @@ class Worker:
         wid = self.worker_id
         if self._last is not None:
             study = self.studies[self._last]
+            self._ready_for(study)
             started = self._db(lambda s: begin_trial(session=s, ctx=study.ctx, worker_id=wid))
             if started is not None:
                 return study, started
@@ -243,6 +244,7 @@ class Worker:
         )
         for study_id in candidates:
             study = self.studies[study_id]
+            self._ready_for(study)
             started = self._db(lambda s, c=study.ctx: begin_trial(session=s, ctx=c, worker_id=wid))
             if started is not None:
                 self._last = study_id
@@ -251,8 +253,8 @@ class Worker:
 
     def _serve(self, study: ServedStudy, started: StartedTrial) -> None:
         assert self.heartbeat is not None
-        if study.ctx.spec.model != SYNTHETIC or "torch" in sys.modules:
-            self._load_torch()  # also once a sampler (Optuna's GP) has imported torch
+        if "torch" in sys.modules:
+            self._load_torch()  # once a sampler (Optuna's GP) has imported torch
         t0 = time.perf_counter()
         progress = Progress(study.ctx.spec.objective.metric)
         stop = self.heartbeat.watch(started.trial_row_id, progress)
@@ -388,6 +390,14 @@ class Worker:
             grace_s=o.grace_period,
             max_retries=o.max_retries,
         )
+
+    def _ready_for(self, study: ServedStudy) -> None:
+        """Torch loaded before claiming a real trial, never after: between the claim and its
+        first heartbeat, a slow import (seconds on a busy machine) would outlast the grace
+        period and the trial would be reaped as lost."""
+        spec = study.ctx.spec
+        if spec.model != SYNTHETIC or spec.search.sampler == "gp":  # GP models with torch
+            self._load_torch()
 
     def _load_torch(self) -> None:
         """Before the first real trial: torch's threads, and its one-time lazy imports paid

@@ -89,6 +89,7 @@ def run_worker_cli(
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    _wait_for_schema(url, settings)
     n_threads = threads or settings.threads or _default_threads(url, settings.grace_period)
     worker = Worker(
         WorkerOptions(
@@ -121,6 +122,53 @@ def run_worker_cli(
         # Stopped by a signal before its studies ended: not the batch job's "nothing left"
         # (exit 0), after which a Kubernetes Job starts no more pods; 128 + SIGTERM.
         sys.exit(STOPPED_WITH_WORK_LEFT)
+
+
+def _wait_for_schema(url: str, settings: Settings) -> None:
+    """A worker started beside the migration (docker compose, a Kubernetes migration Job)
+    waits until the hps_* tables are at this code's head revision, up to HPS_DB_OUTAGE_S,
+    instead of failing on a missing table; a schema newer than this code is an error."""
+    import time
+
+    import migrations
+    from search.store import is_unavailable
+
+    known = migrations.known_revisions()
+    deadline, said = time.monotonic() + settings.db_outage_s, False
+    while True:
+        try:
+            current = migrations.current_revision(url) or "missing"
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            current = "unavailable"
+        if current == known[-1]:
+            if said:
+                log.warning("the database is migrated (hps schema %s); starting", current)
+            return
+        if current not in (*known, "missing", "unavailable"):
+            print(
+                f"error: the database's hps schema is {current}, newer than this hpsearch "
+                f"knows (its newest is {known[-1]}): upgrade hpsearch",
+                file=sys.stderr,
+            )
+            sys.exit(2)
+        if time.monotonic() > deadline:
+            print(
+                f"error: the database's hps schema is still {current} after "
+                f"{settings.db_outage_s:g} s (HPS_DB_OUTAGE_S); run `hpsearch db upgrade`",
+                file=sys.stderr,
+            )
+            sys.exit(3)
+        if not said:
+            log.warning(
+                "waiting for the database to be migrated (hps schema %s, this worker needs "
+                "%s): `hpsearch db upgrade` or `hpsearch serve` migrates it",
+                current,
+                known[-1],
+            )
+            said = True
+        time.sleep(min(1.0, settings.poll_interval * 5))
 
 
 def _default_threads(url: str, grace_s: float) -> int:
