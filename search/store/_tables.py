@@ -31,6 +31,9 @@
   resumes from it (the same configuration: a new attempt, a new trial number). Dropped
   when the slot's last attempt ends, when its study is cancelled, and with its study.
   ``hps_trials.resumed_from`` is the epoch an attempt resumed from (migration 0011).
+- Trials trained together (``worker --batch-trials``): ``hps_trials.stack`` is the first
+  trial number of the stack an attempt trained in, ``hps_workers.stack`` the numbers a
+  worker trains together now (migration 0012).
 - hps_slurm_jobs: the Slurm job arrays submitted for a study (``hpsearch slurm submit``):
   job id, tasks, who and when, so ``slurm status``/``cancel`` and the study page find them.
 """
@@ -167,6 +170,8 @@ class TrialRow(Base):
     client: Mapped[str | None] = mapped_column(String(200), nullable=True)
     log: Mapped[str | None] = mapped_column(Text, nullable=True)
     resumed_from: Mapped[int | None] = mapped_column(Integer, nullable=True)  # its epoch (0011)
+    # Trained in a stack (worker --batch-trials): the stack's first trial number (0012).
+    stack: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     @property
     def initial_loss_off(self) -> bool:
@@ -189,6 +194,8 @@ class WorkerRow(Base):
     trial_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # The only study it claims from (``worker --study``); NULL: any built-in study (0009).
     serves_study: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The trial numbers it trains together now, as one stacked model (0012); NULL: one.
+    stack: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
 
 
 class BlobRow(Base):

@@ -43,7 +43,7 @@ def test_0004_upgrades_old_studies_matches_the_tables_and_downgrades(db_url: str
         conn.execute(insert, {"name": "old", "optuna": "o1", "dataset": "diabetes"})
         conn.execute(insert, {"name": "old", "optuna": "o2", "dataset": "iris"})
     migrations.upgrade(db_url)
-    assert migrations.current_revision(db_url) == "0011"
+    assert migrations.current_revision(db_url) == "0012"
     with get_engine(db_url).connect() as conn:
         tasks = conn.execute(text("SELECT dataset, task, test_state FROM hps_studies")).all()
     assert sorted(tasks) == [("diabetes", "regression", None), ("iris", "classification", None)]
@@ -52,4 +52,4 @@ def test_0004_upgrades_old_studies_matches_the_tables_and_downgrades(db_url: str
     assert migrations.current_revision(db_url) == "0003"
     get_engine(db_url).dispose()
     migrations.upgrade(db_url)
-    assert migrations.current_revision(db_url) == "0011"
+    assert migrations.current_revision(db_url) == "0012"
