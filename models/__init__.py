@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from models._mlp import ACTIVATIONS, MLP, WEIGHT_INITS
     from models._prepare import Preparation, Target
     from models._schedules import LR_SCHEDULES
-    from models._stack_groups import check_stack, stack_groups, stack_key
+    from models._stack_groups import auto_stack_size, check_stack, stack_groups, stack_key
     from models._stacked import OnEnd, train_stacked
     from models._synthetic import synthetic_dev_loss, synthetic_gap, train_synthetic
     from models._tabular import (
@@ -110,6 +110,7 @@ _WHERE = {
     "Preparation": "models._prepare",
     "Target": "models._prepare",
     "LR_SCHEDULES": "models._schedules",
+    "auto_stack_size": "models._stack_groups",
     "check_stack": "models._stack_groups",
     "stack_groups": "models._stack_groups",
     "stack_key": "models._stack_groups",
@@ -195,6 +196,7 @@ __all__ = [
     "TrainResult",
     "builtin_table",
     "check_feature_maps",
+    "auto_stack_size",
     "check_stack",
     "check_table",
     "config_key",

@@ -91,6 +91,24 @@ def _padding(hidden: list[tuple[int, ...]]) -> float:
     return len(hidden) * work(widest) / sum(work(h) for h in hidden)
 
 
+# ``--batch-trials auto``: (most parameters, trials per stack), smallest networks first.
+# A small network leaves a CPU core's vector units, and nearly all of a GPU, idle: stacking
+# fills them; a large one fills them alone. CPU figures: bench/batched.py.
+AUTO_STACK = {
+    "cpu": ((20_000, 8), (200_000, 4), (1_000_000, 2)),
+    "cuda": ((1_000_000, 32), (10_000_000, 8), (50_000_000, 2)),
+}
+
+
+def auto_stack_size(n_params: int, device_type: str) -> int:
+    """How many trials of a network with ``n_params`` parameters one stack holds on a
+    device of this type ("cpu", "cuda"): ``AUTO_STACK``, 1 past its largest."""
+    for most, k in AUTO_STACK.get(device_type, AUTO_STACK["cpu"]):
+        if n_params <= most:
+            return k
+    return 1
+
+
 def check_stack(configs: Sequence[TrainConfig]) -> None:
     """Raise ValueError unless ``configs`` can be trained as one stack."""
     if not configs:
@@ -105,4 +123,4 @@ def check_stack(configs: Sequence[TrainConfig]) -> None:
             raise ValueError(f"config with seed {c.seed} differs from the first in {diff}")
 
 
-__all__ = ["check_stack", "stack_groups", "stack_key"]
+__all__ = ["AUTO_STACK", "auto_stack_size", "check_stack", "stack_groups", "stack_key"]

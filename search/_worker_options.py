@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from search._batch_option import BatchTrials, parse_batch_trials
 from search.lifecycle import DEFAULT_MAX_RETRIES
 
 STOPPED_REASON = "interrupted (worker stopped)"
@@ -28,6 +29,9 @@ class WorkerOptions:
     max_retries: int = DEFAULT_MAX_RETRIES
     outage_s: float = 600.0  # how long the database may be away before the worker gives up
     exit_when_idle: bool = False  # stop once no study has budget left (tests, batch jobs)
+    # Trials of one MLP study claimed at once and trained as one stacked model (1: alone;
+    # "auto": by the network's size and the device, ``models.auto_stack_size``).
+    batch_trials: BatchTrials = 1
 
     def __post_init__(self) -> None:
         if self.max_trials is not None and self.max_trials < 1:
@@ -41,6 +45,12 @@ class WorkerOptions:
             raise ValueError(f"outage_s must be > 0, got {self.outage_s}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+        parse_batch_trials(self.batch_trials)  # ValueError naming a bad one
 
 
-__all__ = ["KILLED_REASON", "STOPPED_REASON", "WorkerKilled", "WorkerOptions"]
+__all__ = [
+    "KILLED_REASON",
+    "STOPPED_REASON",
+    "WorkerKilled",
+    "WorkerOptions",
+]

@@ -143,6 +143,32 @@ def begin_trial(
     )
 
 
+def begin_trials(
+    *, session: Session, ctx: StudyContext, worker_id: int, most: int
+) -> list[StartedTrial]:
+    """A worker's claim of up to ``most`` slots of ``ctx``'s study in this one transaction
+    (``begin_trial`` each, so every slot is claimed as alone: budget, parallelism, retries
+    first); fewer, or none, when the study has fewer free. The worker is marked busy with
+    all of them."""
+    started: list[StartedTrial] = []
+    while len(started) < most:
+        one = begin_trial(session=session, ctx=ctx, worker_id=worker_id)
+        if one is None:
+            break
+        started.append(one)
+    if len(started) > 1:
+        numbers = [t.number for t in started]
+        set_worker_state(
+            session=session,
+            worker_id=worker_id,
+            status=W_BUSY,
+            study_id=ctx.study_id,
+            trial_number=numbers[0],
+            stack=numbers,
+        )
+    return started
+
+
 def end_trial(
     *,
     session: Session,
@@ -359,6 +385,7 @@ __all__ = [
     "StartedTrial",
     "StudyContext",
     "begin_trial",
+    "begin_trials",
     "end_trial",
     "hand_back_trials",
     "reap_every",

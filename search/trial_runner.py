@@ -144,6 +144,31 @@ def run_trial(
     never imports torch: its epochs are
     ``models.train_synthetic``'s analytic losses."""
     verdict: dict[str, str] = {}
+    on_epoch = epoch_callback(progress, stop, judge, verdict)
+    config = build_config(spec, knobs, slot=slot, device=device)
+    if spec.model == SYNTHETIC:
+        result = train_synthetic(config, None, on_epoch)
+        return _outcome(result, verdict, spec.objective.metric, stop)
+    from models import load_dataset
+    from models import train as train_model
+
+    if data is None:
+        ds = spec.data
+        data = load_dataset(ds.name or "", split=tuple(ds.split), seed=ds.seed)
+    checkpoint = _usable(resume, config, slot)
+    train = train or train_model
+    if checkpoint is None:
+        result = train(config, data, on_epoch)
+    else:
+        result = train(config, data, on_epoch, resume=checkpoint)
+    return trained_outcome(result, verdict, spec, stop, config, data)
+
+
+def epoch_callback(
+    progress: Progress, stop: StopSignal, judge: Judge, verdict: dict[str, str]
+) -> Callable[[EpochMetrics], bool]:
+    """A trial's ``on_epoch``: keep the epoch's values, then stop it (True) when ``stop``
+    is set or ``judge`` prunes; why goes into ``verdict`` ("stop" or "pruned")."""
 
     def on_epoch(m: EpochMetrics) -> bool:
         value = progress.add(m)
@@ -156,22 +181,21 @@ def run_trial(
             return True
         return False
 
-    config = build_config(spec, knobs, slot=slot, device=device)
-    if spec.model == SYNTHETIC:
-        result = train_synthetic(config, None, on_epoch)
-        return _outcome(result, verdict, spec.objective.metric, stop)
-    from models import CNN, MLP, load_dataset, model_config, weights_bytes
-    from models import train as train_model
+    return on_epoch
 
-    if data is None:
-        ds = spec.data
-        data = load_dataset(ds.name or "", split=tuple(ds.split), seed=ds.seed)
-    checkpoint = _usable(resume, config, slot)
-    train = train or train_model
-    if checkpoint is None:
-        result = train(config, data, on_epoch)
-    else:
-        result = train(config, data, on_epoch, resume=checkpoint)
+
+def trained_outcome(
+    result: TrainResult,
+    verdict: dict[str, str],
+    spec: ExperimentSpec,
+    stop: StopSignal,
+    config: TrainConfig,
+    data: Dataset,
+) -> Outcome:
+    """How a trained trial ended (``verdict``: what its ``epoch_callback`` decided), with
+    what its row shows of the data, and a complete trial's model."""
+    from models import CNN, MLP, model_config, weights_bytes
+
     outcome = _outcome(result, verdict, spec.objective.metric, stop)
     outcome.baseline_error = data.baseline_error
     outcome.expected_initial_loss = expected_initial_loss(data.task, data.n_classes)
@@ -230,6 +254,8 @@ __all__ = [
     "StopSignal",
     "Train",
     "build_config",
+    "epoch_callback",
     "metric_of",
     "run_trial",
+    "trained_outcome",
 ]

@@ -46,7 +46,7 @@ from search.heartbeat import Heartbeat
 from search.lifecycle import (
     ReapSchedule,
     StartedTrial,
-    begin_trial,
+    begin_trials,
     end_trial,
     hand_back_trials,
     reap_lost_trials,
@@ -97,7 +97,9 @@ class Worker:
         self._key = f"{socket.gethostname()}:{os.getpid()}"
         self.studies = Studies(options.db_url, self.reads, self._key)
         self._last: int | None = None  # the study of the last trial claimed
-        self._next: tuple[ServedStudy, StartedTrial] | None = None  # claimed as the last one ended
+        # claimed as the last trial ended, not yet served
+        self._next: tuple[ServedStudy, list[StartedTrial]] | None = None
+        self._stack_sizes: dict[int, int] = {}  # trials claimed at once, by study
         self._wake = threading.Event()  # SIGUSR1 or SIGTERM: stop idling now
         self._reaps = ReapSchedule(options.grace_period)
         self._closing = False  # close() has begun: signals change nothing any more
@@ -184,13 +186,16 @@ class Worker:
         on a kill (WorkerKilled, Ctrl-C)."""
         self._closing = True
         if self._next is not None:  # claimed as the last trial ended, never started
-            _, started = self._next
+            _, claimed = self._next
             self._next = None
             unstarted = Outcome(T_FAIL, None, STOPPED_REASON, None, retry=True)
-            try:
-                self._db(lambda s: self._record_end(s, started, unstarted, Progress(""), 0.0))
-            except Exception:
-                log.exception("could not hand back trial %s", started.number)
+            for started in claimed:
+                try:
+                    self._db(
+                        lambda s, t=started: self._record_end(s, t, unstarted, Progress(""), 0.0)
+                    )
+                except Exception:
+                    log.exception("could not hand back trial %s", started.number)
         if self.heartbeat is not None:
             self.heartbeat.halt()
         if self.worker_id is not None:
@@ -209,7 +214,8 @@ class Worker:
                 log.exception("could not mark worker %s stopped", wid)
 
     def step(self) -> bool:
-        """Claim and serve one trial, or idle a moment; False when it is time to stop."""
+        """Claim and serve one trial (or, with ``batch_trials``, several trained together:
+        ``search.stacks``), or idle a moment; False when it is time to stop."""
         o = self.options
         self._maybe_reap()
         begun, self._next = self._next or self._begin(), None
@@ -220,24 +226,28 @@ class Worker:
             self._wake.wait(o.poll_interval)
             self._wake.clear()
             return True
-        self._serve(*begun)
-        self.trials_run += 1
+        study, claimed = begun
+        if len(claimed) == 1:
+            self._serve(study, claimed[0])
+            self.trials_run += 1
+        else:
+            from search.stacks import StackedTrials
+
+            self.trials_run += StackedTrials(self, study, claimed).run()
         return True
 
     # ------------------------------------------------------------ one trial
 
-    def _begin(self) -> tuple[ServedStudy, StartedTrial] | None:
-        """Claim a slot: of the study served last while it has budget, else of the oldest
-        study with some (found by a read first: no write lock while there is nothing to
-        do)."""
-        assert self.worker_id is not None
-        wid = self.worker_id
+    def _begin(self) -> tuple[ServedStudy, list[StartedTrial]] | None:
+        """Claim slots (one, or ``_claim_size``): of the study served last while it has
+        budget, else of the oldest study with some (found by a read first: no write lock
+        while there is nothing to do)."""
         if self._last is not None:
             study = self.studies[self._last]
             self._ready_for(study)
-            started = self._db(lambda s: begin_trial(session=s, ctx=study.ctx, worker_id=wid))
-            if started is not None:
-                return study, started
+            claimed = self._db(lambda s: self._claim(s, study))
+            if claimed:
+                return study, claimed
             self._last = None
         candidates = self._read(
             lambda session: claimable_studies(session=session, study_id=self.options.study_id)
@@ -245,11 +255,50 @@ class Worker:
         for study_id in candidates:
             study = self.studies[study_id]
             self._ready_for(study)
-            started = self._db(lambda s, c=study.ctx: begin_trial(session=s, ctx=c, worker_id=wid))
-            if started is not None:
+            claimed = self._db(lambda s, st=study: self._claim(s, st))
+            if claimed:
                 self._last = study_id
-                return study, started
+                return study, claimed
         return None
+
+    def _claim(self, session: Any, study: ServedStudy) -> list[StartedTrial]:
+        assert self.worker_id is not None
+        most = self._claim_size(study)
+        return begin_trials(session=session, ctx=study.ctx, worker_id=self.worker_id, most=most)
+
+    def _claim_size(self, study: ServedStudy, *, after: int = 0) -> int:
+        """How many slots of ``study`` to claim at once: 1, or for an MLP study
+        ``batch_trials`` (``auto``: by its largest network and the device), never past
+        ``max_trials`` (``after``: trials about to end first)."""
+        o, spec = self.options, study.ctx.spec
+        k = 1
+        if o.batch_trials != 1 and spec.model == "mlp":
+            k = self._stack_sizes.get(study.ctx.study_id, 0) or self._stack_size(study)
+        if o.max_trials is not None:
+            k = min(k, o.max_trials - self.trials_run - after)
+        return max(k, 1)
+
+    def _stack_size(self, study: ServedStudy) -> int:
+        o = self.options
+        k = 1
+        if isinstance(o.batch_trials, int):
+            k = o.batch_trials
+        else:  # auto: the dataset (cached per process) gives the network's inputs and outputs
+            from models import auto_stack_size, resolve_device
+            from search.datasets import trial_dataset
+            from search.size import largest_network
+
+            spec = study.ctx.spec
+            data = with_retry(lambda: trial_dataset(session_factory=self.reads, spec=spec))
+            assert data is not None
+            shape = (int(data.train_x.shape[1]), max(data.n_classes, 1))
+            n_params = largest_network(spec, shape)[1]
+            k = auto_stack_size(n_params, resolve_device(o.device).type)
+            log.info(
+                "study %s: %d trials per stack (%d parameters)", study.ctx.study_id, k, n_params
+            )
+        self._stack_sizes[study.ctx.study_id] = k
+        return k
 
     def _serve(self, study: ServedStudy, started: StartedTrial) -> None:
         assert self.heartbeat is not None
@@ -322,12 +371,13 @@ class Worker:
         assert self.heartbeat is not None and self.worker_id is not None
         wid, duration = self.worker_id, time.perf_counter() - t0
 
-        def end_and_claim(s: Any) -> tuple[bool, StartedTrial | None]:
+        def end_and_claim(s: Any) -> tuple[bool, list[StartedTrial]]:
             recorded = self._record_end(s, started, outcome, progress, duration)
-            return recorded, begin_trial(session=s, ctx=study.ctx, worker_id=wid)
+            most = self._claim_size(study, after=1)
+            return recorded, begin_trials(session=s, ctx=study.ctx, worker_id=wid, most=most)
 
         try:
-            recorded, nxt = False, None
+            recorded, nxt = False, []
             if claim_next:
                 try:
                     recorded, nxt = self._db(end_and_claim)
@@ -342,7 +392,7 @@ class Worker:
                 )
         finally:
             self.heartbeat.unwatch()
-        if nxt is not None:
+        if nxt:
             self._next = (study, nxt)
         elif claim_next:
             self._last = None  # the study has no slot left for now
@@ -369,16 +419,21 @@ class Worker:
 
     # ------------------------------------------------------------ helpers
 
-    def _beat(self, trial_row_id: int | None, progress: dict[str, Any] | None) -> str:
+    def _beat(self, trials: dict[int, dict[str, Any]]) -> dict[int, str]:
         assert self.worker_id is not None
         wid = self.worker_id
-        return str(
-            self._db(
-                lambda s: heartbeat(
-                    session=s, worker_id=wid, trial_row_id=trial_row_id, progress=progress
+
+        def beat(session: Any) -> dict[int, str]:
+            if not trials:
+                heartbeat(session=session, worker_id=wid)
+            return {
+                row_id: heartbeat(
+                    session=session, worker_id=wid, trial_row_id=row_id, progress=progress
                 )
-            )
-        )
+                for row_id, progress in trials.items()
+            }
+
+        return dict(self._db(beat))
 
     def _maybe_reap(self) -> None:
         if not self._reaps.due():

@@ -40,6 +40,14 @@ def serve(
         int | None,
         typer.Option(min=0, help="Local worker processes to start (default: HPS_WORKERS, 2)."),
     ] = None,
+    batch_trials: Annotated[
+        str | None,
+        typer.Option(
+            "--batch-trials",
+            help="Trials of one MLP study a worker trains together as one stacked model: "
+            "1..256 or auto (default: HPS_BATCH_TRIALS, 1).",
+        ),
+    ] = None,
     insecure: Annotated[
         bool,
         typer.Option(
@@ -50,7 +58,13 @@ def serve(
     ] = False,
 ) -> None:
     """Run the API server with local worker processes."""
-    _runner_function("serve")(host=host, port=port, workers=workers, insecure=insecure)
+    _runner_function("serve")(
+        host=host,
+        port=port,
+        workers=workers,
+        insecure=insecure,
+        batch_trials=_batch_trials(batch_trials),
+    )
 
 
 def worker(
@@ -64,6 +78,14 @@ def worker(
         int | None, typer.Option(min=1, help="Exit after running this many trials.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Worker name shown in `workers`.")] = None,
+    batch_trials: Annotated[
+        str | None,
+        typer.Option(
+            "--batch-trials",
+            help="Trials of one MLP study a worker trains together as one stacked model: "
+            "1..256 or auto (default: HPS_BATCH_TRIALS, 1).",
+        ),
+    ] = None,
     exit_when_idle: Annotated[
         bool,
         typer.Option(
@@ -83,7 +105,20 @@ def worker(
         max_trials=max_trials,
         name=name,
         exit_when_idle=exit_when_idle,
+        batch_trials=_batch_trials(batch_trials),
     )
+
+
+def _batch_trials(value: str | None) -> str | None:
+    """``--batch-trials`` checked: a bad value is a usage error naming it (exit 2)."""
+    if value is None:
+        return None
+    from search._batch_option import parse_batch_trials
+
+    try:
+        return str(parse_batch_trials(value))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--batch-trials") from None
 
 
 def upgrade(db: DbOption = None) -> None:

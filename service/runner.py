@@ -71,11 +71,13 @@ def run_worker_cli(
     max_trials: int | None = None,
     name: str | None = None,
     exit_when_idle: bool = False,
+    batch_trials: str | None = None,
 ) -> None:
     """Run one worker in this process until SIGTERM/SIGINT, ``max_trials`` or (with
     ``exit_when_idle``) the end of the studies it serves."""
     _logging()
     from models import device_name
+    from search._batch_option import parse_batch_trials
     from search.store import limit_connections
     from search.worker import DatabaseGone, Worker, WorkerOptions
 
@@ -105,6 +107,7 @@ def run_worker_cli(
             max_retries=settings.max_retries,
             outage_s=settings.db_outage_s,
             exit_when_idle=exit_when_idle,
+            batch_trials=parse_batch_trials(batch_trials or settings.batch_trials),
         )
     )
     worker.install_signal_handlers()
@@ -220,6 +223,7 @@ def serve(
     port: int | None = None,
     workers: int | None = None,
     insecure: bool = False,
+    batch_trials: str | None = None,
 ) -> None:
     """Migrate, start ``workers`` local worker processes (restarted when they crash:
     ``service.supervisor``), run the API until Ctrl-C/SIGTERM, then stop the workers (each
@@ -243,7 +247,8 @@ def serve(
     # Workers inherit "ignore SIGUSR1" until they install their wake-up handler, so a study
     # submitted while they start cannot kill them (its default action).
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    local = Supervisor(n_workers, lambda i: _spawn_worker(url, threads, i))
+    batch = batch_trials or settings.batch_trials
+    local = Supervisor(n_workers, lambda i: _spawn_worker(url, threads, i, batch))
     signal.signal(signal.SIGTERM, _raise_interrupt)  # until uvicorn installs its own
     try:
         local.start()
@@ -297,9 +302,9 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _spawn_worker(url: str, threads: int, index: int) -> subprocess.Popen[bytes]:
+def _spawn_worker(url: str, threads: int, index: int, batch: str) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "service.cli", "worker", "--db", url, "--threads", str(threads)]
-    cmd += ["--name", f"local-{index}"]
+    cmd += ["--name", f"local-{index}", "--batch-trials", batch]
     return subprocess.Popen(cmd)
 
 

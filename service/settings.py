@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +20,11 @@ class Settings(BaseSettings):
     workers: int = Field(2, ge=0, le=256, description="local worker processes started by serve")
     device: str = Field("auto", description="worker device: auto | cpu | cuda | cuda:N")
     threads: int | None = Field(None, ge=1, description="torch threads per worker")
+    batch_trials: str = Field(
+        "1",
+        description="trials of one MLP study a worker trains together as one stacked model: "
+        "1 (each alone), up to 256, or auto (by the network's size and the device)",
+    )
     heartbeat_interval: float = Field(2.0, gt=0, description="seconds between heartbeats")
     grace_period: float = Field(
         30.0,
@@ -64,6 +69,13 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         "text", description="text, or json: one JSON object per log line"
     )
+
+    @field_validator("batch_trials")
+    @classmethod
+    def _batch_trials(cls, value: str) -> str:
+        from search._batch_option import parse_batch_trials
+
+        return str(parse_batch_trials(value))
 
     @model_validator(mode="after")
     def _grace_outlasts_heartbeat(self) -> Settings:

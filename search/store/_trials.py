@@ -153,6 +153,16 @@ def set_trial_params(*, session: Session, trial_row_id: int, params: dict[str, A
     )
 
 
+def mark_stack(*, session: Session, trial_row_ids: list[int], first_number: int) -> None:
+    """Record that these running trials train together, in the stack whose first trial
+    is number ``first_number`` (the pages show it)."""
+    session.execute(
+        update(TrialRow)
+        .where(TrialRow.id.in_(trial_row_ids), TrialRow.state == T_RUNNING)
+        .values(stack=first_number)
+    )
+
+
 def heartbeat(
     *,
     session: Session,
@@ -298,6 +308,7 @@ __all__ = [
     "insert_trial",
     "lock_running_trial",
     "lock_study",
+    "mark_stack",
     "set_trial_params",
     "stale_trials",
     "trials_held_by",

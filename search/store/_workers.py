@@ -45,11 +45,20 @@ def set_worker_state(
     status: str,
     study_id: int | None = None,
     trial_number: int | None = None,
+    stack: list[int] | None = None,
 ) -> None:
+    """The worker's status and what it trains: ``trial_number``, or with ``stack`` the
+    trial numbers it trains together (``trial_number`` is then the first)."""
     session.execute(
         update(WorkerRow)
         .where(WorkerRow.id == worker_id)
-        .values(status=status, study_id=study_id, trial_number=trial_number, last_seen=db_now())
+        .values(
+            status=status,
+            study_id=study_id,
+            trial_number=trial_number,
+            stack=stack,
+            last_seen=db_now(),
+        )
     )
 
 
@@ -63,7 +72,7 @@ def mark_lost_workers(*, session: Session, grace_s: float) -> int:
     lost = session.execute(
         update(WorkerRow)
         .where(WorkerRow.status.in_((W_IDLE, W_BUSY)), WorkerRow.last_seen < db_now(-grace_s))
-        .values(status=W_LOST, trial_number=None)
+        .values(status=W_LOST, trial_number=None, stack=None)
     )
     session.execute(
         delete(WorkerRow).where(

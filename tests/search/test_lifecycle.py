@@ -335,7 +335,7 @@ def test_a_worker_out_of_contact_for_its_outage_patience_stops_its_trial(
         raise AssertionError("the trial was never stopped")
 
     class Unreachable(Worker):
-        def _beat(self, trial_row_id: int | None, progress: dict[str, Any] | None) -> str:
+        def _beat(self, trials: dict[int, dict[str, Any]]) -> dict[int, str]:
             raise ConnectionError("the database is unreachable")  # every heartbeat fails
 
     options = WorkerOptions(

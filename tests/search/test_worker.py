@@ -241,7 +241,7 @@ def test_next_trial_is_claimed_with_the_end_and_handed_back_on_close(migrated_ur
     assert worker.step()
     ended, claimed = _trials(migrated_url, sid)
     assert ended.state in ("COMPLETE", "PRUNED") and claimed.state == "RUNNING"
-    assert worker._next is not None and worker._next[1].trial_row_id == claimed.id
+    assert worker._next is not None and [t.trial_row_id for t in worker._next[1]] == [claimed.id]
     worker.close()
     handed_back = _trials(migrated_url, sid)[1]
     assert (handed_back.state, handed_back.reason) == ("FAIL", "interrupted (worker stopped)")
@@ -312,7 +312,7 @@ def test_a_kill_landing_in_a_claims_commit_leaves_nothing_running(
     back as it stops (before, it stayed RUNNING until the reaper's grace period ended, and
     the failed rollback replaced the kill with an InvalidRequestError)."""
     sid = _create(migrated_url, _spec(n_trials=3, parallelism=1))
-    claim = worker_module.begin_trial
+    claim = worker_module.begin_trials
 
     def claimed_then_killed(*, session: Any, **kwargs: Any) -> Any:
         def kill(_: Any) -> None:
@@ -321,7 +321,7 @@ def test_a_kill_landing_in_a_claims_commit_leaves_nothing_running(
         event.listen(session, "after_commit", kill, once=True)
         return claim(session=session, **kwargs)
 
-    monkeypatch.setattr(worker_module, "begin_trial", claimed_then_killed)
+    monkeypatch.setattr(worker_module, "begin_trials", claimed_then_killed)
     with pytest.raises(WorkerKilled):
         Worker(WorkerOptions(db_url=migrated_url, study_id=sid)).run()
     (trial,) = _trials(migrated_url, sid)
@@ -329,5 +329,5 @@ def test_a_kill_landing_in_a_claims_commit_leaves_nothing_running(
     with store.session_scope(store.make_session_factory(migrated_url)) as s:
         study = store.get_study(session=s, study_id=sid)
         assert (study.claimed, study.running) == (0, 0)  # its slot waits for a retry
-    monkeypatch.setattr(worker_module, "begin_trial", claim)
+    monkeypatch.setattr(worker_module, "begin_trials", claim)
     assert _run(migrated_url, study_id=sid) == 3
