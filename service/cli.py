@@ -245,9 +245,20 @@ def example() -> None:
 
 def main() -> None:
     """Console-script entry point (``hpsearch``). A database or an Optuna that hpsearch
-    must not write to is one clear line, not a traceback."""
+    must not write to, or a bad ``HPS_*`` setting, is one clear line, not a traceback."""
+    from pydantic import ValidationError
+
     try:
         app()
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        problems = "; ".join(
+            (f"HPS_{'_'.join(map(str, e['loc'])).upper()}: " if e["loc"] else "") + e["msg"]
+            for e in exc.errors()
+        )
+        typer.echo(f"error: {problems}", err=True)
+        raise SystemExit(2) from None
     except RuntimeError as exc:
         from search.optuna_rows import OptunaSchemaError  # imports optuna: only here
 
