@@ -34,11 +34,13 @@ import torch
 import torch.nn.functional as F
 
 from models._augment import Augment
+from models._checkpoint import config_key
 from models._config import TrainConfig
 from models._datasets import Dataset
 from models._early_stop import EarlyStopping
 from models._mlp import MLP, use_dropout_generator
 from models._stack_groups import check_stack
+from models._stacked_checkpoint import Stopped, stacked_checkpoint
 from models._stacked_mlp import StackedLinear, StackedMLP
 from models._stacked_optim import StackedOptimizer, clip_grad_norms
 from models._streams import TrialStreams, trial_streams
@@ -133,6 +135,21 @@ def _finish_trial(t: _Trial, reason: str | None, weights: _TrialWeights, stack: 
         return
     net = t.net.to(stack.data.train_x.device)
     net.load_state_dict(weights.state_dict())
+    if reason == "stopped":  # as train leaves it: a checkpoint the slot's retry resumes from
+        device = stack.data.train_x.device
+        stopped = Stopped(
+            t.result.epochs_run, config_key(t.config, device), t.result.history, t.result.lr
+        )
+        t.result.checkpoint = stacked_checkpoint(
+            stack.model,
+            stack.optimizer,
+            weights.k,
+            net,
+            t.config,
+            streams=t.streams,
+            stopper=t.stopper,
+            stopped=stopped,
+        )
     if t.stopper is not None and reason is None and t.stopper.best_epoch is not None:
         t.stopper.restore(net)
         t.result.best_epoch, t.result.final = t.stopper.best_epoch, t.stopper.best_metrics

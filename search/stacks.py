@@ -13,9 +13,9 @@ transaction for all), each is judged every epoch by its own judge and stop signa
 end is recorded the moment it leaves the stack (diverged, pruned, stopped early, done), on
 its own, while the others train on. A crash loses the claimed trials to the reaper, which
 retries each slot as it would one; a kill records every unfinished one as interrupted, for
-a retry. What is not batched: CNNs and the synthetic model (``worker._claim_size`` claims
-one at a time), and a stacked trial stopped by SIGTERM saves no checkpoint (its retry
-starts over; a trial alone saves one).
+a retry; SIGTERM stops each at its epoch's end with the checkpoint its run alone would
+have saved (``models._stacked_checkpoint``). What is not batched: CNNs and the synthetic
+model (``Worker._claim_size`` claims one at a time).
 """
 
 from __future__ import annotations

@@ -165,3 +165,66 @@ def test_max_trials_caps_a_batched_claim(migrated_url: str) -> None:
     trials = _trials(migrated_url, sid)
     assert len(trials) == 3 and all(t.state in ("COMPLETE", "PRUNED") for t in trials)
     assert {t.stack for t in trials} == {trials[0].number}
+
+
+def test_a_stack_stopped_by_sigterm_saves_each_trial_and_the_retries_resume(
+    migrated_url: str,
+) -> None:
+    """SIGTERM's path (the worker's handler, run from a thread once the stack has trained
+    an epoch): each trial of the stack stops at the epoch's end and hands its slot back
+    with its own checkpoint; a worker training one at a time resumes each slot from it
+    and ends as the same configuration never stopped (to float32 rounding: the first
+    epochs trained in a stack)."""
+    import threading
+    import time
+
+    from search._worker_options import STOPPED_REASON
+
+    spec = SPEC | {
+        "dataset": "digits",
+        "search": SPEC["search"]
+        | {
+            "n_trials": 4,
+            "parallelism": 4,
+            "space": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
+        },
+        "training": SPEC["training"] | {"epochs": 10, "batch_size": 8, "optimizer": "momentum"},
+    }
+    sid, twin = _create(migrated_url, spec), _create(migrated_url, spec)
+    options = WorkerOptions(
+        db_url=migrated_url, study_id=sid, batch_trials=4, max_trials=4, heartbeat_interval=0.1
+    )
+    worker = Worker(options)
+
+    def sigterm_after_an_epoch() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            running = [t for t in _trials(migrated_url, sid) if t.state == "RUNNING"]
+            if len(running) == 4 and all(len(t.curves.get("train_loss", [])) > 1 for t in running):
+                break
+            time.sleep(0.05)
+        worker.stop.set(STOPPED_REASON)  # what the SIGTERM handler does
+        assert worker.heartbeat is not None
+        worker.heartbeat.stop_trial(STOPPED_REASON, retry=True)
+
+    thread = threading.Thread(target=sigterm_after_an_epoch, daemon=True)
+    thread.start()
+    assert worker.run() == 4
+    thread.join(timeout=60)
+    stopped = _trials(migrated_url, sid)
+    assert all(
+        (t.state, t.reason, t.retry_pending) == ("FAIL", STOPPED_REASON, True) for t in stopped
+    )
+    with store.session_scope(store.make_session_factory(migrated_url, read_only=True)) as s:
+        saved = {(c.slot, c.epoch) for c in s.scalars(select(store.CheckpointRow))}
+    assert saved == {(t.slot, t.epochs_run) for t in stopped}
+    assert all(1 <= t.epochs_run < 10 for t in stopped)
+    assert _run(migrated_url, sid, 1) == 4
+    assert _run(migrated_url, twin, 1) == 4
+    resumed = [t for t in _trials(migrated_url, sid) if t.state != "FAIL"]
+    straight = _trials(migrated_url, twin)
+    for r, s2, first in zip(resumed, straight, stopped, strict=True):
+        assert r.resumed_from == first.epochs_run and r.params == s2.params
+        assert (r.state, r.epochs_run) == (s2.state, s2.epochs_run)
+        assert _close(r.value, s2.value), (r.slot, r.value, s2.value)
+    assert _agreement(migrated_url) == []
