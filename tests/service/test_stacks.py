@@ -131,7 +131,7 @@ def test_the_study_page_marks_stacked_trials(client: TestClient, seeded: Seeded)
     )
     assert cells["0"] == ""
     for n in ("1", "2", "3"):
-        assert f'href="/studies/{sid}/trials/{n}#stack"' in cells[n] and ">#1</a>" in cells[n]
+        assert f'href="/studies/{sid}/trials/{n}"' in cells[n] and ">#1</a>" in cells[n]
     assert ">#4</a>" in cells["4"] and ">#4</a>" in cells["5"]
     plain = page(client, f"/studies/{seeded.plain}")
     assert "sort=stack" not in plain and 'class="num stack"' not in plain
