@@ -156,6 +156,7 @@ def test_the_trial_page_names_its_stack_mates(client: TestClient, seeded: Seeded
     assert f'<a href="/studies/{sid}/trials/3">3</a>' in stack.group(1)
     pair = page(client, f"/studies/{sid}/trials/4")
     assert "Trained together with trial\n" in pair and "(a stack of 2," in pair
+    assert "Training together with trial\n" in page(client, f"/studies/{sid}/trials/5")
     assert 'id="stack"' not in page(client, f"/studies/{sid}/trials/0")
     assert 'id="stack"' not in page(client, f"/studies/{seeded.plain}/trials/0")
 

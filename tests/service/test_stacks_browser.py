@@ -62,9 +62,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                     .where(store.TrialRow.study_id == stacked, store.TrialRow.number == number)
                     .values(stack=stack)
                 )
-            worker = store.register_worker(
-                session=s, name="gpu0", host="box", pid=7, device="cuda"
-            )
+            worker = store.register_worker(session=s, name="gpu0", host="box", pid=7, device="cuda")
             store.set_worker_state(
                 session=s, worker_id=worker, status=store.W_BUSY, study_id=stacked, trial_number=4
             )
@@ -120,7 +118,7 @@ def test_stacked_trials_on_the_study_trial_and_workers_pages(browser: Any, site:
         cell.get_by_role("link", name="5", exact=True).click()
         page.wait_for_url(f"**/studies/{sid}/trials/5")
         assert words(page.locator("#stack dd").inner_text()).startswith(
-            "Trained together with trial 4 (a stack of 2"
+            "Training together with trial 4 (a stack of 2"  # trial 5 is running
         )
         w.check_clean()
 
