@@ -228,13 +228,32 @@ def workers(url: UrlOption = DEFAULT_URL) -> None:
     with connect(url) as client:
         page = client.list_workers()
     rows: list[dict[str, Any]] = page.get("data") or []
-    keys = ("id", "host", "pid", "device", "status", "study_id", "trial_number", "last_seen")
+    keys = (
+        "id",
+        "host",
+        "pid",
+        "device",
+        "status",
+        "study_id",
+        "trial_number",
+        "stack",
+        "last_seen",
+    )
     table = Table(caption=f"workers: {page.get('count', len(rows))}", box=box.SIMPLE_HEAD)
     for key in keys:
         table.add_column(key.replace("_", " "))
     for row in rows:
-        table.add_row(*(Text(fmt(row.get(key))) for key in keys))
+        table.add_row(*(Text(_worker_cell(row, key)) for key in keys))
     print_table(console(), table)
+
+
+def _worker_cell(row: dict[str, Any], key: str) -> str:
+    """A cell of the workers table; ``stack`` (the trials a worker trains together) as
+    ``12,13,14`` (``fmt`` would join a list with dashes, as it does layer sizes)."""
+    value = row.get(key)
+    if key == "stack" and isinstance(value, list):
+        return ",".join(fmt(n) for n in value)
+    return fmt(value)
 
 
 @app.command()

@@ -10,6 +10,7 @@ from pydantic import (
     ConfigDict,
     computed_field,
     field_serializer,
+    field_validator,
 )
 
 from search.initial_loss import initial_loss_off
@@ -188,6 +189,9 @@ class TrialPublic(_Out, TrialChecks):
     # The epoch it went on after: its slot's checkpoint, saved when an earlier attempt was
     # stopped (SIGTERM); None when it trained from the start. ``curves`` start at epoch 0.
     resumed_from: int | None = None
+    # Trained together with other trials as one stacked model (``worker --batch-trials``):
+    # the stack's first trial number, kept after it left the stack early; None: alone.
+    stack: int | None = None
     # A trial of the user's own code: who claimed it, and a failed one's output (its tail).
     client: str | None = None
     log: str | None = None
@@ -204,6 +208,16 @@ class WorkerPublic(_Out):
     last_seen: datetime
     study_id: int | None
     trial_number: int | None
+    # The trial numbers it trains together now as one stacked model (``trial_number`` is
+    # the first); None when it trains one trial or none.
+    stack: list[int] | None = None
+
+    @field_validator("stack", mode="before")
+    @classmethod
+    def _trial_numbers(cls, v: Any) -> Any:
+        # A row whose stack is not a list of trial numbers shows none, never a 500.
+        ok = isinstance(v, list) and all(isinstance(n, int) and not isinstance(n, bool) for n in v)
+        return v if ok and v else None
 
 
 class WorkersPublic(BaseModel):
@@ -251,6 +265,7 @@ class TrialSummaryPublic(_Out, TrialChecks):
     reason: str | None
     started_at: datetime
     finished_at: datetime | None
+    stack: int | None = None  # trained in a stack: its first trial number (as TrialPublic)
 
 
 class TrialsPublic(BaseModel):

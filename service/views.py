@@ -41,7 +41,8 @@ def visible_workers(
             else None
         )
         if study is None or not can_read(principal, study):
-            worker = worker.model_copy(update={"study_id": None, "trial_number": None})
+            hidden = {"study_id": None, "trial_number": None, "stack": None}
+            worker = worker.model_copy(update=hidden)
         shown.append(worker)
     return shown
 
@@ -234,9 +235,10 @@ def metric_columns(study: store.StudyRow) -> list[str]:
 FIXED_LABELS = ("rank", "trial", "epochs", "time", "state", "reason")
 
 
-def table_columns(study: store.StudyRow) -> list[Column]:
+def table_columns(study: store.StudyRow, *, stacked: bool = False) -> list[Column]:
     """rank, trial, objective, every searched parameter, the other recorded metrics,
-    epochs, duration, state and reason."""
+    epochs, duration, the stack (``stacked``: some trial of the study trained in one; see
+    :func:`study_columns`), state and reason."""
     cols = [
         Column("rank", "rank", True, lambda t: t.rank),
         Column("number", "trial", True, lambda t: t.number),
@@ -246,17 +248,27 @@ def table_columns(study: store.StudyRow) -> list[Column]:
     for knob in knobs:
         cols.append(Column(f"param:{knob}", knob, True, _param(knob), "param"))
     # A reported metric named like another column (the scheduler's lr) says it is one.
-    taken = {*knobs, *FIXED_LABELS}
+    taken = {*knobs, *FIXED_LABELS, *(["stack"] if stacked else [])}
     for metric in metric_columns(study):
         label = f"{metric} (metric)" if metric in taken else metric
         cols.append(Column(f"metric:{metric}", label, True, _metric(metric), "metric"))
     cols += [
         Column("epochs_run", "epochs", True, lambda t: t.epochs_run),
         Column("duration_s", "time", True, lambda t: t.duration_s),
+    ]
+    if stacked:  # studies that never trained trials together show no empty column
+        cols.append(Column("stack", "stack", True, lambda t: t.stack))
+    cols += [
         Column("state", "state", False, lambda t: t.state),
         Column("reason", "reason", False, lambda t: t.reason),
     ]
     return cols
+
+
+def study_columns(session: Session, study: store.StudyRow) -> list[Column]:
+    """The study's table columns, with a stack column once a trial trained in a stack."""
+    stacked = store.study_has_stacks(session=session, study_id=study.id)
+    return table_columns(study, stacked=stacked)
 
 
 __all__ = [
@@ -269,6 +281,7 @@ __all__ = [
     "Progress",
     "read_progress",
     "slot_counts",
+    "study_columns",
     "study_public",
     "table_columns",
     "trial_counts",

@@ -89,6 +89,7 @@ from search.store._plot_reads import (
 )
 from search.store._slot_counts import SlotCounts, slot_counts
 from search.store._slurm_jobs import newest_slurm_jobs, record_slurm_job, slurm_jobs
+from search.store._stacks import stack_trials, study_has_stacks
 from search.store._studies import (
     ALL_OWNERS,
     NO_OWNER,
@@ -180,6 +181,8 @@ from search.store._workers import (
 )
 
 __all__ = [
+    "stack_trials",
+    "study_has_stacks",
     "CheckpointRow",
     "StoredCheckpoint",
     "drop_checkpoints",

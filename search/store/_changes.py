@@ -23,7 +23,14 @@ class Changes:
 
 # Built once: a statement built per call costs more CPU than the query itself.
 _LIVE_TRIALS = (
-    select(TrialRow.id, TrialRow.state, TrialRow.heartbeat_at, TrialRow.epochs_run, TrialRow.params)
+    select(
+        TrialRow.id,
+        TrialRow.state,
+        TrialRow.heartbeat_at,
+        TrialRow.epochs_run,
+        TrialRow.params,
+        TrialRow.stack,
+    )
     .where(TrialRow.study_id == bindparam("study_id"), TrialRow.state.in_(LIVE_STATES))
     .order_by(TrialRow.id)
 )
@@ -38,8 +45,9 @@ def study_version(*, session: Session, study: StudyRow, waiting: bool) -> str:
     ``study`` is its row as just read; the version covers every column of it (status,
     ``public``, counts, the change cursor, the held-out test, ...) and each live trial's
     row as far as it changes while the trial runs: every write to a live trial renews its
-    ``heartbeat_at``, and its progress and parameters are in the token too. A trial that
-    ends takes the study's next change number, so ended trials are covered by the cursor.
+    ``heartbeat_at``, and its progress, parameters and stack are in the token too. A trial
+    that ends takes the study's next change number, so ended trials are covered by the
+    cursor.
     ``waiting`` (:func:`search.store.study_waiting`, read with the row) changes with the
     clock and the workers, not with the study's rows: pass the value the answer will show.
     The Slurm jobs submitted for it (shown on its page) are covered by the newest one's id.

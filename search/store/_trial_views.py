@@ -57,6 +57,7 @@ class TrialSummary:
     expected_initial_loss: float | None = None
     stopped_early_at: int | None = None  # early stopping ended it at this epoch
     best_epoch: int | None = None  # the epoch whose weights and metrics it kept
+    stack: int | None = None  # trained in a stack: the stack's first trial number
 
     @property
     def initial_loss_off(self) -> bool:  # far from an untrained network's (search.initial_loss)
@@ -89,6 +90,7 @@ _SUMMARY_COLUMNS = (
     TrialRow.expected_initial_loss,
     TrialRow.stopped_early_at,
     TrialRow.best_epoch,
+    TrialRow.stack,
 )
 LIVE_STATES = (T_RUNNING, T_LOST)
 _CONSISTENT_TRIES = 5
@@ -200,6 +202,7 @@ def _summary(row: Any, rank: int | None) -> TrialSummary:
         expected_initial_loss=row.expected_initial_loss,
         stopped_early_at=row.stopped_early_at,
         best_epoch=row.best_epoch,
+        stack=row.stack,
     )
 
 

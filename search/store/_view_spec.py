@@ -32,6 +32,7 @@ COLUMN_SORTS = (
     "epochs_run",
     "duration_s",
     "reason",
+    "stack",
     "started_at",
     "finished_at",
 )

@@ -23,7 +23,7 @@ from service.pages._render import render, templates
 from service.plots import CURVE_TOP, curve_names, curves_payload, points_payload, study_axes
 from service.read_cache import StudyReadsDep
 from service.schemas import StudyPublic
-from service.views import Column, make_view, read_progress, study_public, table_columns
+from service.views import Column, make_view, read_progress, study_columns, study_public
 
 router = APIRouter()
 POLL_MS = 1500  # live pages poll at most every 2 s
@@ -215,7 +215,7 @@ def _study_page(
     result = store.list_trials(session=session, study=row, view=view)
     raw_counts, study = summary
     api_base = f"/api/v1/studies/{row.id}"
-    columns = table_columns(row)
+    columns = study_columns(session, row)
     return render(
         request,
         "study.html",
@@ -294,7 +294,7 @@ def _live_payload(
     view: store.TrialView,
     changes: store.Changes,
 ) -> dict[str, Any]:
-    columns = table_columns(row)
+    columns = study_columns(session, row)
     macro = templates.env.get_template("_trials.html").module.trial_row  # type: ignore[attr-defined]
     key = _row_key(view)
     allowed = store.STATE_FILTERS[view.state]

@@ -1,6 +1,6 @@
 """``/studies/{id}/trials/{number}``: one trial's parameters, metrics, curves, state,
 reason, worker and device (or the client of the user's own code that claimed it, and a
-failed trial's output), and duration."""
+failed trial's output), duration, and the trials it trained together with in a stack."""
 
 from __future__ import annotations
 
@@ -42,6 +42,11 @@ def trial_page(
         if trial.worker_id is not None
         else None
     )
+    mates = (
+        store.stack_trials(session=session, study_id=row.id, stack=trial.stack)
+        if trial.stack is not None
+        else []
+    )
     names = curve_names(row)
     curves = store.trial_curves(session=session, study_id=row.id, numbers=[number])
     payload = curves_payload(curves, names, others=True)[0]
@@ -53,6 +58,7 @@ def trial_page(
         rank=summary.rank,
         complete=complete,
         worker=worker,
+        stack_mates=[n for n in mates if n != number],
         epochs=epochs_text(row.spec, trial),
         curve_limit=names.limit_text,
         threshold=payload["threshold"],

@@ -49,8 +49,8 @@ from service.views import (
     held_out,
     make_view,
     read_progress,
+    study_columns,
     study_public,
-    table_columns,
 )
 
 Responses = dict[int | str, dict[str, Any]]
@@ -270,7 +270,7 @@ def export_trials(
     page = store.list_trials(session=session, study=row, view=view)
     filename = f"study-{row.id}-trials.csv"
     return StreamingResponse(
-        trials_csv(page.rows, table_columns(row)),
+        trials_csv(page.rows, study_columns(session, row)),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

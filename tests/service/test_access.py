@@ -319,13 +319,20 @@ def test_workers_hide_studies_the_caller_cannot_read(world: World) -> None:
         store.set_worker_state(
             session=s, worker_id=worker, status=store.W_BUSY, study_id=sid, trial_number=1
         )
+        s.get(store.WorkerRow, worker).stack = [1, 2, 3]  # a stack hides with its study
 
-    def busy_with(token: str) -> set[Any]:
+    def busy_with(token: str) -> dict[Any, Any]:
         rows = world.client.get("/api/v1/workers", headers=bearer(token)).json()["data"]
-        return {r["study_id"] for r in rows}
+        return {r["study_id"]: (r["trial_number"], r["stack"]) for r in rows if r["id"] == worker}
 
-    assert sid in busy_with(world.keys.alice) and sid in busy_with(world.keys.root)
-    assert sid not in busy_with(world.keys.bob)
+    assert busy_with(world.keys.alice) == busy_with(world.keys.root) == {sid: (1, [1, 2, 3])}
+    assert busy_with(world.keys.bob) == {None: (None, None)}
+    html = {"Accept": "text/html"}
+    shown = world.client.get("/workers", headers=bearer(world.keys.alice) | html).text
+    assert f'<a href="/studies/{sid}/trials/3">3</a> (stacked)' in shown
+    hidden = world.client.get("/workers", headers=bearer(world.keys.bob) | html)
+    assert hidden.status_code == 200 and "(stacked)" not in hidden.text
+    assert f"/studies/{sid}/" not in hidden.text
 
 
 def test_a_bad_authorization_header_is_refused(world: World) -> None:
