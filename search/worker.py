@@ -41,12 +41,12 @@ import time
 from types import FrameType
 from typing import Any
 
+from search._claims import Claimer
 from search._worker_options import KILLED_REASON, STOPPED_REASON, WorkerKilled, WorkerOptions
 from search.heartbeat import Heartbeat
 from search.lifecycle import (
     ReapSchedule,
     StartedTrial,
-    begin_trials,
     end_trial,
     hand_back_trials,
     reap_lost_trials,
@@ -58,7 +58,6 @@ from search.store import (
     OUTAGE,
     T_FAIL,
     W_STOPPED,
-    claimable_studies,
     count_active_studies,
     heartbeat,
     is_unavailable,
@@ -87,7 +86,6 @@ class Worker:
     def __init__(self, options: WorkerOptions, *, train: Train | None = None) -> None:
         self.options = options
         self.train = train  # None: models.train, imported by the first real trial
-        self._torch_ready = False
         self.sessions = make_session_factory(options.db_url)
         self.reads = make_session_factory(options.db_url, read_only=True)
         self.stop = StopSignal()
@@ -96,13 +94,14 @@ class Worker:
         self.heartbeat: Heartbeat | None = None
         self._key = f"{socket.gethostname()}:{os.getpid()}"
         self.studies = Studies(options.db_url, self.reads, self._key)
-        self._last: int | None = None  # the study of the last trial claimed
         # claimed as the last trial ended, not yet served
         self._next: tuple[ServedStudy, list[StartedTrial]] | None = None
-        self._stack_sizes: dict[int, int] = {}  # trials claimed at once, by study
         self._wake = threading.Event()  # SIGUSR1 or SIGTERM: stop idling now
         self._reaps = ReapSchedule(options.grace_period)
         self._closing = False  # close() has begun: signals change nothing any more
+        self.claims = Claimer(
+            options, self.studies, trials_run=lambda: self.trials_run, db=self._db, read=self._read
+        )
 
     # ------------------------------------------------------------ lifecycle
 
@@ -137,6 +136,7 @@ class Worker:
                 serves_study=o.study_id,
             )
         )
+        self.claims.worker_id = self.worker_id
         self.heartbeat = Heartbeat(self._beat, interval=o.heartbeat_interval, contact_s=o.outage_s)
         self.heartbeat.start()
 
@@ -218,7 +218,7 @@ class Worker:
         ``search.stacks``), or idle a moment; False when it is time to stop."""
         o = self.options
         self._maybe_reap()
-        begun, self._next = self._next or self._begin(), None
+        begun, self._next = self._next or self.claims.next(), None
         if begun is None:
             self._evaluate_winners()
             if o.exit_when_idle and self._idle_for_good():
@@ -238,72 +238,10 @@ class Worker:
 
     # ------------------------------------------------------------ one trial
 
-    def _begin(self) -> tuple[ServedStudy, list[StartedTrial]] | None:
-        """Claim slots (one, or ``_claim_size``): of the study served last while it has
-        budget, else of the oldest study with some (found by a read first: no write lock
-        while there is nothing to do)."""
-        if self._last is not None:
-            study = self.studies[self._last]
-            self._ready_for(study)
-            claimed = self._db(lambda s: self._claim(s, study))
-            if claimed:
-                return study, claimed
-            self._last = None
-        candidates = self._read(
-            lambda session: claimable_studies(session=session, study_id=self.options.study_id)
-        )
-        for study_id in candidates:
-            study = self.studies[study_id]
-            self._ready_for(study)
-            claimed = self._db(lambda s, st=study: self._claim(s, st))
-            if claimed:
-                self._last = study_id
-                return study, claimed
-        return None
-
-    def _claim(self, session: Any, study: ServedStudy) -> list[StartedTrial]:
-        assert self.worker_id is not None
-        most = self._claim_size(study)
-        return begin_trials(session=session, ctx=study.ctx, worker_id=self.worker_id, most=most)
-
-    def _claim_size(self, study: ServedStudy, *, after: int = 0) -> int:
-        """How many slots of ``study`` to claim at once: 1, or for an MLP study
-        ``batch_trials`` (``auto``: by its largest network and the device), never past
-        ``max_trials`` (``after``: trials about to end first)."""
-        o, spec = self.options, study.ctx.spec
-        k = 1
-        if o.batch_trials != 1 and spec.model == "mlp":
-            k = self._stack_sizes.get(study.ctx.study_id, 0) or self._stack_size(study)
-        if o.max_trials is not None:
-            k = min(k, o.max_trials - self.trials_run - after)
-        return max(k, 1)
-
-    def _stack_size(self, study: ServedStudy) -> int:
-        o = self.options
-        k = 1
-        if isinstance(o.batch_trials, int):
-            k = o.batch_trials
-        else:  # auto: the dataset (cached per process) gives the network's inputs and outputs
-            from models import auto_stack_size, resolve_device
-            from search.datasets import trial_dataset
-            from search.size import largest_network
-
-            spec = study.ctx.spec
-            data = with_retry(lambda: trial_dataset(session_factory=self.reads, spec=spec))
-            assert data is not None
-            shape = (int(data.train_x.shape[1]), max(data.n_classes, 1))
-            n_params = largest_network(spec, shape)[1]
-            k = auto_stack_size(n_params, resolve_device(o.device).type)
-            log.info(
-                "study %s: %d trials per stack (%d parameters)", study.ctx.study_id, k, n_params
-            )
-        self._stack_sizes[study.ctx.study_id] = k
-        return k
-
     def _serve(self, study: ServedStudy, started: StartedTrial) -> None:
         assert self.heartbeat is not None
         if "torch" in sys.modules:
-            self._load_torch()  # once a sampler (Optuna's GP) has imported torch
+            self.claims.load_torch()  # once a sampler (Optuna's GP) has imported torch
         t0 = time.perf_counter()
         progress = Progress(study.ctx.spec.objective.metric)
         stop = self.heartbeat.watch(started.trial_row_id, progress)
@@ -369,12 +307,11 @@ class Worker:
         the same transaction (one commit fewer per trial). Should claiming fail for any
         reason but the database's, the end is recorded alone."""
         assert self.heartbeat is not None and self.worker_id is not None
-        wid, duration = self.worker_id, time.perf_counter() - t0
+        duration = time.perf_counter() - t0
 
         def end_and_claim(s: Any) -> tuple[bool, list[StartedTrial]]:
             recorded = self._record_end(s, started, outcome, progress, duration)
-            most = self._claim_size(study, after=1)
-            return recorded, begin_trials(session=s, ctx=study.ctx, worker_id=wid, most=most)
+            return recorded, self.claims.claim(s, study, after=1)
 
         try:
             recorded, nxt = False, []
@@ -395,7 +332,7 @@ class Worker:
         if nxt:
             self._next = (study, nxt)
         elif claim_next:
-            self._last = None  # the study has no slot left for now
+            self.claims.last = None  # the study has no slot left for now
         if not recorded:
             log.warning("trial %s was reaped before it ended; dropped", started.number)
 
@@ -445,29 +382,6 @@ class Worker:
             grace_s=o.grace_period,
             max_retries=o.max_retries,
         )
-
-    def _ready_for(self, study: ServedStudy) -> None:
-        """Torch loaded before claiming a real trial, never after: between the claim and its
-        first heartbeat, a slow import (seconds on a busy machine) would outlast the grace
-        period and the trial would be reaped as lost."""
-        spec = study.ctx.spec
-        if spec.model != SYNTHETIC or spec.search.sampler == "gp":  # GP models with torch
-            self._load_torch()
-
-    def _load_torch(self) -> None:
-        """Before the first real trial: torch's threads, and its one-time lazy imports paid
-        before the trial's clock starts (a worker serving synthetic trials never loads
-        torch, scikit-learn or pandas: memory decides how many workers fit a machine)."""
-        if self._torch_ready:
-            return
-        import torch
-
-        from models import warm_up
-
-        if self.options.threads is not None:
-            torch.set_num_threads(self.options.threads)
-        warm_up()
-        self._torch_ready = True
 
     def _evaluate_winners(self) -> None:
         """Score the winner of any ended study on its test split (once per study)."""

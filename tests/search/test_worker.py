@@ -11,8 +11,8 @@ import optuna
 import pytest
 from sqlalchemy import event, select, update
 
+from search import _claims as claims_module
 from search import store
-from search import worker as worker_module
 from search.lifecycle import begin_trial, reap_lost_trials
 from search.spec import ExperimentSpec
 from search.studies import create_study, get_storage
@@ -312,7 +312,7 @@ def test_a_kill_landing_in_a_claims_commit_leaves_nothing_running(
     back as it stops (before, it stayed RUNNING until the reaper's grace period ended, and
     the failed rollback replaced the kill with an InvalidRequestError)."""
     sid = _create(migrated_url, _spec(n_trials=3, parallelism=1))
-    claim = worker_module.begin_trials
+    claim = claims_module.begin_trials
 
     def claimed_then_killed(*, session: Any, **kwargs: Any) -> Any:
         def kill(_: Any) -> None:
@@ -321,7 +321,7 @@ def test_a_kill_landing_in_a_claims_commit_leaves_nothing_running(
         event.listen(session, "after_commit", kill, once=True)
         return claim(session=session, **kwargs)
 
-    monkeypatch.setattr(worker_module, "begin_trials", claimed_then_killed)
+    monkeypatch.setattr(claims_module, "begin_trials", claimed_then_killed)
     with pytest.raises(WorkerKilled):
         Worker(WorkerOptions(db_url=migrated_url, study_id=sid)).run()
     (trial,) = _trials(migrated_url, sid)
@@ -329,5 +329,5 @@ def test_a_kill_landing_in_a_claims_commit_leaves_nothing_running(
     with store.session_scope(store.make_session_factory(migrated_url)) as s:
         study = store.get_study(session=s, study_id=sid)
         assert (study.claimed, study.running) == (0, 0)  # its slot waits for a retry
-    monkeypatch.setattr(worker_module, "begin_trials", claim)
+    monkeypatch.setattr(claims_module, "begin_trials", claim)
     assert _run(migrated_url, study_id=sid) == 3
