@@ -229,6 +229,8 @@ SLOW_FIRST = (
     "tests/service/test_e2e.py",
     "tests/search/test_worker_signals.py",
     "tests/search/test_preemption.py",
+    "tests/search/test_stacks_processes.py",
+    "tests/search/test_stacks.py",
     "tests/service/test_own_code_browser.py",
     "tests/service/test_under_load.py",
     "tests/service/test_schema.py",
