@@ -293,10 +293,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--in-process", action="store_true", help="workers as threads of this process"
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny studies")
+    if "--quick" in (sys.argv[1:] if argv is None else argv):  # its sizes; flags still win
+        parser.set_defaults(ks="1,4", workers="1", trials=8, rounds=1, rows=600)
+        parser.set_defaults(epochs_digits=2, epochs_table=2, hidden=16)
     args = parser.parse_args(argv)
-    if args.quick:
-        args.ks, args.workers, args.trials, args.rounds = "1,4", "1", 8, 1
-        args.rows, args.epochs_digits, args.epochs_table, args.hidden = 600, 2, 2, 16
     args.ks = [int(v) for v in args.ks.split(",") if v]
     args.workers = [int(v) for v in args.workers.split(",") if v]
     args.datasets = [v for v in args.datasets.split(",") if v]
