@@ -30,17 +30,14 @@ processes: the smoke test's way (tests/bench/test_batched.py), not a measurement
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import os
 import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout
 sys.path.insert(0, str(ROOT / "bench"))
 
+from _databases import PG_ADMIN, database  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from search import store  # noqa: E402
@@ -122,28 +120,8 @@ def study_spec(case: Case, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-@contextlib.contextmanager
-def fresh_database(pg: str | None) -> Iterator[str]:
-    """A migrated, empty database: a SQLite file in a temporary folder, or (``pg``) a
-    PostgreSQL database made and dropped on that server."""
-    from service.runner import upgrade_db
-
-    if pg:
-        from _databases import database
-
-        with database("postgresql", pg) as url:
-            yield url
-        return
-    with tempfile.TemporaryDirectory(prefix="hps-batched-") as folder:
-        url = f"sqlite:///{folder}/hps.db"
-        with contextlib.redirect_stdout(io.StringIO()):
-            upgrade_db(url)
-        yield url
-        store.get_engine(url).dispose()
-
-
 def run_case(case: Case, csv: bytes | None, args: argparse.Namespace) -> Result:
-    with fresh_database(args.pg) as url:
+    with database("postgresql" if args.pg else "sqlite", args.pg or PG_ADMIN) as url:
         factory = store.make_session_factory(url)
         if case.dataset == TABLE:
             assert csv is not None
@@ -218,7 +196,9 @@ def read_result(url: str, study_id: int, wall: float) -> Result:
     )
 
 
-def rounds(cases: list[Case], csv: bytes | None, args: argparse.Namespace) -> dict[Case, list]:
+def rounds(
+    cases: list[Case], csv: bytes | None, args: argparse.Namespace
+) -> dict[Case, list[Result]]:
     """Every case once per round, the order rotated each round; Case -> its Results."""
     results: dict[Case, list[Result]] = {c: [] for c in cases}
     for r in range(args.rounds):
