@@ -19,7 +19,7 @@ workers, taken within each round and then the median over rounds. Rounds interle
 configuration (the order rotates each round) so the load of a shared machine hits all alike.
 
     .venv/bin/python bench/batched.py [--ks 1,4,8,16,32] [--workers 1,2] [--threads 1]
-        [--datasets digits,table] [--trials 64] [--rounds 2] [--rows 20000]
+        [--datasets digits,table] [--trials 64] [--rounds 3] [--rows 20000]
         [--epochs-digits 20] [--epochs-table 5] [--hidden 64] [--device cpu]
         [--pg ADMIN_URL] [--in-process] [--quick]
 
@@ -262,7 +262,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     parser.add_argument("--datasets", default=f"digits,{TABLE}", help=f"built-in names, {TABLE}")
     parser.add_argument("--trials", type=int, default=64, help="n_trials of every study")
-    parser.add_argument("--rounds", type=int, default=2, help="studies of each configuration")
+    parser.add_argument("--rounds", type=int, default=3, help="studies of each configuration")
     parser.add_argument("--rows", type=int, default=20_000, help="rows of the uploaded table")
     parser.add_argument("--epochs-digits", type=int, default=20)
     parser.add_argument("--epochs-table", type=int, default=5)
