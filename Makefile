@@ -97,7 +97,7 @@ $(BENCH_STAMP): $(DEV_STAMP)
 # The benchmark suite; bench/report.py runs it and rewrites the Performance page
 # (docs/performance.md). `make bench BENCH=trainer,reads` runs (and rewrites) only those
 # subsections.
-BENCH ?= trainer,overhead,scaling,reads,load,remote,pruning,random_vs_grid,quality
+BENCH ?= trainer,overhead,scaling,batched,reads,load,remote,pruning,random_vs_grid,quality
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/report.py --only $(BENCH)
 

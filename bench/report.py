@@ -37,6 +37,7 @@ SUITE = (
     "trainer",
     "overhead",
     "scaling",
+    "batched",
     "reads",
     "load",
     "remote",

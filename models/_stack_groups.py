@@ -93,9 +93,13 @@ def _padding(hidden: list[tuple[int, ...]]) -> float:
 
 # ``--batch-trials auto``: (most parameters, trials per stack), smallest networks first.
 # A small network leaves a CPU core's vector units, and nearly all of a GPU, idle: stacking
-# fills them; a large one fills them alone. CPU figures: bench/batched.py.
+# fills them; a large one fills them alone. CPU: the best K measured per size, one thread
+# (bench/batched.py end to end: 1.5k and 4.8k parameters, best K = 32, 3.0-4.9x; bench/
+# stacked_kernel.py --clock cpu on digits MLPs: 4.8k 3.8x at 32, 19k 1.9x at 8 and no more
+# past it, 77k 1.1x at 4 to 16, 307k slower stacked at every K); the limits are about
+# halfway (geometric) between measured sizes. GPU: not yet measured.
 AUTO_STACK = {
-    "cpu": ((20_000, 8), (200_000, 4), (1_000_000, 2)),
+    "cpu": ((10_000, 32), (40_000, 8), (100_000, 4)),
     "cuda": ((1_000_000, 32), (10_000_000, 8), (50_000_000, 2)),
 }
 

@@ -94,6 +94,25 @@ class _Stack:
     orders: torch.Tensor | None = None  # (K, N): this epoch's shuffle order per trial
     loss_sums: torch.Tensor | None = None  # (K,): this epoch's summed batch losses
     lr: list[float] = field(default_factory=list)  # this epoch's lr per trial
+    # What every step needs of the live trials, kept until the stack is cut down
+    # (``keep_trials`` replaces the parameters): not rebuilt per batch.
+    params: list[torch.Tensor] = field(init=False)
+    l1: torch.Tensor | None = field(init=False)  # (K,) L1 weights; None: no trial has L1
+    clip: list[float] | None = field(init=False)  # per trial; None: no trial clips
+    augmented: bool = field(init=False)  # some trial augments its batches
+
+    def __post_init__(self) -> None:
+        self._per_step()
+
+    def _per_step(self) -> None:
+        configs = [t.config for t in self.live]
+        self.params = list(self.model.parameters())
+        device = self.data.train_x.device
+        has_l1 = any(c.l1 > 0 for c in configs)
+        self.l1 = torch.tensor([c.l1 for c in configs], device=device) if has_l1 else None
+        has_clip = any(c.clip_norm is not None for c in configs)
+        self.clip = [c.clip_norm or math.inf for c in configs] if has_clip else None
+        self.augmented = any(t.augment is not None for t in self.live)
 
     def end(self, ended: dict[_Trial, str | None]) -> None:
         """Finish each trial in ``ended`` (with its reason: "diverged", "stopped", None
@@ -111,6 +130,7 @@ class _Stack:
         if alive:
             self.model.keep_trials(rows)
             self.optimizer.keep_trials(rows)
+            self._per_step()
         if self.orders is not None and self.loss_sums is not None:
             index = torch.tensor(rows, device=self.orders.device, dtype=torch.long)
             self.orders, self.loss_sums = self.orders[index], self.loss_sums[index]
@@ -273,7 +293,7 @@ def _batch_losses(stack: _Stack, first: int, batch_size: int) -> torch.Tensor:
     assert stack.orders is not None
     data = stack.data
     idx = stack.orders[:, first : first + batch_size]  # (K, B)
-    if any(t.augment is not None for t in stack.live):
+    if stack.augmented:
         xb = torch.stack(
             [
                 data.train_x[i] if t.augment is None else t.augment(data.train_x[i], t.streams.data)
@@ -296,18 +316,17 @@ def _batch_losses(stack: _Stack, first: int, batch_size: int) -> torch.Tensor:
 def _step(stack: _Stack, losses: torch.Tensor) -> None:
     """Backpropagate every trial's loss (plus its L1 penalty), clip each trial's gradient
     to its own norm, and update: each trial's slice as its own step would alone."""
-    configs = [t.config for t in stack.live]
-    params = list(stack.model.parameters())
+    params = stack.params
     for p in params:
         p.grad = None
     total = losses.sum()
-    if any(c.l1 > 0 for c in configs):
+    if stack.l1 is not None:
         weights = [m.weight for m in stack.model.modules() if isinstance(m, StackedLinear)]
         norms = torch.stack([w.abs().sum(dim=(1, 2)) for w in weights]).sum(dim=0)  # (K,)
-        total = total + (torch.tensor([c.l1 for c in configs], device=norms.device) * norms).sum()
+        total = total + (stack.l1 * norms).sum()
     total.backward()
-    if any(c.clip_norm is not None for c in configs):
-        clip_grad_norms(params, [c.clip_norm or math.inf for c in configs])
+    if stack.clip is not None:
+        clip_grad_norms(params, stack.clip)
     stack.optimizer.step(params, stack.lr)
 
 
@@ -344,20 +363,23 @@ def _evaluate(
     k = model.n_trials
     widest = max(m.weight.shape[1] for m in model.modules() if isinstance(m, StackedLinear))
     rows = max(1, min(_EVAL_CHUNK, _EVAL_FLOATS // (k * max(widest, x.shape[1]))))
-    loss_sums, correct = [0.0] * k, [0] * k
+    loss_sums = torch.zeros(k, device=x.device, dtype=torch.float64)  # as evaluate sums
+    correct = torch.zeros(k, device=x.device, dtype=torch.int64)
     for xb, yb in zip(x.split(rows), y.split(rows), strict=True):
         out = model(xb.expand(k, *xb.shape))  # (K, B, C) or (K, B, 1)
-        for i in range(k):
-            if task == "classification":
-                loss_sums[i] += float(F.cross_entropy(out[i], yb, reduction="sum"))
-                correct[i] += int((out[i].argmax(dim=1) == yb).sum())
-            else:
-                loss_sums[i] += float(F.mse_loss(out[i], yb, reduction="sum"))
+        b = xb.shape[0]
+        if task == "classification":
+            losses = F.cross_entropy(out.reshape(k * b, -1), yb.repeat(k), reduction="none")
+            loss_sums += losses.reshape(k, b).sum(dim=1)  # (K,)
+            correct += (out.argmax(dim=2) == yb).sum(dim=1)  # yb: (B,) against (K, B)
+        else:
+            target = yb.expand(k, *yb.shape)  # (K, B, 1)
+            loss_sums += F.mse_loss(out, target, reduction="none").sum(dim=(1, 2))
     model.train(was_training)
     n = x.shape[0]
     return [
         (s / n, c / n if task == "classification" else None)
-        for s, c in zip(loss_sums, correct, strict=True)
+        for s, c in zip(loss_sums.tolist(), correct.tolist(), strict=True)
     ]
 
 

@@ -21,6 +21,7 @@ from search.knobs import OPTIMIZERS
 _ADAM_BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
 _RMSPROP_ALPHA, _RMSPROP_EPS = 0.99, 1e-8
+_HYPER = ("factor", "weight_decay", "momentum", "decay")  # the rows of step's (4, K) tensor
 
 
 class StackedOptimizer:
@@ -59,15 +60,17 @@ class StackedOptimizer:
         else:
             bias_correction1 = 1 - _ADAM_BETAS[0] ** float(self.steps)
             factor = [-(a / bias_correction1) for a in lr]  # Adam's -step_size
-        names = ("factor", "weight_decay", "momentum", "decay")
         rows = torch.tensor(
             [factor, self.weight_decay, self.momentum, decay], dtype=like.dtype, device=like.device
         )  # (4, K): each row viewed (K, 1, ...) per parameter
-        hyper = dict(zip(names, rows, strict=True))
+        by_dim: dict[int, dict[str, torch.Tensor]] = {}  # one view per rank, not per tensor
         for p, state in zip(params, self.state, strict=True):
             if p.grad is not None:
-                shape = (-1,) + (1,) * (p.dim() - 1)
-                self._update(p, p.grad, state, {k: v.reshape(shape) for k, v in hyper.items()})
+                hyper = by_dim.get(p.dim())
+                if hyper is None:
+                    shaped = rows.reshape((4, -1) + (1,) * (p.dim() - 1))  # (4, K, 1, ...)
+                    hyper = by_dim[p.dim()] = dict(zip(_HYPER, shaped, strict=True))
+                self._update(p, p.grad, state, hyper)
 
     def _update(
         self,

@@ -34,6 +34,7 @@ from models import (
     EpochMetrics,
     TrainConfig,
     TrainResult,
+    auto_stack_size,
     check_stack,
     load_dataset,
     stack_groups,
@@ -341,3 +342,13 @@ def test_check_stack_names_what_differs() -> None:
         check_stack([replace(BASE, model="cnn")])
     with pytest.raises(ValueError, match="on_epoch"):
         train_stacked([BASE, BASE], load_dataset("iris"), [None])
+
+
+def test_auto_stacks_fewer_trials_of_larger_networks() -> None:
+    """``--batch-trials auto`` on the CPU: the best K measured per size (AUTO_STACK's
+    comment), fewer trials for larger networks, and 1 where stacking was slower."""
+    sizes = [1_539, 4_810, 19_210, 76_810, 307_210]  # bench/batched.py, bench/stacked_kernel.py
+    assert [auto_stack_size(n, "cpu") for n in sizes] == [32, 32, 8, 4, 1]
+    for device in ("cpu", "cuda"):
+        ks = [auto_stack_size(10**e, device) for e in range(2, 9)]
+        assert ks == sorted(ks, reverse=True) and ks[-1] == 1
