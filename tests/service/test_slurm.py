@@ -230,7 +230,7 @@ def test_time_limit_warning_reaches_the_worker(
     upgrade_db(sqlite_url)
     endless = LONGER | {
         "search": SPEC["search"] | {"n_trials": 1, "parallelism": 1},
-        "training": {"epochs": 1000, "batch_size": 16, "hidden": [64]},
+        "training": {"epochs": 1000, "batch_size": 2, "hidden": [64]},  # ~10 min alone
     }
     sid = _study(sqlite_url, endless)
     job = _submit(slurm, sqlite_url, tmp_path, sid, 1)  # --time: the partition's (none)
