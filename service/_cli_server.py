@@ -17,6 +17,14 @@ DbOption = Annotated[
     str | None,
     typer.Option("--db", help="Database URL (default: HPS_DATABASE_URL / settings)."),
 ]
+BatchTrialsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--batch-trials",
+        help="Trials of one MLP study a worker trains together as one stacked model: "
+        "1..256 or auto (default: HPS_BATCH_TRIALS, 1).",
+    ),
+]
 
 
 def _runner_function(name: str) -> Any:
@@ -40,14 +48,7 @@ def serve(
         int | None,
         typer.Option(min=0, help="Local worker processes to start (default: HPS_WORKERS, 2)."),
     ] = None,
-    batch_trials: Annotated[
-        str | None,
-        typer.Option(
-            "--batch-trials",
-            help="Trials of one MLP study a worker trains together as one stacked model: "
-            "1..256 or auto (default: HPS_BATCH_TRIALS, 1).",
-        ),
-    ] = None,
+    batch_trials: BatchTrialsOption = None,
     insecure: Annotated[
         bool,
         typer.Option(
@@ -78,14 +79,7 @@ def worker(
         int | None, typer.Option(min=1, help="Exit after running this many trials.")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Worker name shown in `workers`.")] = None,
-    batch_trials: Annotated[
-        str | None,
-        typer.Option(
-            "--batch-trials",
-            help="Trials of one MLP study a worker trains together as one stacked model: "
-            "1..256 or auto (default: HPS_BATCH_TRIALS, 1).",
-        ),
-    ] = None,
+    batch_trials: BatchTrialsOption = None,
     exit_when_idle: Annotated[
         bool,
         typer.Option(

@@ -100,4 +100,51 @@ def params(lr: float, keep_prob: float = 0.9, hidden: list[int] | None = None) -
     return {"lr": lr, "keep_prob": keep_prob, "hidden": hidden or [32]}
 
 
-__all__ = ["SPEC", "Made", "curves_for", "end_trial", "make_study", "params"]
+# A study some of whose trials trained together (worker --batch-trials): trial 0 alone,
+# 1-3 in stack 1 (2 was pruned: it left early), 4 and 5 (still running) in stack 4.
+STACKED_TRIALS = [
+    Made("COMPLETE", 0.4, params(0.01)),
+    Made("COMPLETE", 0.2, params(0.002, 0.6, [128, 32])),
+    Made("PRUNED", 5.0, params(0.8), reason="diverged", epochs=1),
+    Made("COMPLETE", 0.3, params(0.0005, 0.7, [16])),
+    Made("COMPLETE", 0.5, params(0.05)),
+]
+STACKS = {0: None, 1: 1, 2: 1, 3: 1, 4: 4, 5: 4}
+
+
+def make_stacked_study(factory: Any) -> tuple[int, int]:
+    """``STACKED_TRIALS`` with ``STACKS`` written on them, and a busy worker training
+    trials 4 and 5 together; (study id, worker id)."""
+    from sqlalchemy import update
+
+    stacked = make_study(factory, STACKED_TRIALS, running=1)
+    with store.session_scope(factory) as s:
+        for number, stack in STACKS.items():
+            s.execute(
+                update(store.TrialRow)
+                .where(store.TrialRow.study_id == stacked, store.TrialRow.number == number)
+                .values(stack=stack)
+            )
+        busy = store.register_worker(session=s, name="gpu0", host="box", pid=7, device="cuda")
+        store.set_worker_state(
+            session=s,
+            worker_id=busy,
+            status=store.W_BUSY,
+            study_id=stacked,
+            trial_number=4,
+            stack=[4, 5],
+        )
+    return stacked, busy
+
+
+__all__ = [
+    "SPEC",
+    "STACKED_TRIALS",
+    "STACKS",
+    "Made",
+    "curves_for",
+    "end_trial",
+    "make_stacked_study",
+    "make_study",
+    "params",
+]

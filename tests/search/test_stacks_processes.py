@@ -13,13 +13,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from search import store
 from search.lifecycle import LOST_REASON
-from search.spec import ExperimentSpec
-from search.studies import create_study
 from tests.processes import env_for, spawn, stop
+from tests.search.test_stacks import _create, _trials
 
 SPEC: dict[str, Any] = {
     "name": "stacked",
@@ -36,18 +33,6 @@ SPEC: dict[str, Any] = {
     },
     "training": {"epochs": 3, "batch_size": 32, "hidden": [32]},
 }
-
-
-def _create(url: str, spec: dict[str, Any]) -> int:
-    factory = store.make_session_factory(url)
-    validated = ExperimentSpec.model_validate(spec)
-    return create_study(session_factory=factory, storage_url=url, spec=validated).id
-
-
-def _trials(url: str, study_id: int) -> list[store.TrialRow]:
-    t = store.TrialRow
-    with store.session_scope(store.make_session_factory(url, read_only=True)) as s:
-        return list(s.scalars(select(t).where(t.study_id == study_id).order_by(t.id)))
 
 
 def _worker(url: str, log: Path, study_id: int, batch: int) -> Any:

@@ -17,25 +17,15 @@ from dataclasses import dataclass
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from sqlalchemy import update
 from typer.testing import CliRunner
 
 from search import store
 from service.app import create_app
 from service.cli import app as cli
 from service.settings import Settings
-from tests.study_data import Made, make_study, params
+from tests.study_data import STACKED_TRIALS, STACKS, make_stacked_study, make_study
 
 HTML = {"Accept": "text/html"}
-# Trial 0 trained alone; 1-3 in stack 1 (2 pruned: it left early); 4 and 5 (running) in 4.
-TRIALS = [
-    Made("COMPLETE", 0.4, params(0.01)),
-    Made("COMPLETE", 0.2, params(0.002)),
-    Made("PRUNED", 5.0, params(0.8), reason="diverged", epochs=1),
-    Made("COMPLETE", 0.3, params(0.0005)),
-    Made("COMPLETE", 0.5, params(0.05)),
-]
-STACKS = {0: None, 1: 1, 2: 1, 3: 1, 4: 4, 5: 4}
 
 
 @dataclass(frozen=True)
@@ -53,20 +43,9 @@ def client(module_client: TestClient) -> TestClient:
 @pytest.fixture(scope="module")
 def seeded(module_migrated_url: str) -> Seeded:
     factory = store.make_session_factory(module_migrated_url)
-    stacked = make_study(factory, TRIALS, running=1)
-    plain = make_study(factory, TRIALS[:2])
+    stacked, busy = make_stacked_study(factory)
+    plain = make_study(factory, STACKED_TRIALS[:2])
     with store.session_scope(factory) as s:
-        for number, stack in STACKS.items():
-            s.execute(
-                update(store.TrialRow)
-                .where(store.TrialRow.study_id == stacked, store.TrialRow.number == number)
-                .values(stack=stack)
-            )
-        busy = store.register_worker(session=s, name="gpu0", host="box", pid=7, device="cuda")
-        store.set_worker_state(
-            session=s, worker_id=busy, status=store.W_BUSY, study_id=stacked, trial_number=4
-        )
-        s.get(store.WorkerRow, busy).stack = [4, 5]
         # A row written wrong (not a list of numbers) shows no stack rather than a 500.
         odd = store.register_worker(session=s, name="odd", host="box", pid=8, device="cpu")
         store.set_worker_state(

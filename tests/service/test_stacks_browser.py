@@ -17,22 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
 from search import store
 from tests.processes import env_for, free_port, spawn, stop, wait_healthy
 from tests.service.test_pages_browser import watch
-from tests.study_data import Made, make_study, params
+from tests.study_data import STACKED_TRIALS, make_stacked_study, make_study
 
 SHOTS = Path("/tmp/pages-shots")
-TRIALS = [
-    Made("COMPLETE", 0.4, params(0.01)),
-    Made("COMPLETE", 0.2, params(0.002, 0.6, [128, 32])),
-    Made("PRUNED", 5.0, params(0.8), reason="diverged", epochs=1),
-    Made("COMPLETE", 0.3, params(0.0005, 0.7, [16])),
-    Made("COMPLETE", 0.5, params(0.05)),
-]
-STACKS = {1: 1, 2: 1, 3: 1, 4: 4, 5: 4}  # trial 0 alone; trial 5 is still running
 
 
 @dataclass(frozen=True)
@@ -53,20 +44,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     try:
         wait_healthy(base, proc)
         factory = store.make_session_factory(db_url)
-        stacked = make_study(factory, TRIALS, running=1)
-        plain = make_study(factory, TRIALS[:3])
-        with store.session_scope(factory) as s:
-            for number, stack in STACKS.items():
-                s.execute(
-                    update(store.TrialRow)
-                    .where(store.TrialRow.study_id == stacked, store.TrialRow.number == number)
-                    .values(stack=stack)
-                )
-            worker = store.register_worker(session=s, name="gpu0", host="box", pid=7, device="cuda")
-            store.set_worker_state(
-                session=s, worker_id=worker, status=store.W_BUSY, study_id=stacked, trial_number=4
-            )
-            s.get(store.WorkerRow, worker).stack = [4, 5]
+        stacked, _ = make_stacked_study(factory)
+        plain = make_study(factory, STACKED_TRIALS[:3])
         yield Site(base, stacked, plain)
     finally:
         stop(proc, signal.SIGKILL)
