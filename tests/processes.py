@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -82,3 +83,29 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: floa
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         raise AssertionError(f"process {proc.args} ignored signal {sig}") from None
+
+
+@contextlib.contextmanager
+def api_in_thread(database_url: str) -> Iterator[str]:
+    """The app on ``database_url`` served over HTTP by uvicorn in a thread of this process
+    (for the CLI, which talks HTTP); its base URL."""
+    import threading
+
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    app = create_app(Settings(database_url=database_url), recover=False)
+    server = uvicorn.Server(uvicorn.Config(app, port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -10,14 +10,11 @@ must agree with the store's own slot counts.
 from __future__ import annotations
 
 import copy
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 import yaml
 from sqlalchemy import text
 from typer.testing import CliRunner
@@ -43,6 +40,7 @@ from service.worker_tasks import task_command
 from tests import own_code_data, study_data
 from tests.deployment_checks import cli_errors, hps_env_errors
 from tests.k8s_checks import container_of, env_of, k8s_expand, validate
+from tests.processes import api_in_thread, free_port
 
 OWN_COMMAND = ["python", "train.py", "--lr", "{lr}", "--note", "it's $(HOME) $$ $x"]
 
@@ -57,19 +55,11 @@ def _study(url: str, spec: dict[str, Any]) -> int:
     ).id
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real app on SQLite (render only reads a study's kind and status, the same on
     every backend): study 1 built-in, 2 your own code, 3 built-in and cancelled."""
-    from service.app import create_app
     from service.runner import upgrade_db
-    from service.settings import Settings
 
     url = f"sqlite:///{tmp_path_factory.mktemp('k8s') / 'hps.db'}"
     upgrade_db(url)
@@ -80,20 +70,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ]
     with store.session_scope(store.make_session_factory(url)) as s:
         store.cancel_study(session=s, study_id=3)
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(Settings(database_url=url), recover=False), port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with api_in_thread(url) as api:
+        yield api
 
 
 def _render(api: str, *args: str) -> Any:
@@ -248,7 +226,7 @@ def test_bad_input_is_one_line(api: str, args: list[str], code: int, message: st
 
 
 def test_no_server_is_one_line() -> None:
-    done = _render(f"http://127.0.0.1:{_free_port()}", "1", "--workers", "2")
+    done = _render(f"http://127.0.0.1:{free_port()}", "1", "--workers", "2")
     assert done.exit_code == 1
     assert done.output.startswith("error: ") and len(done.output.splitlines()) == 1
 

@@ -8,21 +8,16 @@ from __future__ import annotations
 import csv
 import io
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from search import store
-from service.app import create_app
 from service.cli import app as cli
-from service.settings import Settings
+from tests.processes import api_in_thread
 from tests.study_data import STACKED_TRIALS, STACKS, make_stacked_study, make_study
 
 HTML = {"Accept": "text/html"}
@@ -159,20 +154,8 @@ def test_workers_show_the_stack_they_train(client: TestClient, seeded: Seeded) -
 @pytest.fixture(scope="module")
 def api_url(module_migrated_url: str, seeded: Seeded) -> Iterator[str]:
     """The app served over HTTP on the module's database, for the CLI."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    app = create_app(Settings(database_url=module_migrated_url), recover=False)
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with api_in_thread(module_migrated_url) as url:
+        yield url
 
 
 def test_the_cli_lists_a_workers_stack(api_url: str, seeded: Seeded) -> None:
