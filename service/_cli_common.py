@@ -15,6 +15,15 @@ from rich.table import Table
 
 from service.client import ClientError, HpsClient
 
+BatchTrialsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--batch-trials",
+        help="Trials of one MLP study a worker trains together as one stacked model: "
+        "1..256 or auto (default: HPS_BATCH_TRIALS, 1).",
+    ),
+]
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 UrlOption = Annotated[
     str,

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from service._cli_common import DEFAULT_URL, UrlOption, connect, fail
+from service._cli_common import DEFAULT_URL, BatchTrialsOption, UrlOption, connect, fail
 from service.k8s import (
     DEFAULT_AGENT_URL,
     DEFAULT_BACKOFF_LIMIT,
@@ -79,6 +79,7 @@ def render_command(
         int, typer.Option("--backoff-limit", help="Failed pods before the Job fails.")
     ] = DEFAULT_BACKOFF_LIMIT,
     url: UrlOption = DEFAULT_URL,
+    batch_trials: BatchTrialsOption = None,
 ) -> None:
     """Print the Kubernetes Job (or KEDA ScaledJob) running one study's workers."""
     own_code = tuple(command or ())
@@ -93,6 +94,7 @@ def render_command(
             agent_url=agent_url,
             grace_s=grace,
             backoff_limit=backoff_limit,
+            batch_trials=batch_trials,
         )
     except ValueError as exc:
         fail(str(exc), 2)
@@ -105,6 +107,7 @@ def render_command(
             own_code_study=is_own_code(found),
             command=own_code,
             usage=USAGE,
+            batch_trials=request.batch_trials,
         )
     except StudyTaskError as exc:
         fail(str(exc), exc.code)

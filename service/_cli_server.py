@@ -11,19 +11,13 @@ from typing import Annotated, Any
 
 import typer
 
+from service._cli_common import BatchTrialsOption
+
 __all__ = ["register_server_commands"]
 
 DbOption = Annotated[
     str | None,
     typer.Option("--db", help="Database URL (default: HPS_DATABASE_URL / settings)."),
-]
-BatchTrialsOption = Annotated[
-    str | None,
-    typer.Option(
-        "--batch-trials",
-        help="Trials of one MLP study a worker trains together as one stacked model: "
-        "1..256 or auto (default: HPS_BATCH_TRIALS, 1).",
-    ),
 ]
 
 

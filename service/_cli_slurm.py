@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from service._cli_common import fail
+from service._cli_common import BatchTrialsOption, fail
 from service.slurm import (
     DEFAULT_SIGNAL_BEFORE_S,
     ArrayRequest,
@@ -110,6 +110,7 @@ def submit(
         bool, typer.Option("--dry-run", help="Print the batch script; submit nothing.")
     ] = False,
     db: DbOption = None,
+    batch_trials: BatchTrialsOption = None,
 ) -> None:
     """Start workers for one study as a Slurm job array (sbatch)."""
     own_code = list(command or [])
@@ -123,6 +124,7 @@ def submit(
             time=time,
             partition=partition,
             signal_before_s=signal_before,
+            batch_trials=batch_trials,
         )
     except ValueError as exc:
         fail(str(exc), 2)
@@ -135,6 +137,7 @@ def submit(
             own_code_study=external,
             command=own_code,
             usage="hpsearch slurm submit ID --workers N -- python train.py --lr {lr}",
+            batch_trials=request.batch_trials,
         )
     except StudyTaskError as exc:
         fail(str(exc), exc.code)

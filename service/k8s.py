@@ -71,7 +71,13 @@ class PodRequest:
     grace_s: int = DEFAULT_STOP_S
     backoff_limit: int = DEFAULT_BACKOFF_LIMIT
 
+    batch_trials: str | None = None  # --batch-trials of each built-in worker (None: 1)
+
     def __post_init__(self) -> None:
+        if self.batch_trials is not None:
+            from search._batch_option import parse_batch_trials
+
+            object.__setattr__(self, "batch_trials", str(parse_batch_trials(self.batch_trials)))
         if self.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {self.workers}")
         if self.gpus < 0:
@@ -148,6 +154,7 @@ def _container(tasks: StudyTasks, request: PodRequest) -> dict[str, Any]:
         own_code=[_literal(arg) for arg in tasks.own_code],
         cpus=request.cpus,
         gpus=request.gpus,
+        batch_trials=request.batch_trials,
     )
     if not tasks.own_code:
         command += ["--name", "$(POD_NAME)"]  # `hpsearch workers` shows the pod's name

@@ -51,7 +51,13 @@ class ArrayRequest:
     partition: str | None = None
     signal_before_s: int = DEFAULT_SIGNAL_BEFORE_S
 
+    batch_trials: str | None = None  # --batch-trials of each built-in worker (None: 1)
+
     def __post_init__(self) -> None:
+        if self.batch_trials is not None:
+            from search._batch_option import parse_batch_trials
+
+            object.__setattr__(self, "batch_trials", str(parse_batch_trials(self.batch_trials)))
         if self.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {self.workers}")
         if self.parallel is not None and self.parallel < 1:
@@ -88,6 +94,7 @@ def render_script(
         own_code=own_code,
         cpus=request.cpus,
         gpus=request.gpus,
+        batch_trials=request.batch_trials,
     )
     # Each worker named after its task, so `hpsearch workers` shows which task runs what.
     name = '--name "slurm-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"'

@@ -39,7 +39,13 @@ def hpsearch_command() -> list[str]:
 
 
 def check_study(
-    *, study_id: int, status: str, own_code_study: bool, command: Sequence[str], usage: str
+    *,
+    study_id: int,
+    status: str,
+    own_code_study: bool,
+    command: Sequence[str],
+    usage: str,
+    batch_trials: str | None = None,
 ) -> None:
     """Refuse tasks for a study that has ended, and a command that does not fit the
     study's kind (``usage``: how to give one, shown when missing)."""
@@ -55,6 +61,12 @@ def check_study(
         raise StudyTaskError(
             f"study {study_id} trains a built-in model: its workers take no command", 2
         )
+    if own_code_study and batch_trials not in (None, "1"):
+        raise StudyTaskError(
+            f"study {study_id} trains your own code: --batch-trials stacks built-in MLP "
+            "trials, and your command runs once per trial",
+            2,
+        )
 
 
 def task_command(
@@ -65,16 +77,20 @@ def task_command(
     cpus: int = 1,
     gpus: int = 0,
     agent: Sequence[str] = (),
+    batch_trials: str | None = None,
 ) -> list[str]:
     """The command each task runs: a worker of a built-in study (``cpus`` torch threads,
-    CUDA when given ``gpus``), or the agent running ``own_code`` (the user's command) for a
-    study of the user's own code (``agent``: how to start it; default ``hpsearch agent``)."""
+    CUDA when given ``gpus``, ``batch_trials`` trials trained together), or the agent
+    running ``own_code`` (the user's command) for a study of the user's own code (``agent``:
+    how to start it; default ``hpsearch agent``)."""
     if own_code:
         return [*(agent or [*hpsearch, "agent"]), str(study_id), "--", *own_code]
     command = [*hpsearch, "worker", "--study", str(study_id), "--exit-when-idle"]
     command += ["--threads", str(cpus)]
     if gpus:
         command += ["--device", "cuda"]  # a task given no GPU fails loudly, never trains on CPU
+    if batch_trials not in (None, "1"):
+        command += ["--batch-trials", str(batch_trials)]
     return command
 
 

@@ -117,20 +117,18 @@ def test_builtin_study_is_a_work_queue_job(api: str) -> None:
 def test_gpu_workers(api: str) -> None:
     args = ["--gpus-per-worker", "2", "--cpus-per-worker", "8", "--mem", "32Gi"]
     (job,) = _objects(
-        api, "1", "--workers", "3", *args, "--image", "reg.example/hps:1", "--grace", "300"
+        api,
+        *("1", "--workers", "3", *args, "--image", "reg.example/hps:1", "--grace", "300"),
+        *("--batch-trials", "auto"),
     )
     container = container_of(job)
     assert container["resources"] == {
         "requests": {"cpu": "8", "memory": "32Gi"},
         "limits": {"memory": "32Gi", "nvidia.com/gpu": 2},
     }
-    assert container["command"][-6:] == [
-        "--threads",
-        "8",
-        "--device",
-        "cuda",
-        "--name",
-        "$(POD_NAME)",
+    assert container["command"][-8:] == [
+        *("--threads", "8", "--device", "cuda"),
+        *("--batch-trials", "auto", "--name", "$(POD_NAME)"),
     ]
     assert container["image"] == "reg.example/hps:1"
     assert job["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 300
@@ -201,6 +199,12 @@ def test_names_and_text_cannot_break_the_yaml() -> None:
         (["1", "--workers", "2", "--agent-url", "hps:8000"], 2, "--agent-url 'hps:8000'"),
         (["1", "--workers", "2", "--backoff-limit", "-1"], 2, "--backoff-limit must be 0"),
         (["3", "--workers", "2"], 1, "error: study 3 is cancelled: it has no trials left"),
+        (["1", "--workers", "2", "--batch-trials", "0"], 2, "batch trials must be 'auto'"),
+        (
+            ["2", "--workers", "2", "--image", "me/x", "--batch-trials", "8", "--", "python"],
+            2,
+            "error: study 2 trains your own code: --batch-trials stacks built-in MLP trials",
+        ),
         (
             ["1", "--workers", "2", "--", "python", "train.py"],
             2,

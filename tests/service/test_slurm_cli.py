@@ -62,6 +62,15 @@ def test_gpu_script_matches_the_checked_in_file(studies: tuple[str, int, int]) -
     assert bash.returncode == 0, bash.stderr
 
 
+def test_batched_workers_in_the_script(studies: tuple[str, int, int]) -> None:
+    url, builtin, _ = studies
+    done = _slurm(url, "submit", str(builtin), "--workers", "2", "--batch-trials", "8", "--dry-run")
+    assert done.exit_code == 0, done.output
+    exec_line = shlex.split(done.output.splitlines()[-1])
+    assert exec_line[exec_line.index("--batch-trials") + 1] == "8"
+    assert exec_line[exec_line.index("worker") - len(hpsearch_command()) - 1] == "exec"
+
+
 def test_own_code_script_runs_the_agent(studies: tuple[str, int, int]) -> None:
     url, _, external = studies
     cmd = ["python", "train.py", "--lr", "{lr}", "--note", "it's"]
@@ -94,6 +103,12 @@ def test_own_code_script_runs_the_agent(studies: tuple[str, int, int]) -> None:
             "error: study 2 trains your own code: give the command each trial runs after '--'",
         ),
         (["cancel", "1"], 1, "error: study 1: no Slurm job submitted, nothing to cancel"),
+        (["submit", "1", "--workers", "2", "--batch-trials", "x"], 2, "batch trials must be"),
+        (
+            ["submit", "2", "--workers", "2", "--batch-trials", "4", "--", "python"],
+            2,
+            "error: study 2 trains your own code: --batch-trials stacks built-in MLP trials",
+        ),
     ],
 )
 def test_bad_input_is_one_line(
