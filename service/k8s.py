@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from service.worker_tasks import DEFAULT_STOP_S, task_command
+from service.worker_tasks import DEFAULT_STOP_S, checked_batch_trials, task_command
 
 # The oldest Kubernetes these objects are written for (and validated against by the tests):
 # the first release where all they use is GA (Job podFailurePolicy: 1.31).
@@ -74,10 +74,7 @@ class PodRequest:
     batch_trials: str | None = None  # --batch-trials of each built-in worker (None: 1)
 
     def __post_init__(self) -> None:
-        if self.batch_trials is not None:
-            from search._batch_option import parse_batch_trials
-
-            object.__setattr__(self, "batch_trials", str(parse_batch_trials(self.batch_trials)))
+        object.__setattr__(self, "batch_trials", checked_batch_trials(self.batch_trials))
         if self.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {self.workers}")
         if self.gpus < 0:

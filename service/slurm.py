@@ -23,7 +23,12 @@ from pathlib import Path
 
 import jinja2
 
-from service.worker_tasks import DEFAULT_STOP_S, hpsearch_command, task_command
+from service.worker_tasks import (
+    DEFAULT_STOP_S,
+    checked_batch_trials,
+    hpsearch_command,
+    task_command,
+)
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "slurm-array.sh.j2"
@@ -54,10 +59,7 @@ class ArrayRequest:
     batch_trials: str | None = None  # --batch-trials of each built-in worker (None: 1)
 
     def __post_init__(self) -> None:
-        if self.batch_trials is not None:
-            from search._batch_option import parse_batch_trials
-
-            object.__setattr__(self, "batch_trials", str(parse_batch_trials(self.batch_trials)))
+        object.__setattr__(self, "batch_trials", checked_batch_trials(self.batch_trials))
         if self.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {self.workers}")
         if self.parallel is not None and self.parallel < 1:

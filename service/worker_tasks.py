@@ -69,6 +69,14 @@ def check_study(
         )
 
 
+def checked_batch_trials(value: str | None) -> str | None:
+    """``--batch-trials`` for the tasks' workers: None (1), "auto" or 1..256; ValueError
+    naming a bad value."""
+    from search._batch_option import parse_batch_trials
+
+    return None if value is None else str(parse_batch_trials(value))
+
+
 def task_command(
     *,
     study_id: int,
@@ -99,6 +107,7 @@ __all__ = [
     "DEFAULT_STOP_S",
     "StudyTaskError",
     "check_study",
+    "checked_batch_trials",
     "hpsearch_command",
     "task_command",
 ]
