@@ -133,10 +133,20 @@ class StackedTrials:
                 for m in self._live():
                     self._end(m, stopped, 0.0)
                 return
-            if len(members) == 1:
-                self._alone(members[0], data)
-            else:
-                self._stacked(members, data)
+            try:
+                if len(members) == 1:
+                    self._alone(members[0], data)
+                else:
+                    self._stacked(members, data)
+            except Exception as exc:  # a bug or bad config: its trials fail, the rest go on
+                if is_unavailable(exc):
+                    raise
+                log.exception(
+                    "trials %s of study %s failed", self._numbers(members), self.study.ctx.study_id
+                )
+                for m in members:
+                    if not m.ended:
+                        self._end(m, _error(exc), 0.0)
 
     def _prepare(self, m: _Member) -> None:
         """The trial's parameters, judge, config and (for a retried slot) checkpoint; a
@@ -147,20 +157,16 @@ class StackedTrials:
                 self.spec, m.started.knobs, slot=m.started.slot, device=self.w.options.device
             )
             if m.started.retried:
-                s = m.started
+                sid, slot = m.started.study_id, m.started.slot
                 saved = self.w._read(
-                    lambda session: slot_checkpoint(
-                        session=session, study_id=s.study_id, slot=s.slot
-                    )
+                    lambda session: slot_checkpoint(session=session, study_id=sid, slot=slot)
                 )
                 m.resume = None if saved is None else saved.data
         except Exception as exc:
             if is_unavailable(exc):
                 raise
             log.exception("trial %s of study %s failed", m.started.number, m.started.study_id)
-            self._end(
-                m, Outcome(T_FAIL, None, f"error: {type(exc).__name__}: {exc}"[:500], None), 0.0
-            )
+            self._end(m, _error(exc), 0.0)
 
     def _alone(self, m: _Member, data: Dataset) -> None:
         assert m.judge is not None
@@ -198,6 +204,10 @@ class StackedTrials:
         train_stacked(configs, data, on_epoch=callbacks, on_end=on_end)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ the database
+
+    @staticmethod
+    def _numbers(members: list[_Member]) -> list[int]:
+        return [m.started.number for m in members]
 
     def _live(self) -> list[_Member]:
         return [m for m in self.members if not m.ended]

@@ -228,3 +228,36 @@ def test_a_stack_stopped_by_sigterm_saves_each_trial_and_the_retries_resume(
         assert (r.state, r.epochs_run) == (s2.state, s2.epochs_run)
         assert _close(r.value, s2.value), (r.slot, r.value, s2.value)
     assert _agreement(migrated_url) == []
+
+
+def test_a_stack_that_fails_fails_its_own_trials_only(
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in training one stack (two layers deep here) fails that stack's trials, once
+    and for good, as a bug fails a trial alone; the claim's other stack trains on."""
+    import models
+
+    real = models.train_stacked
+
+    def deep_stacks_break(configs: Any, *args: Any, **kwargs: Any) -> Any:
+        if len(configs[0].hidden) == 2:
+            raise RuntimeError("boom")
+        return real(configs, *args, **kwargs)
+
+    monkeypatch.setattr(models, "train_stacked", deep_stacks_break)
+    layers = {"type": "layers", "values": [[16], [16, 8]]}
+    spec = SPEC | {
+        "search": SPEC["search"] | {"space": SPEC["search"]["space"] | {"hidden": layers}}
+    }
+    sid = _create(migrated_url, spec)
+    assert _run(migrated_url, sid, 8) == 8
+    trials = _trials(migrated_url, sid)
+    deep = [t for t in trials if len(t.params["hidden"]) == 2]
+    shallow = [t for t in trials if len(t.params["hidden"]) == 1]
+    assert len(deep) >= 2 and len(shallow) >= 2, [t.params["hidden"] for t in trials]
+    assert all(
+        (t.state, t.reason, t.retry_pending) == ("FAIL", "error: RuntimeError: boom", False)
+        for t in deep
+    )
+    assert all(t.state in ("COMPLETE", "PRUNED") for t in shallow)
+    assert _agreement(migrated_url) == []
