@@ -100,9 +100,24 @@ def begin_trial(
     client: str | None = None,
 ) -> StartedTrial | None:
     """Claim a slot of ``ctx``'s study and start its trial on both sides, or None if the
-    study has no budget or free running slot. A worker (``worker_id``) claims built-in
-    studies; a remote client's claim (``lease``: the token it will hold, ``client``: who it
-    says it is) claims a study of the user's own code."""
+    study has no budget or free running slot. A worker (``worker_id``, marked busy with
+    it) claims built-in studies; a remote client's claim (``lease``: the token it will
+    hold, ``client``: who it says it is) claims a study of the user's own code."""
+    started = _start(session=session, ctx=ctx, worker_id=worker_id, lease=lease, client=client)
+    if started is not None and worker_id is not None:
+        _mark_busy(session, ctx, worker_id, [started.number])
+    return started
+
+
+def _start(
+    *,
+    session: Session,
+    ctx: StudyContext,
+    worker_id: int | None,
+    lease: str | None = None,
+    client: str | None = None,
+) -> StartedTrial | None:
+    """``begin_trial`` but for the worker's state."""
     claim = claim_slot(session=session, study_id=ctx.study_id, remote=lease is not None)
     if claim is None:
         return None
@@ -124,14 +139,6 @@ def begin_trial(
         lease=lease,
         client=client,
     )
-    if worker_id is not None:
-        set_worker_state(
-            session=session,
-            worker_id=worker_id,
-            status=W_BUSY,
-            study_id=ctx.study_id,
-            trial_number=ref.number,
-        )
     return StartedTrial(
         ctx.study_id,
         row_id,
@@ -152,21 +159,24 @@ def begin_trials(
     all of them."""
     started: list[StartedTrial] = []
     while len(started) < most:
-        one = begin_trial(session=session, ctx=ctx, worker_id=worker_id)
+        one = _start(session=session, ctx=ctx, worker_id=worker_id)
         if one is None:
             break
         started.append(one)
-    if len(started) > 1:
-        numbers = [t.number for t in started]
-        set_worker_state(
-            session=session,
-            worker_id=worker_id,
-            status=W_BUSY,
-            study_id=ctx.study_id,
-            trial_number=numbers[0],
-            stack=numbers,
-        )
+    if started:
+        _mark_busy(session, ctx, worker_id, [t.number for t in started])
     return started
+
+
+def _mark_busy(session: Session, ctx: StudyContext, worker_id: int, numbers: list[int]) -> None:
+    set_worker_state(
+        session=session,
+        worker_id=worker_id,
+        status=W_BUSY,
+        study_id=ctx.study_id,
+        trial_number=numbers[0],
+        stack=numbers if len(numbers) > 1 else None,
+    )
 
 
 def end_trial(

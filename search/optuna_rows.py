@@ -25,14 +25,14 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
-from sqlalchemy import func, insert, inspect, select, text
+from sqlalchemy import func, insert, inspect, literal, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -77,6 +77,14 @@ def check_schema(engine: Engine) -> None:
     )
 
 
+_UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
+
+
+def _utc_now() -> datetime:
+    """Now as RDBStorage stores a trial's times: naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
 @dataclass(frozen=True)
 class OptunaTrialRef:
     trial_id: int
@@ -94,38 +102,47 @@ def create_trial(
     """A RUNNING Optuna trial with ``params`` already set (none for adaptive samplers,
     which suggest afterwards). Its number is taken under the Optuna study's row lock, as
     RDBStorage does."""
-    models.StudyModel.find_or_raise_by_id(optuna_study_id, session, for_update=True)
-    number = session.scalar(
-        select(func.count(models.TrialModel.trial_id)).where(
-            models.TrialModel.study_id == optuna_study_id
+    study = models.StudyModel.__table__
+    locked = session.execute(
+        select(study.c.study_id).where(study.c.study_id == optuna_study_id).with_for_update()
+    ).first()
+    if locked is None:
+        raise KeyError(f"no Optuna study with id {optuna_study_id}")
+    trials = models.TrialModel.__table__
+    # Numbered in the INSERT itself, from the count under the study's lock (one statement).
+    number = select(func.count(trials.c.trial_id)).where(trials.c.study_id == optuna_study_id)
+    created = session.execute(
+        insert(trials)
+        .from_select(
+            ["number", "study_id", "state", "datetime_start"],
+            select(
+                number.scalar_subquery(),
+                literal(optuna_study_id),
+                literal(TrialState.RUNNING, trials.c.state.type),
+                literal(_utc_now(), trials.c.datetime_start.type),
+            ),
         )
-    )
-    trial = models.TrialModel(
-        study_id=optuna_study_id,
-        number=int(number or 0),
-        state=TrialState.RUNNING,
-        datetime_start=datetime.now(),
-    )
-    session.add(trial)
-    session.flush()
+        .returning(trials.c.trial_id, trials.c.number)
+    ).one()
+    trial_id = int(created.trial_id)
     if params:
         rows = [
             {
-                "trial_id": trial.trial_id,
+                "trial_id": trial_id,
                 "param_name": name,
                 "param_value": distributions[name].to_internal_repr(value),
                 "distribution_json": distribution_to_json(distributions[name]),
             }
             for name, value in params.items()
         ]
-        session.execute(insert(models.TrialParamModel), rows)
+        session.execute(insert(models.TrialParamModel.__table__), rows)
     if system_attrs:
         attrs = [
-            {"trial_id": trial.trial_id, "key": key, "value_json": json.dumps(value)}
+            {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
             for key, value in system_attrs.items()
         ]
-        session.execute(insert(models.TrialSystemAttributeModel), attrs)
-    return OptunaTrialRef(trial_id=int(trial.trial_id), number=int(trial.number))
+        session.execute(insert(models.TrialSystemAttributeModel.__table__), attrs)
+    return OptunaTrialRef(trial_id=trial_id, number=int(created.number))
 
 
 def finish_trial(
@@ -140,8 +157,17 @@ def finish_trial(
     """Write a trial's end: ``new_intermediate_values`` (those Optuna does not have yet:
     all of them, unless a pruner had each as it came), the value (not for FAIL), a failure
     reason, and the state. False (and nothing written) if it already finished."""
-    trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
-    if trial.state.is_finished():
+    trials = models.TrialModel.__table__
+    # Ends it only while unfinished: the UPDATE locks the row and is the check (one statement).
+    ended = session.execute(
+        update(trials)
+        .where(trials.c.trial_id == trial_id, trials.c.state.in_(_UNFINISHED))
+        .values(state=state, datetime_complete=_utc_now())
+        .returning(trials.c.trial_id)
+    ).first()
+    if ended is None:
+        if session.scalar(select(trials.c.trial_id).where(trials.c.trial_id == trial_id)) is None:
+            raise KeyError(f"no Optuna trial with id {trial_id}")
         return False
     to_repr = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
     rows = [
@@ -150,18 +176,16 @@ def finish_trial(
         for step, v in new_intermediate_values.items()
     ]
     if rows:
-        session.execute(insert(models.TrialIntermediateValueModel), rows)
+        session.execute(insert(models.TrialIntermediateValueModel.__table__), rows)
     if state != TrialState.FAIL and value is not None and math.isfinite(value):
         stored_value, value_type = models.TrialValueModel.value_to_stored_repr(value)
         session.execute(
-            insert(models.TrialValueModel).values(
+            insert(models.TrialValueModel.__table__).values(
                 trial_id=trial_id, objective=0, value=stored_value, value_type=value_type
             )
         )
     if reason:
         _set_system_attr(session, trial_id, REASON_ATTR, reason)
-    trial.state = state
-    trial.datetime_complete = datetime.now()
     return True
 
 

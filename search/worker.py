@@ -57,6 +57,7 @@ from search.store import (
     MAX_WAIT_S,
     OUTAGE,
     T_FAIL,
+    W_IDLE,
     W_STOPPED,
     count_active_studies,
     heartbeat,
@@ -266,9 +267,13 @@ class Worker:
                 from search.datasets import trial_dataset  # pandas: real trials only
 
                 data = with_retry(lambda: trial_dataset(session_factory=self.reads, spec=spec))
-            saved = self._read(
-                lambda s: slot_checkpoint(session=s, study_id=started.study_id, slot=started.slot)
-            )
+            saved = None
+            if started.retried:  # only a slot's earlier attempt can have left a checkpoint
+                saved = self._read(
+                    lambda s: slot_checkpoint(
+                        session=s, study_id=started.study_id, slot=started.slot
+                    )
+                )
             outcome = run_trial(
                 spec,
                 started.knobs,
@@ -307,11 +312,15 @@ class Worker:
         the same transaction (one commit fewer per trial). Should claiming fail for any
         reason but the database's, the end is recorded alone."""
         assert self.heartbeat is not None and self.worker_id is not None
-        duration = time.perf_counter() - t0
+        duration, wid = time.perf_counter() - t0, self.worker_id
 
         def end_and_claim(s: Any) -> tuple[bool, list[StartedTrial]]:
-            recorded = self._record_end(s, started, outcome, progress, duration)
-            return recorded, self.claims.claim(s, study, after=1)
+            # The claim marks the worker busy with the next trials; idle only without one.
+            recorded = self._record_end(s, started, outcome, progress, duration, idle=False)
+            claimed = self.claims.claim(s, study, after=1)
+            if not claimed:
+                set_worker_state(session=s, worker_id=wid, status=W_IDLE)
+            return recorded, claimed
 
         try:
             recorded, nxt = False, []
@@ -343,14 +352,17 @@ class Worker:
         outcome: Outcome,
         progress: Progress,
         duration_s: float,
+        *,
+        idle: bool = True,
     ) -> bool:
+        """``idle``: the worker is marked idle in the same transaction."""
         return end_trial(
             session=session,
             started=started,
             outcome=outcome,
             new_intermediate_values=progress.not_in_optuna(),
             duration_s=duration_s,
-            worker_id=self.worker_id,
+            worker_id=self.worker_id if idle else None,
             direction=self.studies[started.study_id].ctx.spec.direction,
         )
 

@@ -41,7 +41,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -54,6 +54,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     false,
     text,
@@ -318,3 +319,10 @@ class CheckpointRow(Base):
     size: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# The per-trial path's tables, for Core INSERTs and UPDATEs: a statement on the table skips
+# the ORM's bulk-persistence layer, about 0.2 ms of CPU a statement, ~10 statements a trial.
+STUDIES = cast(Table, StudyRow.__table__)
+TRIALS = cast(Table, TrialRow.__table__)
+WORKERS = cast(Table, WorkerRow.__table__)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import and_, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from search._external import EXTERNAL
@@ -31,12 +31,14 @@ from search.store._tables import (
     CANCELLED,
     COMPLETED,
     RUNNING,
+    STUDIES,
     T_FAIL,
     T_LOST,
     T_RUNNING,
+    TRIALS,
+    WORKERS,
     StudyRow,
     TrialRow,
-    WorkerRow,
 )
 
 # What a heartbeat finds.
@@ -54,11 +56,12 @@ class SlotClaim:
 def _claimable(remote: bool) -> Any:
     """Studies with budget and a free running slot, of the kind the claimer serves: the
     user's own code (``remote``: claimed over the REST trial API) or a built-in model."""
-    kind = StudyRow.model == EXTERNAL if remote else StudyRow.model != EXTERNAL
+    c = STUDIES.c
+    kind = c.model == EXTERNAL if remote else c.model != EXTERNAL
     return and_(
-        StudyRow.status.in_(ACTIVE_STUDY_STATES),
-        StudyRow.claimed < StudyRow.n_trials,
-        StudyRow.running < StudyRow.parallelism,
+        c.status.in_(ACTIVE_STUDY_STATES),
+        c.claimed < c.n_trials,
+        c.running < c.parallelism,
         kind,
     )
 
@@ -66,9 +69,10 @@ def _claimable(remote: bool) -> Any:
 def claimable_studies(*, session: Session, study_id: int | None = None) -> list[int]:
     """Ids of built-in studies with budget and a free running slot, oldest first (a
     read): what a worker may claim."""
-    stmt = select(StudyRow.id).where(_claimable(False)).order_by(StudyRow.id).limit(20)
+    c = STUDIES.c
+    stmt = select(c.id).where(_claimable(False)).order_by(c.id).limit(20)
     if study_id is not None:
-        stmt = stmt.where(StudyRow.id == study_id)
+        stmt = stmt.where(c.id == study_id)
     return list(session.scalars(stmt))
 
 
@@ -78,16 +82,17 @@ def claim_slot(*, session: Session, study_id: int, remote: bool = False) -> Slot
     the user's own code, claimed over the REST trial API; else a built-in model, claimed
     by a worker). Locks the study row until commit; a retried slot's mark is cleared by
     ``insert_trial`` in the same transaction."""
+    c = STUDIES.c
     claimed = session.execute(
-        update(StudyRow)
-        .where(StudyRow.id == study_id, _claimable(remote))
+        update(STUDIES)
+        .where(c.id == study_id, _claimable(remote))
         .values(
-            claimed=StudyRow.claimed + 1,
-            running=StudyRow.running + 1,
+            claimed=c.claimed + 1,
+            running=c.running + 1,
             status=RUNNING,
-            started_at=func.coalesce(StudyRow.started_at, db_now()),
+            started_at=func.coalesce(c.started_at, db_now()),
         )
-        .returning(StudyRow.claimed)
+        .returning(c.claimed)
     ).scalar_one_or_none()
     if claimed is None:
         return None
@@ -95,10 +100,11 @@ def claim_slot(*, session: Session, study_id: int, remote: bool = False) -> Slot
     # (study, state, value) index find the few of them. No ORDER BY slot: SQLite would
     # walk the (study, slot) index through every trial of the study for it (3 ms per claim
     # at 10,000 trials), so the lowest slot is picked here.
+    t = TRIALS.c
     pending = session.execute(
-        select(TrialRow.id, TrialRow.slot, TrialRow.losses)
-        .where(TrialRow.study_id == study_id, TrialRow.state == T_FAIL)
-        .where(TrialRow.retry_pending.is_(True))
+        select(t.id, t.slot, t.losses)
+        .where(t.study_id == study_id, t.state == T_FAIL)
+        .where(t.retry_pending.is_(True))
     ).all()
     retry = min(pending, key=lambda r: r.slot, default=None)
     if retry is not None:
@@ -121,27 +127,30 @@ def insert_trial(
     its id. A remote attempt has no worker; it has the ``lease`` its client holds."""
     if claim.retry_of is not None:
         session.execute(
-            update(TrialRow).where(TrialRow.id == claim.retry_of).values(retry_pending=False)
+            update(TRIALS).where(TRIALS.c.id == claim.retry_of).values(retry_pending=False)
         )
-    row = TrialRow(
-        study_id=claim.study_id,
-        slot=claim.slot,
-        losses=claim.losses,
-        state=T_RUNNING,
-        worker_id=worker_id,
-        number=number,
-        optuna_trial_id=optuna_trial_id,
-        started_at=db_now(),
-        heartbeat_at=db_now(),
-        params=params,
-        metrics={},
-        curves={},
-        lease=lease,
-        client=client,
+    row_id = session.scalar(
+        insert(TRIALS)
+        .values(
+            study_id=claim.study_id,
+            slot=claim.slot,
+            losses=claim.losses,
+            state=T_RUNNING,
+            worker_id=worker_id,
+            number=number,
+            optuna_trial_id=optuna_trial_id,
+            started_at=db_now(),
+            heartbeat_at=db_now(),
+            params=params,
+            metrics={},
+            curves={},
+            lease=lease,
+            client=client,
+        )
+        .returning(TRIALS.c.id)
     )
-    session.add(row)
-    session.flush()
-    return row.id
+    assert row_id is not None
+    return int(row_id)
 
 
 def set_trial_params(*, session: Session, trial_row_id: int, params: dict[str, Any]) -> None:
@@ -175,13 +184,10 @@ def heartbeat(
     RUNNING trial (reaped, or recorded): the worker must stop it at once."""
     status = BEAT_OK
     if trial_row_id is not None:
+        t = TRIALS.c
         result = session.execute(
-            update(TrialRow)
-            .where(
-                TrialRow.id == trial_row_id,
-                TrialRow.state == T_RUNNING,
-                TrialRow.worker_id == worker_id,
-            )
+            update(TRIALS)
+            .where(t.id == trial_row_id, t.state == T_RUNNING, t.worker_id == worker_id)
             .values(heartbeat_at=db_now(), **(progress or {}))
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -193,7 +199,7 @@ def heartbeat(
                 .where(TrialRow.id == trial_row_id)
             )
             status = BEAT_CANCELLED if study_status == CANCELLED else BEAT_OK
-    session.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(last_seen=db_now()))
+    session.execute(update(WORKERS).where(WORKERS.c.id == worker_id).values(last_seen=db_now()))
     return status
 
 
@@ -240,13 +246,12 @@ def finish_trial(
     failed attempt is retried (``claim_slot`` looks for retries among FAIL rows)."""
     if retry and state != T_FAIL:
         raise ValueError(f"only a failed attempt can be retried, not a {state} one")
-    session.execute(
-        update(TrialRow)
-        .where(TrialRow.id == trial.id)
-        .values(state=state, finished_at=db_now(), retry_pending=retry, **values)
-    )
     seq = _release(session=session, study_id=trial.study_id, consume_budget=not retry)
-    session.execute(update(TrialRow).where(TrialRow.id == trial.id).values(seq=seq))
+    session.execute(
+        update(TRIALS)
+        .where(TRIALS.c.id == trial.id)
+        .values(state=state, finished_at=db_now(), retry_pending=retry, seq=seq, **values)
+    )
 
 
 def _release(*, session: Session, study_id: int, consume_budget: bool) -> int:
@@ -254,20 +259,21 @@ def _release(*, session: Session, study_id: int, consume_budget: bool) -> int:
     when its budget is spent and nothing runs. Returns the study's next change number:
     the UPDATE holds the study row until commit, so change numbers commit in order and a
     reader that has seen number N has seen every trial end before it."""
-    claimed = StudyRow.claimed - (0 if consume_budget else 1)
-    running = StudyRow.running - 1
-    done = and_(StudyRow.status == RUNNING, claimed >= StudyRow.n_trials, running == 0)
+    c = STUDIES.c
+    claimed = c.claimed - (0 if consume_budget else 1)
+    running = c.running - 1
+    done = and_(c.status == RUNNING, claimed >= c.n_trials, running == 0)
     seq = session.scalar(
-        update(StudyRow)
-        .where(StudyRow.id == study_id)
+        update(STUDIES)
+        .where(c.id == study_id)
         .values(
             claimed=claimed,
             running=running,
-            status=case((done, COMPLETED), else_=StudyRow.status),
-            finished_at=case((done, db_now()), else_=StudyRow.finished_at),
-            change_seq=StudyRow.change_seq + 1,
+            status=case((done, COMPLETED), else_=c.status),
+            finished_at=case((done, db_now()), else_=c.finished_at),
+            change_seq=c.change_seq + 1,
         )
-        .returning(StudyRow.change_seq)
+        .returning(c.change_seq)
     )
     assert seq is not None, f"study {study_id} vanished"
     return int(seq)

@@ -7,7 +7,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from search.store._engine import db_now
-from search.store._tables import W_BUSY, W_IDLE, W_LOST, W_STOPPED, WorkerRow
+from search.store._tables import W_BUSY, W_IDLE, W_LOST, W_STOPPED, WORKERS, WorkerRow
 
 # Stopped and lost workers stay listed this long after they were last seen.
 FORGET_AFTER_S = 24 * 3600.0
@@ -50,8 +50,8 @@ def set_worker_state(
     """The worker's status and what it trains: ``trial_number``, or with ``stack`` the
     trial numbers it trains together (``trial_number`` is then the first)."""
     session.execute(
-        update(WorkerRow)
-        .where(WorkerRow.id == worker_id)
+        update(WORKERS)
+        .where(WORKERS.c.id == worker_id)
         .values(
             status=status,
             study_id=study_id,
