@@ -371,18 +371,7 @@ class Worker:
     def _beat(self, trials: dict[int, dict[str, Any]]) -> dict[int, str]:
         assert self.worker_id is not None
         wid = self.worker_id
-
-        def beat(session: Any) -> dict[int, str]:
-            if not trials:
-                heartbeat(session=session, worker_id=wid)
-            return {
-                row_id: heartbeat(
-                    session=session, worker_id=wid, trial_row_id=row_id, progress=progress
-                )
-                for row_id, progress in trials.items()
-            }
-
-        return dict(self._db(beat))
+        return dict(self._db(lambda s: heartbeat(session=s, worker_id=wid, trials=trials)))
 
     def _maybe_reap(self) -> None:
         if not self._reaps.due():

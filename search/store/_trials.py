@@ -18,6 +18,7 @@ Optuna's trials, then hps_checkpoints, then hps_workers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,34 +174,38 @@ def mark_stack(*, session: Session, trial_row_ids: list[int], first_number: int)
 
 
 def heartbeat(
-    *,
-    session: Session,
-    worker_id: int,
-    trial_row_id: int | None = None,
-    progress: dict[str, Any] | None = None,
-) -> str:
-    """Refresh the worker's (and its trial's) heartbeat, storing the trial's live
-    ``progress`` (curves, epochs_run). BEAT_GONE when the trial is no longer this worker's
-    RUNNING trial (reaped, or recorded): the worker must stop it at once."""
-    status = BEAT_OK
-    if trial_row_id is not None:
-        t = TRIALS.c
-        result = session.execute(
+    *, session: Session, worker_id: int, trials: Mapping[int, dict[str, Any]] | None = None
+) -> dict[int, str]:
+    """Refresh the worker's heartbeat and each of its ``trials``' (trial row id: its live
+    progress, stored with it: curves, epochs_run). Per trial, what the worker must do:
+    BEAT_OK; BEAT_CANCELLED (its study was cancelled); BEAT_GONE (no longer this worker's
+    RUNNING trial: reaped, or recorded), stop it at once. Statements: one per trial and
+    two, however many trials a stack holds."""
+    t, ids = TRIALS.c, sorted(trials or {})  # rows locked in id order: no deadlock
+    for row_id in ids:
+        session.execute(
             update(TRIALS)
-            .where(t.id == trial_row_id, t.state == T_RUNNING, t.worker_id == worker_id)
-            .values(heartbeat_at=db_now(), **(progress or {}))
+            .where(t.id == row_id, t.state == T_RUNNING, t.worker_id == worker_id)
+            .values(heartbeat_at=db_now(), **(trials or {})[row_id])
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            status = BEAT_GONE
-        else:
-            study_status = session.scalar(
-                select(StudyRow.status)
-                .join(TrialRow, TrialRow.study_id == StudyRow.id)
-                .where(TrialRow.id == trial_row_id)
-            )
-            status = BEAT_CANCELLED if study_status == CANCELLED else BEAT_OK
+    held: dict[int, str] = {}
+    if ids:  # those just refreshed are locked: still this worker's RUNNING trials
+        rows = session.execute(
+            select(t.id, STUDIES.c.status)
+            .join(STUDIES, STUDIES.c.id == t.study_id)
+            .where(t.id.in_(ids), t.state == T_RUNNING, t.worker_id == worker_id)
+        )
+        held = {int(r.id): r.status for r in rows}
     session.execute(update(WORKERS).where(WORKERS.c.id == worker_id).values(last_seen=db_now()))
-    return status
+    return {row_id: _beat_status(held.get(row_id)) for row_id in ids}
+
+
+def _beat_status(study_status: str | None) -> str:
+    """What a heartbeat found for a trial whose study has ``study_status`` (None: the
+    trial is not this worker's RUNNING trial any more)."""
+    if study_status is None:
+        return BEAT_GONE
+    return BEAT_CANCELLED if study_status == CANCELLED else BEAT_OK
 
 
 def lock_study(*, session: Session, study_id: int) -> str | None:

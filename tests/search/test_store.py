@@ -119,19 +119,49 @@ def test_heartbeat_finds_a_reaped_or_cancelled_trial(migrated_url: str) -> None:
         row_id, _ = _start(s, sid, wid)
     progress = {"curves": {"train_loss": [1.0, 0.5]}, "epochs_run": 1}
     with store.session_scope(factory) as s:
-        beat = store.heartbeat(session=s, worker_id=wid, trial_row_id=row_id, progress=progress)
-        assert beat == store.BEAT_OK
+        beat = store.heartbeat(session=s, worker_id=wid, trials={row_id: progress})
+        assert beat == {row_id: store.BEAT_OK}
     with store.session_scope(factory) as s:
         trial = s.get(store.TrialRow, row_id)
         assert (trial.curves, trial.epochs_run) == (progress["curves"], 1)
         assert _finish(s, row_id, "FAIL")  # e.g. a reaper took it
     with store.session_scope(factory) as s:
-        assert store.heartbeat(session=s, worker_id=wid, trial_row_id=row_id) == store.BEAT_GONE
+        beat = store.heartbeat(session=s, worker_id=wid, trials={row_id: {}})
+        assert beat == {row_id: store.BEAT_GONE}
     with store.session_scope(factory) as s:
         other, _ = _start(s, sid, wid)
         store.cancel_study(session=s, study_id=sid)
     with store.session_scope(factory) as s:
-        assert store.heartbeat(session=s, worker_id=wid, trial_row_id=other) == store.BEAT_CANCELLED
+        beat = store.heartbeat(session=s, worker_id=wid, trials={other: {}})
+        assert beat == {other: store.BEAT_CANCELLED}
+
+
+def test_one_heartbeat_covers_a_stack(migrated_url: str) -> None:
+    """A stack's beat refreshes each trial's own progress and finds each one's fate: one
+    reaped, another another worker's, the rest running."""
+    factory = store.make_session_factory(migrated_url)
+    with store.session_scope(factory) as s:
+        sid = _study(s, n_trials=4, parallelism=4)
+        wid = store.register_worker(session=s, name="w", host="h", pid=1, device="cpu")
+        rival = store.register_worker(session=s, name="r", host="h", pid=2, device="cpu")
+    with store.session_scope(factory) as s:
+        ids = [_start(s, sid, wid)[0] for _ in range(3)]
+        theirs, _ = _start(s, sid, rival)
+    with store.session_scope(factory) as s:
+        assert _finish(s, ids[1], "FAIL")
+    progress = {i: {"curves": {"train_loss": [float(i)]}, "epochs_run": 1} for i in ids}
+    with store.session_scope(factory) as s:
+        beat = store.heartbeat(session=s, worker_id=wid, trials=progress | {theirs: {}})
+    assert beat == {
+        ids[0]: store.BEAT_OK,
+        ids[1]: store.BEAT_GONE,
+        ids[2]: store.BEAT_OK,
+        theirs: store.BEAT_GONE,
+    }
+    with store.session_scope(factory) as s:
+        for i in (ids[0], ids[2]):
+            assert s.get(store.TrialRow, i).curves == {"train_loss": [float(i)]}
+        assert s.get(store.TrialRow, theirs).curves == {}
 
 
 def test_staleness_is_judged_by_the_database_clock(
@@ -146,7 +176,7 @@ def test_staleness_is_judged_by_the_database_clock(
     monkeypatch.setattr(_engine, "utcnow", lambda: fast)
     with store.session_scope(factory) as s:
         row_id, _ = _start(s, sid, wid)
-        store.heartbeat(session=s, worker_id=wid, trial_row_id=row_id)
+        store.heartbeat(session=s, worker_id=wid, trials={row_id: {}})
     with store.session_scope(factory) as s:
         assert store.stale_trials(session=s, grace_s=60) == []
         assert store.count_live_workers(session=s, host="h", seen_within_s=60) == 1
@@ -290,7 +320,7 @@ def test_an_idle_worker_stays_live_by_its_heartbeat(migrated_url: str) -> None:
         )
     with store.session_scope(factory) as s:
         assert store.count_live_workers(session=s, host="h", seen_within_s=60) == 0
-        assert store.heartbeat(session=s, worker_id=wid) == store.BEAT_OK  # no trial
+        assert store.heartbeat(session=s, worker_id=wid) == {}  # no trial
     with store.session_scope(factory) as s:
         assert store.count_live_workers(session=s, host="h", seen_within_s=60) == 1
         assert store.mark_lost_workers(session=s, grace_s=60) == 0
