@@ -59,7 +59,9 @@ from models.train import (
     scores_of,
 )
 
-OnEnd = Callable[[int, TrainResult], None]  # (the trial's index in configs, its result)
+# The trials that ended together (one epoch's verdicts), {index in configs: result}, in
+# stack order: called once for each such moment.
+OnEnd = Callable[[dict[int, TrainResult]], None]
 _EVAL_FLOATS = 1 << 24  # activations per layer when evaluating a stack: rows per chunk follow
 
 
@@ -122,8 +124,8 @@ class _Stack:
         for k, t in enumerate(self.live):
             if t in ended:
                 _finish_trial(t, ended[t], _TrialWeights(self.model, k), self)
-                if self.on_end is not None:
-                    self.on_end(t.index, t.result)
+        if self.on_end is not None:
+            self.on_end({t.index: t.result for t in self.live if t in ended})
         alive = [t for t in self.live if t not in ended]
         rows = [k for k, t in enumerate(self.live) if t not in ended]
         self.live = alive
@@ -186,9 +188,9 @@ def train_stacked(
     the order of ``configs``, each as ``train(config, data, on_epoch[k])`` gives it.
 
     ``on_epoch[k]`` gets trial k's epochs (0, then each completed one); returning True stops
-    that trial ("stopped"), as a pruner's verdict does alone. ``on_end(k, result)`` is
-    called as soon as trial k ends, while the others may train on; its ``duration_s``
-    counts from the start of the stack.
+    that trial ("stopped"), as a pruner's verdict does alone. ``on_end({k: result, ...})``
+    is called as soon as trials end (those ending at one epoch's close together), while
+    the others may train on; a result's ``duration_s`` counts from the start of the stack.
     """
     start = time.perf_counter()
     check_stack(configs)

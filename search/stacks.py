@@ -130,8 +130,7 @@ class StackedTrials:
             members = [live[i] for i in group]
             if w.stop.event.is_set():  # SIGTERM: hand the rest back untrained
                 stopped = Outcome(T_FAIL, None, w.stop.reason, None, retry=True)
-                for m in self._live():
-                    self._end(m, stopped, 0.0)
+                self._record([(m, stopped, 0.0) for m in self._live()])
                 return
             try:
                 if len(members) == 1:
@@ -194,11 +193,14 @@ class StackedTrials:
             assert m.judge is not None
             callbacks.append(epoch_callback(m.progress, m.stop, m.judge, m.verdict))
 
-        def on_end(k: int, result: TrainResult) -> None:
-            m = members[k]
-            assert m.config is not None
-            outcome = trained_outcome(result, m.verdict, self.spec, m.stop, m.config, data)
-            self._end(m, outcome, result.duration_s)
+        def on_end(results: dict[int, TrainResult]) -> None:
+            ends = []
+            for k, result in results.items():
+                m = members[k]
+                assert m.config is not None
+                outcome = trained_outcome(result, m.verdict, self.spec, m.stop, m.config, data)
+                ends.append((m, outcome, result.duration_s))
+            self._record(ends)
 
         configs = [m.config for m in members]
         train_stacked(configs, data, on_epoch=callbacks, on_end=on_end)  # type: ignore[arg-type]
@@ -238,35 +240,54 @@ class StackedTrials:
         )
 
     def _end(self, m: _Member, outcome: Outcome, duration_s: float) -> None:
-        """Record ``m``'s end now, on its own (``search.lifecycle.end_trial``); the worker
-        then holds the trials still training with it."""
-        training = self._training_with(m)
+        self._record([(m, outcome, duration_s)])
 
-        def record(session: Any) -> bool:
-            recorded = end_trial(
-                session=session,
-                started=m.started,
-                outcome=outcome,
-                new_intermediate_values=m.progress.not_in_optuna(),
-                duration_s=duration_s,
-                worker_id=None,
-                direction=self.spec.direction,
-            )
+    def _record(self, ends: list[tuple[_Member, Outcome, float]]) -> None:
+        """Record these trials' ends now (trials that left the stack together: one
+        transaction, each end as ``search.lifecycle.end_trial`` records it alone); the
+        worker then holds the trials still training. Should that transaction fail but for
+        the database's sake (a bug in one end), each end is tried on its own, so one
+        trial's trouble never costs its stack-mates theirs."""
+        ends = sorted(ends, key=lambda e: e[0].started.trial_row_id)  # the heartbeat's lock order
+        leaving = [m for m, _, _ in ends]
+        training = [x.started.number for x in self._current if not x.ended and x not in leaving]
+
+        def record(session: Any, ends: list[tuple[_Member, Outcome, float]]) -> list[bool]:
+            recorded = [
+                end_trial(
+                    session=session,
+                    started=m.started,
+                    outcome=outcome,
+                    new_intermediate_values=m.progress.not_in_optuna(),
+                    duration_s=duration_s,
+                    worker_id=None,
+                    direction=self.spec.direction,
+                )
+                for m, outcome, duration_s in ends
+            ]
             self._worker_holds(session, training)
             return recorded
 
         try:
-            recorded = self.w._db(record)
-        finally:
-            m.ended = True
-            assert self.w.heartbeat is not None
-            self.w.heartbeat.unwatch(m.started.trial_row_id)
-        if not recorded:
-            log.warning("trial %s was reaped before it ended; dropped", m.started.number)
+            recorded = self.w._db(lambda s: record(s, ends))
+        except Exception as exc:
+            if len(ends) > 1 and not is_unavailable(exc):
+                log.exception("recording %d ends together failed; one by one", len(ends))
+                for end in ends:
+                    self._record([end])
+                return
+            self._left(leaving)
+            raise
+        self._left(leaving)
+        for m, ok in zip(leaving, recorded, strict=True):
+            if not ok:
+                log.warning("trial %s was reaped before it ended; dropped", m.started.number)
 
-    def _training_with(self, m: _Member) -> list[int]:
-        """The numbers of the trials still training beside ``m``."""
-        return [x.started.number for x in self._current if not x.ended and x is not m]
+    def _left(self, members: list[_Member]) -> None:
+        assert self.w.heartbeat is not None
+        for m in members:
+            m.ended = True
+            self.w.heartbeat.unwatch(m.started.trial_row_id)
 
     def _end_rest(self, outcome: Outcome) -> None:
         for m in self._live():

@@ -283,12 +283,16 @@ def test_a_trial_leaves_the_stack_as_soon_as_it_ends() -> None:
 
         return on_epoch
 
-    def on_end(k: int, result: TrainResult) -> None:
-        events.append(("end", result.epochs_run, k))
+    together: list[list[int]] = []
+
+    def on_end(results: dict[int, TrainResult]) -> None:
+        together.append(list(results))
+        events.extend(("end", result.epochs_run, k) for k, result in results.items())
 
     results = train_stacked(configs, data, [callback(k) for k in range(K)], on_end)
     ends = {k: i for i, (kind, _, k) in enumerate(events) if kind == "end"}
     assert list(ends) == [0, 2, 3, 4, 1, 5, 6, 7]  # in the order they ended
+    assert together == [[0], [2], [3], [4], [1, 5, 6, 7]]  # those ending at once: one call
     for k, last in {**stop_after, 2: 0}.items():
         later = [e for e in events[ends[k] + 1 :] if e[0] == "epoch"]
         assert later and all(epoch > last for _, epoch, _ in later)

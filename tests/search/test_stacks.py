@@ -261,3 +261,33 @@ def test_a_stack_that_fails_fails_its_own_trials_only(
     )
     assert all(t.state in ("COMPLETE", "PRUNED") for t in shallow)
     assert _agreement(migrated_url) == []
+
+
+def test_trials_ending_together_are_recorded_in_one_transaction(
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stack's 8 trials complete at its last epoch: their ends are recorded in one
+    transaction. When that transaction fails for a bug in one end (trial 3's first try
+    here), each end is recorded on its own and none of its stack-mates is lost."""
+    import search.stacks as stacks
+
+    real = stacks.end_trial
+    calls: list[tuple[Any, int]] = []
+
+    def end_trial(*, session: Any, started: Any, **kwargs: Any) -> bool:
+        calls.append((session, started.number))
+        if started.number == 3 and len(calls) < 8:
+            raise RuntimeError("a bug in one trial's end")
+        return bool(real(session=session, started=started, **kwargs))
+
+    monkeypatch.setattr(stacks, "end_trial", end_trial)
+    sid = _create(migrated_url, SPEC | {"pruning": {"pruner": "none"}})
+    assert _run(migrated_url, sid, 8) == 8
+    trials = _trials(migrated_url, sid)
+    assert [(t.state, t.epochs_run) for t in trials] == [("COMPLETE", 4)] * 8
+    together, alone = calls[:4], calls[4:]
+    assert [n for _, n in together] == [0, 1, 2, 3]
+    assert len({id(s) for s, _ in together}) == 1
+    assert [n for _, n in alone] == list(range(8))
+    assert len({id(s) for s, _ in alone}) == 8
+    assert _agreement(migrated_url) == []
