@@ -32,7 +32,7 @@ import optuna
 from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
-from sqlalchemy import func, insert, inspect, literal, select, text, update
+from sqlalchemy import bindparam, func, insert, inspect, literal, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -85,6 +85,39 @@ def _utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+# A trial's start and end, built once (bound per call): building one costs about what
+# running it does. Numbered in the INSERT itself, from the count under the study's lock;
+# ended only while unfinished, the UPDATE locking the row and being the check.
+_STUDIES, _TRIALS = models.StudyModel.__table__, models.TrialModel.__table__
+_LOCK_STUDY = (
+    select(_STUDIES.c.study_id).where(_STUDIES.c.study_id == bindparam("sid")).with_for_update()
+)
+_COUNT = select(func.count(_TRIALS.c.trial_id)).where(_TRIALS.c.study_id == bindparam("sid"))
+_CREATE = (
+    insert(_TRIALS)
+    .from_select(
+        ["number", "study_id", "state", "datetime_start"],
+        select(
+            _COUNT.scalar_subquery(),
+            bindparam("sid"),
+            literal(TrialState.RUNNING, _TRIALS.c.state.type),
+            bindparam("start", type_=_TRIALS.c.datetime_start.type),
+        ),
+    )
+    .returning(_TRIALS.c.trial_id, _TRIALS.c.number)
+)
+_END = (
+    update(_TRIALS)
+    .where(_TRIALS.c.trial_id == bindparam("tid"), _TRIALS.c.state.in_(_UNFINISHED))
+    .values(
+        state=bindparam("state", type_=_TRIALS.c.state.type),
+        datetime_complete=bindparam("done", type_=_TRIALS.c.datetime_complete.type),
+    )
+    .returning(_TRIALS.c.trial_id)
+)
+_EXISTS = select(_TRIALS.c.trial_id).where(_TRIALS.c.trial_id == bindparam("tid"))
+
+
 @dataclass(frozen=True)
 class OptunaTrialRef:
     trial_id: int
@@ -102,28 +135,10 @@ def create_trial(
     """A RUNNING Optuna trial with ``params`` already set (none for adaptive samplers,
     which suggest afterwards). Its number is taken under the Optuna study's row lock, as
     RDBStorage does."""
-    study = models.StudyModel.__table__
-    locked = session.execute(
-        select(study.c.study_id).where(study.c.study_id == optuna_study_id).with_for_update()
-    ).first()
+    locked = session.execute(_LOCK_STUDY, {"sid": optuna_study_id}).first()
     if locked is None:
         raise KeyError(f"no Optuna study with id {optuna_study_id}")
-    trials = models.TrialModel.__table__
-    # Numbered in the INSERT itself, from the count under the study's lock (one statement).
-    number = select(func.count(trials.c.trial_id)).where(trials.c.study_id == optuna_study_id)
-    created = session.execute(
-        insert(trials)
-        .from_select(
-            ["number", "study_id", "state", "datetime_start"],
-            select(
-                number.scalar_subquery(),
-                literal(optuna_study_id),
-                literal(TrialState.RUNNING, trials.c.state.type),
-                literal(_utc_now(), trials.c.datetime_start.type),
-            ),
-        )
-        .returning(trials.c.trial_id, trials.c.number)
-    ).one()
+    created = session.execute(_CREATE, {"sid": optuna_study_id, "start": _utc_now()}).one()
     trial_id = int(created.trial_id)
     if params:
         rows = [
@@ -157,16 +172,9 @@ def finish_trial(
     """Write a trial's end: ``new_intermediate_values`` (those Optuna does not have yet:
     all of them, unless a pruner had each as it came), the value (not for FAIL), a failure
     reason, and the state. False (and nothing written) if it already finished."""
-    trials = models.TrialModel.__table__
-    # Ends it only while unfinished: the UPDATE locks the row and is the check (one statement).
-    ended = session.execute(
-        update(trials)
-        .where(trials.c.trial_id == trial_id, trials.c.state.in_(_UNFINISHED))
-        .values(state=state, datetime_complete=_utc_now())
-        .returning(trials.c.trial_id)
-    ).first()
+    ended = session.execute(_END, {"tid": trial_id, "state": state, "done": _utc_now()}).first()
     if ended is None:
-        if session.scalar(select(trials.c.trial_id).where(trials.c.trial_id == trial_id)) is None:
+        if session.scalar(_EXISTS, {"tid": trial_id}) is None:
             raise KeyError(f"no Optuna trial with id {trial_id}")
         return False
     to_repr = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
