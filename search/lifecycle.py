@@ -100,24 +100,9 @@ def begin_trial(
     client: str | None = None,
 ) -> StartedTrial | None:
     """Claim a slot of ``ctx``'s study and start its trial on both sides, or None if the
-    study has no budget or free running slot. A worker (``worker_id``, marked busy with
-    it) claims built-in studies; a remote client's claim (``lease``: the token it will
-    hold, ``client``: who it says it is) claims a study of the user's own code."""
-    started = _start(session=session, ctx=ctx, worker_id=worker_id, lease=lease, client=client)
-    if started is not None and worker_id is not None:
-        _mark_busy(session, ctx, worker_id, [started.number])
-    return started
-
-
-def _start(
-    *,
-    session: Session,
-    ctx: StudyContext,
-    worker_id: int | None,
-    lease: str | None = None,
-    client: str | None = None,
-) -> StartedTrial | None:
-    """``begin_trial`` but for the worker's state."""
+    study has no budget or free running slot. A worker (``worker_id``; ``begin_trials``
+    marks it busy) claims built-in studies; a remote client's claim (``lease``: the token
+    it will hold, ``client``: who it says it is) claims a study of the user's own code."""
     claim = claim_slot(session=session, study_id=ctx.study_id, remote=lease is not None)
     if claim is None:
         return None
@@ -159,7 +144,7 @@ def begin_trials(
     all of them."""
     started: list[StartedTrial] = []
     while len(started) < most:
-        one = _start(session=session, ctx=ctx, worker_id=worker_id)
+        one = begin_trial(session=session, ctx=ctx, worker_id=worker_id)
         if one is None:
             break
         started.append(one)
