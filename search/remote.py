@@ -110,6 +110,10 @@ class RemoteTrials:
 
     # ------------------------------------------------------------ calls
 
+    def spec(self, study_id: int) -> ExperimentSpec:
+        """The study's spec, as served (parsed once per process: a spec never changes)."""
+        return self._served(study_id).ctx.spec
+
     def claim(self, study_id: int, *, client: str | None = None) -> Claimed | None:
         """Claim a slot of ``study_id`` for a remote client: its parameters and a new
         lease, or None when no slot is free now (parallelism full, or the budget is out

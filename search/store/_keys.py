@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from search.store._access_reads import first_row
 from search.store._engine import utcnow
 from search.store._tables import ApiKeyRow, WebSessionRow
 
@@ -43,8 +43,7 @@ def read_caller_key(
 ) -> KeyRecord | None:
     """The key with ``key_hash``, or the one a live browser session with ``session_hash``
     signed in with, read on a connection of ``engine`` given back at once (so a request
-    never holds two pooled connections). Once more on a fresh connection when the server
-    had dropped the first (a restart): the access engine does not ping before use."""
+    never holds two pooled connections; ``first_row``)."""
     stmt = select(*_KEY_COLUMNS).where(ApiKeyRow.token_hash == key_hash)
     if session_hash is not None:
         stmt = (
@@ -52,15 +51,8 @@ def read_caller_key(
             .join(WebSessionRow, WebSessionRow.key_id == ApiKeyRow.id)
             .where(WebSessionRow.token_hash == session_hash, WebSessionRow.expires_at > utcnow())
         )
-    for attempt in (1, 2):
-        try:
-            with engine.connect() as connection:
-                row = connection.execute(stmt).first()
-            return KeyRecord(*row) if row is not None else None
-        except DBAPIError as exc:
-            if attempt == 2 or not exc.connection_invalidated:
-                raise
-    raise AssertionError("unreachable")
+    row = first_row(engine, stmt, {})
+    return KeyRecord(*row) if row is not None else None
 
 
 def insert_key(
