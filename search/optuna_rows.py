@@ -177,12 +177,7 @@ def finish_trial(
         if session.scalar(_EXISTS, {"tid": trial_id}) is None:
             raise KeyError(f"no Optuna trial with id {trial_id}")
         return False
-    to_repr = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
-    rows = [
-        dict(zip(("intermediate_value", "intermediate_value_type"), to_repr(v), strict=True))
-        | {"trial_id": trial_id, "step": step}
-        for step, v in new_intermediate_values.items()
-    ]
+    rows = [_intermediate_row(trial_id, step, v) for step, v in new_intermediate_values.items()]
     if rows:
         session.execute(insert(models.TrialIntermediateValueModel.__table__), rows)
     if state != TrialState.FAIL and value is not None and math.isfinite(value):
@@ -195,6 +190,24 @@ def finish_trial(
     if reason:
         _set_system_attr(session, trial_id, REASON_ATTR, reason)
     return True
+
+
+def add_intermediate_value(*, session: Session, trial_id: int, step: int, value: float) -> None:
+    """One intermediate value of a running trial that Optuna does not have yet, as
+    ``Trial.report`` stores it (the caller holds the trial's lock: a remote report writes
+    it in the transaction that stores the epoch, rather than in one more of Optuna's)."""
+    row = _intermediate_row(trial_id, step, value)
+    session.execute(insert(models.TrialIntermediateValueModel).values(**row))
+
+
+def _intermediate_row(trial_id: int, step: int, value: float) -> dict[str, Any]:
+    stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
+    return {
+        "trial_id": trial_id,
+        "step": step,
+        "intermediate_value": stored,
+        "intermediate_value_type": kind,
+    }
 
 
 def _set_system_attr(session: Session, trial_id: int, key: str, value: Any) -> None:
@@ -284,6 +297,7 @@ __all__ = [
     "OptunaTrialRef",
     "create_trial",
     "finish_trial",
+    "add_intermediate_value",
     "intermediate_steps",
     "set_study_user_attrs",
     "study_ids_by_name",

@@ -17,7 +17,9 @@ handed to another, the study was cancelled, the trial already ended otherwise) r
 Judging a report (the first reason wins): the loss metric (``pruning.loss_metric``,
 ``train_loss`` by default) or the objective is NaN/inf; the loss is above
 ``divergence_factor`` x its first reported value; the spec's Optuna pruner on the
-objective. A pruned trial ends at once, recorded PRUNED with its last objective value.
+objective (its value written to Optuna's table in the transaction that stores the epoch,
+not in one more of Optuna's own). A pruned trial ends at once, recorded PRUNED with its
+last objective value.
 Reports are idempotent per (trial, epoch): the same epoch again is judged again on the
 values stored the first time, and stored once.
 """
@@ -110,6 +112,10 @@ class RemoteTrials:
 
     # ------------------------------------------------------------ calls
 
+    def spec(self, study_id: int) -> ExperimentSpec:
+        """The study's spec, as served (parsed once per process: a spec never changes)."""
+        return self._served(study_id).ctx.spec
+
     def claim(self, study_id: int, *, client: str | None = None) -> Claimed | None:
         """Claim a slot of ``study_id`` for a remote client: its parameters and a new
         lease, or None when no slot is free now (parallelism full, or the budget is out
@@ -157,6 +163,12 @@ class RemoteTrials:
                 curves = appended_report(a.curves, epoch, metrics)
                 latest = a.metrics | {k: finite_or_none(v) for k, v in metrics.items()}
                 record_report(session=session, trial_row_id=a.id, curves=curves, metrics=latest)
+                value = metrics.get(spec.objective.metric)  # a pruner's, to Optuna with it
+                if spec.pruning.pruner != "none" and value is not None and math.isfinite(value):
+                    tid = self._started(a).optuna_trial_id
+                    optuna_rows.add_intermediate_value(
+                        session=session, trial_id=tid, step=epoch, value=value
+                    )
             return a, True
 
         a, stored = self._db(store)
@@ -255,8 +267,8 @@ class RemoteTrials:
         if p.pruner == "none" or objective not in metrics:
             return None
         values = reported_series(a.curves, objective) | {epoch: metrics[objective]}
-        earlier = {e for e in values if e < epoch}  # sent to Optuna as each came
-        judge = judge_for(served, self._started(a), _Stored(values, earlier))
+        # Each finite value went to Optuna's table in its report's transaction (``report``).
+        judge = judge_for(served, self._started(a), _Stored(values, set(values)))
         return judge(epoch, values[epoch])
 
     def _pruned(self, spec: ExperimentSpec, a: Attempt, reason: str) -> Outcome:

@@ -31,6 +31,12 @@ class ComputeCache(Generic[V]):
         self.served += 1
         return True, self._entries[key]
 
+    def kept(self, key: Hashable) -> V | None:
+        """The value kept for ``key``, or None (never waits, never computes: callable
+        from the event loop)."""
+        with self._guard:
+            return self._cached(key)[1]
+
     def get(self, key: Hashable, compute: Callable[[], V]) -> V:
         """The value for ``key``: cached, or computed now. Callers that ask for a key
         being computed wait for that computation."""

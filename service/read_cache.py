@@ -3,7 +3,7 @@ changes, page and live feed), labelled with the study's version.
 
 Every study has a version (:func:`search.store.study_version`) that changes whenever
 anything a reader can see of it changes. After the route's own access check (the routed
-dependency, as for any read):
+dependency, as for any read, which reads the version in the same thread hop):
 
 - The version is sent as a weak ``ETag`` with ``Cache-Control: private, no-cache``. A
   caller that sends it back in ``If-None-Match`` gets ``304 Not Modified`` before anything
@@ -28,11 +28,12 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from search import store
-from service.auth import SESSION_COOKIE, ReadableStudyDep, token_hash
+from service.auth import SESSION_COOKIE, PrincipalDep, readable_study, token_hash
 from service.compute_cache import ComputeCache
-from service.deps import ReadSessionDep
+from service.deps import ReadSessionDep, StudyId
 from service.routes.health import VERSION
 from service.schemas import StudyPublic
 from service.views import read_progress, study_public
@@ -81,31 +82,23 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 
 
 class StudyReads:
-    """One routed request's way to a study's versioned answers, for a study the caller may
-    read (the dependency that makes it checks that first)."""
+    """One routed request's way to a study's versioned answers: the study, read and
+    access-checked, and its version, both read by the dependency that makes it
+    (``study_reads``) in one thread hop, so a 304 or a kept answer needs no other."""
 
-    def __init__(self, request: Request, row: store.StudyRow, session: Session) -> None:
+    def __init__(
+        self, request: Request, row: store.StudyRow, session: Session, *, grace_s: float
+    ) -> None:
         self.request = request
         self.row = row
         self.session = session
-        self._version: str | None = None
-        self._waiting = False
+        self.grace_s = grace_s
+        # Read before the answer it labels (with whether the study is waiting for a
+        # worker, which the answer then shows).
+        self.waiting = store.study_waiting(session=session, study=row, grace_s=grace_s)
+        self.version = store.study_version(session=session, study=row, waiting=self.waiting)
 
-    @property
-    def version(self) -> str:
-        """Read once, in the route's own thread, before the answer it labels is made
-        (with whether the study is waiting for a worker, which the answer then shows)."""
-        if self._version is None:
-            grace_s = self.request.app.state.settings.grace_period
-            self._waiting = store.study_waiting(
-                session=self.session, study=self.row, grace_s=grace_s
-            )
-            self._version = store.study_version(
-                session=self.session, study=self.row, waiting=self._waiting
-            )
-        return self._version
-
-    def _answer(self, per_reader: bool, make: Callable[[], Response]) -> Response:
+    async def _answer(self, per_reader: bool, make: Callable[[], Response]) -> Response:
         reader = _reader(self.request) if per_reader else ""
         digest = hashlib.blake2b(f"{VERSION}|{self.version}|{reader}".encode(), digest_size=9)
         etag = f'W/"{digest.hexdigest()}"'
@@ -120,50 +113,53 @@ class StudyReads:
             return Answer(made.media_type or "text/plain", bytes(made.body))
 
         scope = self.request.scope
-        view = (scope["path"], scope["query_string"], reader)
+        key = (self.row.id, self.version, (scope["path"], scope["query_string"], reader))
         cache: ComputeCache[Answer] = self.request.app.state.read_cache
-        try:
-            answer = cache.get((self.row.id, self.version, view), encode)
-        except NotKept as exc:
-            return exc.response
+        answer = cache.kept(key)
+        if answer is None:  # made now, in the thread pool (it reads the database)
+            try:
+                answer = await run_in_threadpool(cache.get, key, encode)
+            except NotKept as exc:
+                return exc.response
         return Response(answer.body, headers=headers, media_type=answer.media_type)
 
-    def summary(self, session: Session) -> Summary:
+    def summary(self) -> Summary:
         """The study's trial counts and its API form (status, counts, best trial): made
         once per version, shared by its status, changes, page and live feed."""
 
-        version = self.version  # reads ``_waiting`` too
-
         def make() -> Summary:
-            grace_s = self.request.app.state.settings.grace_period
-            progress = read_progress(session, [self.row], grace_s=grace_s, waiting=self._waiting)
-            study = study_public(session, self.row, grace_s=grace_s, progress=progress[self.row.id])
-            return progress[self.row.id].raw, study
+            session, row, grace_s = self.session, self.row, self.grace_s
+            progress = read_progress(session, [row], grace_s=grace_s, waiting=self.waiting)
+            study = study_public(session, row, grace_s=grace_s, progress=progress[row.id])
+            return progress[row.id].raw, study
 
         cache: ComputeCache[Summary] = self.request.app.state.study_summaries
-        return cache.get((self.row.id, version), make)
+        return cache.get((self.row.id, self.version), make)
 
-    def json(self, make: Callable[[], BaseModel]) -> Response:
+    async def json(self, make: Callable[[], BaseModel]) -> Response:
         """A pydantic answer, encoded as FastAPI encodes a route's ``response_model``."""
-        return self._answer(
+        return await self._answer(
             False,
             lambda: Response(make().model_dump_json(by_alias=True), media_type="application/json"),
         )
 
-    def feed(self, make: Callable[[], Response]) -> Response:
+    async def feed(self, make: Callable[[], Response]) -> Response:
         """A rendered answer that is the same for every reader (the live page's feed)."""
-        return self._answer(False, make)
+        return await self._answer(False, make)
 
-    def page(self, make: Callable[[], Response]) -> Response:
+    async def page(self, make: Callable[[], Response]) -> Response:
         """A page: made per reader (it names them and carries their CSRF token)."""
-        return self._answer(True, make)
+        return await self._answer(True, make)
 
 
-async def study_reads(
-    request: Request, row: ReadableStudyDep, session: ReadSessionDep
+def study_reads(
+    request: Request, study_id: StudyId, session: ReadSessionDep, principal: PrincipalDep
 ) -> StudyReads:
-    """No I/O here (so no thread hop): the version is read by the route's thread."""
-    return StudyReads(request, row, session)
+    """The study, through its access check (``readable_study``: this dependency is the
+    route's one), and its version, read in one thread hop. The route then answers a 304
+    or a kept answer in the event loop, and makes a new one in the thread pool."""
+    row = readable_study(study_id, session, principal)
+    return StudyReads(request, row, session, grace_s=request.app.state.settings.grace_period)
 
 
 StudyReadsDep = Annotated[StudyReads, Depends(study_reads)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from search.store._access_reads import StudyOwner, read_study_owner
 from search.store._changes import Changes, changes_since, study_version
 from search.store._checkpoints import (
     StoredCheckpoint,
@@ -205,6 +206,7 @@ __all__ = [
     "renew_lease",
     "SQLITE_BUSY_TIMEOUT_S",
     "KeyRecord",
+    "StudyOwner",
     "DEFAULT_KEEP",
     "TEST_CLAIMED",
     "TEST_DONE",
@@ -263,6 +265,7 @@ __all__ = [
     "studies_waiting",
     "study_waiting",
     "read_caller_key",
+    "read_study_owner",
     "count_trials",
     "curve_numbers",
     "get_worker",

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from search.store._access_reads import first_row
 from search.store._engine import utcnow
 from search.store._tables import ApiKeyRow, WebSessionRow
 
@@ -28,13 +29,16 @@ class KeyRecord:
     last_used_at: datetime | None
 
 
-_KEY_COLUMNS = (
-    ApiKeyRow.id,
-    ApiKeyRow.name,
-    ApiKeyRow.user,
-    ApiKeyRow.admin,
-    ApiKeyRow.token_hash,
-    ApiKeyRow.last_used_at,
+# Built once, in Core: every request reads its caller's key, and a statement built per
+# call costs more CPU than the query itself.
+_KEY_TABLE, _WEB_TABLE = cast(Table, ApiKeyRow.__table__), cast(Table, WebSessionRow.__table__)
+_KEYS, _WEB = _KEY_TABLE.c, _WEB_TABLE.c
+_KEY_COLUMNS = (_KEYS.id, _KEYS.name, _KEYS.user, _KEYS.admin, _KEYS.token_hash, _KEYS.last_used_at)
+_KEY_BY_HASH = select(*_KEY_COLUMNS).where(_KEYS.token_hash == bindparam("hash"))
+_KEY_BY_SESSION = (
+    select(*_KEY_COLUMNS)
+    .join_from(_KEY_TABLE, _WEB_TABLE, _WEB.key_id == _KEYS.id)
+    .where(_WEB.token_hash == bindparam("hash"), _WEB.expires_at > bindparam("now"))
 )
 
 
@@ -43,24 +47,12 @@ def read_caller_key(
 ) -> KeyRecord | None:
     """The key with ``key_hash``, or the one a live browser session with ``session_hash``
     signed in with, read on a connection of ``engine`` given back at once (so a request
-    never holds two pooled connections). Once more on a fresh connection when the server
-    had dropped the first (a restart): the access engine does not ping before use."""
-    stmt = select(*_KEY_COLUMNS).where(ApiKeyRow.token_hash == key_hash)
+    never holds two pooled connections; ``first_row``)."""
     if session_hash is not None:
-        stmt = (
-            select(*_KEY_COLUMNS)
-            .join(WebSessionRow, WebSessionRow.key_id == ApiKeyRow.id)
-            .where(WebSessionRow.token_hash == session_hash, WebSessionRow.expires_at > utcnow())
-        )
-    for attempt in (1, 2):
-        try:
-            with engine.connect() as connection:
-                row = connection.execute(stmt).first()
-            return KeyRecord(*row) if row is not None else None
-        except DBAPIError as exc:
-            if attempt == 2 or not exc.connection_invalidated:
-                raise
-    raise AssertionError("unreachable")
+        row = first_row(engine, _KEY_BY_SESSION, {"hash": session_hash, "now": utcnow()})
+    else:
+        row = first_row(engine, _KEY_BY_HASH, {"hash": key_hash})
+    return KeyRecord(*row) if row is not None else None
 
 
 def insert_key(

@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from search.store._engine import db_now
@@ -81,31 +81,50 @@ def appended_report(
     return out
 
 
+# Built once, in Core (no ORM bookkeeping): the trial calls run these on every report, and
+# a statement built per call costs more CPU than the query itself.
+_TRIAL_TABLE, _STUDY_TABLE = cast(Table, TrialRow.__table__), cast(Table, StudyRow.__table__)
+_TRIALS, _STUDIES = _TRIAL_TABLE.c, _STUDY_TABLE.c
+_LOCK_ATTEMPT = (
+    select(
+        _TRIALS.id,
+        _TRIALS.study_id,
+        _TRIALS.number,
+        _TRIALS.slot,
+        _TRIALS.state,
+        _TRIALS.lease,
+        _TRIALS.optuna_trial_id,
+        _TRIALS.params,
+        _TRIALS.curves,
+        _TRIALS.metrics,
+        _TRIALS.value,
+        _TRIALS.reason,
+        _TRIALS.started_at,
+        db_now(),
+        _STUDIES.status,
+    )
+    .join_from(_TRIAL_TABLE, _STUDY_TABLE, _STUDIES.id == _TRIALS.study_id)
+    .where(_TRIALS.study_id == bindparam("study_id"), _TRIALS.number == bindparam("number"))
+    .with_for_update(of=_TRIAL_TABLE)
+)
+_RUNNING = (_TRIALS.id == bindparam("row_id"), _TRIALS.state == T_RUNNING)
+_RECORD_REPORT = (
+    update(_TRIAL_TABLE)
+    .where(*_RUNNING)
+    .values(
+        curves=bindparam("new_curves", type_=TrialRow.curves.type),
+        metrics=bindparam("new_metrics", type_=TrialRow.metrics.type),
+        epochs_run=bindparam("new_epochs_run"),
+        heartbeat_at=db_now(),
+    )
+)
+_RENEW_LEASE = update(_TRIAL_TABLE).where(*_RUNNING).values(heartbeat_at=db_now())
+
+
 def lock_attempt(*, session: Session, study_id: int, number: int) -> Attempt | None:
     """Lock trial ``number`` of ``study_id`` for this transaction (None: no such trial),
     read with its study's status (the study row is not locked)."""
-    row = session.execute(
-        select(
-            TrialRow.id,
-            TrialRow.study_id,
-            TrialRow.number,
-            TrialRow.slot,
-            TrialRow.state,
-            TrialRow.lease,
-            TrialRow.optuna_trial_id,
-            TrialRow.params,
-            TrialRow.curves,
-            TrialRow.metrics,
-            TrialRow.value,
-            TrialRow.reason,
-            TrialRow.started_at,
-            db_now(),
-            StudyRow.status,
-        )
-        .join(StudyRow, StudyRow.id == TrialRow.study_id)
-        .where(TrialRow.study_id == study_id, TrialRow.number == number)
-        .with_for_update(of=TrialRow)
-    ).one_or_none()
+    row = session.execute(_LOCK_ATTEMPT, {"study_id": study_id, "number": number}).one_or_none()
     if row is None:
         return None
     return Attempt(
@@ -144,25 +163,13 @@ def record_report(
     *, session: Session, trial_row_id: int, curves: dict[str, Any], metrics: dict[str, Any]
 ) -> None:
     """Store a locked RUNNING attempt's reports so far and renew its lease."""
-    session.execute(
-        update(TrialRow)
-        .where(TrialRow.id == trial_row_id, TrialRow.state == T_RUNNING)
-        .values(
-            curves=curves,
-            metrics=metrics,
-            epochs_run=last_epoch(curves),
-            heartbeat_at=db_now(),
-        )
-    )
+    values = {"new_curves": curves, "new_metrics": metrics, "new_epochs_run": last_epoch(curves)}
+    session.execute(_RECORD_REPORT, {"row_id": trial_row_id, **values})
 
 
 def renew_lease(*, session: Session, trial_row_id: int) -> None:
     """A RUNNING attempt's client is alive: push its heartbeat to the database's now."""
-    session.execute(
-        update(TrialRow)
-        .where(TrialRow.id == trial_row_id, TrialRow.state == T_RUNNING)
-        .values(heartbeat_at=db_now())
-    )
+    session.execute(_RENEW_LEASE, {"row_id": trial_row_id})
 
 
 def add_metric_names(*, session: Session, study_id: int, names: list[str]) -> None:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import Annotated, Protocol, TypeVar
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
 from search import store
 from service.auth._principal import NO_KEY, Principal, PrincipalDep
-from service.deps import ReadSessionDep, ReadSessionFactoryDep, SessionDep, StudyId
+from service.deps import ReadSessionDep, SessionDep, StudyId
 from service.errors import HpsError, NotFound, Unauthorized
 
 
@@ -95,22 +95,22 @@ def owned_study(study_id: StudyId, session: SessionDep, principal: PrincipalDep)
 
 
 def changeable_study(
-    study_id: StudyId, factory: ReadSessionFactoryDep, principal: PrincipalDep
-) -> store.StudyRow:
-    """``owned_study`` read in a session of its own, closed before the route runs: for
-    routes whose changes are transactions of their own (the REST trial API's). With the
-    request's session held open, each such request would need two connections at once, and
-    as many requests as the pool has connections would wait on each other for good."""
-    with factory() as session:
-        row = store.get_study(session=session, study_id=study_id)
-        if row is not None:
-            session.expunge(row)  # loaded, detached: usable after the session closes
-    return changeable(principal, row, f"study {study_id}")
+    request: Request, study_id: StudyId, principal: PrincipalDep
+) -> store.StudyOwner:
+    """``owned_study`` for routes whose changes are transactions of their own (the REST
+    trial API's): only the study's owner and visibility, read on a connection of its own
+    given back at once (``store.read_study_owner``), so a request never holds two pooled
+    connections (with the request's session held open, as many requests as the pool has
+    connections would wait on each other for good); its spec and counts are not read."""
+    engine = request.app.state.access_engine
+    return changeable(
+        principal, store.read_study_owner(engine, study_id=study_id), f"study {study_id}"
+    )
 
 
 ReadableStudyDep = Annotated[store.StudyRow, Depends(readable_study)]
 OwnedStudyDep = Annotated[store.StudyRow, Depends(owned_study)]
-ChangeableStudyDep = Annotated[store.StudyRow, Depends(changeable_study)]
+ChangeableStudyDep = Annotated[store.StudyOwner, Depends(changeable_study)]
 
 
 __all__ = [

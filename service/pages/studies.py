@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy.orm import Session
 
 from search import store
-from service.auth import OwnedStudyDep, PrincipalDep, ReadableStudyDep, listed_studies
+from service.auth import OwnedStudyDep, PrincipalDep, listed_studies
 from service.deps import ReadSessionDep, SessionDep, SettingsDep
 from service.errors import BadRequest, Conflict
 from service.pages._render import render, templates
@@ -190,14 +190,10 @@ def columns_key(columns: list[Column]) -> str:
 
 
 @router.get("/studies/{study_id}", response_class=HTMLResponse)
-def study_page(
-    row: ReadableStudyDep,
-    request: Request,
-    session: ReadSessionDep,
-    q: PageQueryDep,
-    reads: StudyReadsDep,
-) -> Response:
-    return reads.page(lambda: _study_page(row, request, session, q, reads.summary(session)))
+async def study_page(request: Request, q: PageQueryDep, reads: StudyReadsDep) -> Response:
+    return await reads.page(
+        lambda: _study_page(reads.row, request, reads.session, q, reads.summary())
+    )
 
 
 def _study_page(
@@ -249,9 +245,7 @@ def _study_page(
 
 
 @router.get("/studies/{study_id}/live", response_class=JSONResponse)
-def study_live(
-    row: ReadableStudyDep,
-    session: ReadSessionDep,
+async def study_live(
     q: PageQueryDep,
     reads: StudyReadsDep,
     cursor: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
@@ -260,13 +254,14 @@ def study_live(
     counts, rows of trials that ended or are running (marked ``show`` when they belong in
     the page's view), their plot points, and curves for running trials and for new ones
     the curve plot shows."""
-    return reads.feed(
+    row, session = reads.row, reads.session
+    return await reads.feed(
         lambda: _live(
             row,
             session,
             q,
             store.changes_since(session=session, study=row, cursor=cursor),
-            reads.summary(session),
+            reads.summary(),
         )
     )
 

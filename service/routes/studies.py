@@ -172,8 +172,8 @@ def list_studies(
 
 
 @router.get("/{study_id}", response_model=StudyPublic, responses=VERSIONED)
-def read_study(row: ReadableStudyDep, session: ReadSessionDep, reads: StudyReadsDep) -> Response:
-    return reads.json(lambda: reads.summary(session)[1])
+async def read_study(reads: StudyReadsDep) -> Response:
+    return await reads.json(lambda: reads.summary()[1])
 
 
 @router.patch("/{study_id}", response_model=StudyPublic, responses=NOT_FOUND | UNDECODABLE)
@@ -188,13 +188,10 @@ def update_study(
 
 
 @router.get("/{study_id}/leaderboard", response_model=LeaderboardPublic, responses=VERSIONED)
-def read_leaderboard(
-    row: ReadableStudyDep,
-    session: ReadSessionDep,
-    reads: StudyReadsDep,
-    top: Annotated[int, Query(ge=1, le=1000)] = 10,
+async def read_leaderboard(
+    reads: StudyReadsDep, top: Annotated[int, Query(ge=1, le=1000)] = 10
 ) -> Response:
-    return reads.json(lambda: _leaderboard(session, row, top))
+    return await reads.json(lambda: _leaderboard(reads.session, reads.row, top))
 
 
 def _leaderboard(session: Session, row: store.StudyRow, top: int) -> LeaderboardPublic:
@@ -277,9 +274,7 @@ def export_trials(
 
 
 @router.get("/{study_id}/changes", response_model=StudyChanges, responses=VERSIONED)
-def read_changes(
-    row: ReadableStudyDep,
-    session: ReadSessionDep,
+async def read_changes(
     reads: StudyReadsDep,
     cursor: Annotated[int, Query(ge=0, le=2**31 - 1, description="from the last answer")] = 0,
 ) -> Response:
@@ -287,15 +282,15 @@ def read_changes(
     trial; poll with the returned cursor to get only what is new."""
 
     def changes() -> StudyChanges:
-        found = store.changes_since(session=session, study=row, cursor=cursor)
+        found = store.changes_since(session=reads.session, study=reads.row, cursor=cursor)
         return StudyChanges(
-            study=reads.summary(session)[1],
+            study=reads.summary()[1],
             cursor=found.cursor,
             finished=[TrialSummaryPublic.model_validate(t) for t in found.finished],
             running=[TrialSummaryPublic.model_validate(t) for t in found.running],
         )
 
-    return reads.json(changes)
+    return await reads.json(changes)
 
 
 @router.get("/{study_id}/trials/{number:int}", response_model=TrialPublic, responses=NOT_FOUND)

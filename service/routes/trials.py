@@ -1,7 +1,12 @@
 """The REST trial API: the user's own training code claims trials of a ``model: external``
 study, reports each epoch and gets the server's decision in the same round trip, and ends
 them (``search.remote`` is the lifecycle; these handlers only translate). Writing a study's
-trials takes the right to change it: its owner's key, or an admin's."""
+trials takes the right to change it: its owner's key, or an admin's.
+
+The handlers are ``async``: each hands its lifecycle call to the thread pool once
+(``_answer``), and its answer is checked and encoded back in the event loop. A plain
+``def`` handler costs two hops (the call, then its answer's check), each a sizeable share
+of a report's CPU."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Request, status
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from search.remote import (
     BadReport,
@@ -49,8 +55,8 @@ LEASE_LOST: Responses = {
 CALL: Responses = NOT_FOUND | UNDECODABLE | LEASE_LOST
 
 
-def remote_trials(request: Request) -> RemoteTrials:
-    """The API process's one ``RemoteTrials`` (made on the first trial call)."""
+async def remote_trials(request: Request) -> RemoteTrials:
+    """The API process's one ``RemoteTrials`` (made on the first trial call; no I/O)."""
     state = request.app.state
     if getattr(state, "remote_trials", None) is None:
         state.remote_trials = RemoteTrials(
@@ -65,10 +71,11 @@ def remote_trials(request: Request) -> RemoteTrials:
 RemoteDep = Annotated[RemoteTrials, Depends(remote_trials)]
 
 
-def _answer(call: Callable[[], T]) -> T:
-    """Run a lifecycle call, its refusals answered as our HTTP errors."""
+async def _answer(call: Callable[[], T]) -> T:
+    """Run a lifecycle call in the thread pool (it does the route's I/O), its refusals
+    answered as our HTTP errors."""
     try:
-        return call()
+        return await run_in_threadpool(call)
     except BadReport as exc:
         raise BadRequest(exc.field, exc.message, where="body") from None
     except (LeaseLost, StudyClosed) as exc:
@@ -92,7 +99,7 @@ def _answer(call: Callable[[], T]) -> T:
         },
     },
 )
-def claim_trial(
+async def claim_trial(
     row: ChangeableStudyDep,
     remote: RemoteDep,
     settings: SettingsDep,
@@ -102,13 +109,14 @@ def claim_trial(
     parameters are a pure function of (spec, slot), so a retried slot repeats its
     configuration and any number of clients run the same set."""
     client = body.client if body is not None else None
-    claimed = _answer(lambda: remote.claim(row.id, client=client))
+    claimed, spec = await _answer(
+        lambda: (remote.claim(row.id, client=client), remote.spec(row.id))
+    )
     if claimed is None:
         retry_after = str(max(1, math.ceil(settings.heartbeat_interval)))
         return Response(
             status_code=status.HTTP_204_NO_CONTENT, headers={"Retry-After": retry_after}
         )
-    spec = row.spec
     return TrialClaimed(
         study_id=claimed.study_id,
         number=claimed.number,
@@ -117,19 +125,19 @@ def claim_trial(
         lease=claimed.lease,
         heartbeat_s=settings.heartbeat_interval,
         grace_s=settings.grace_period,
-        objective=ObjectivePublic(**spec["objective"]),
-        loss_metric=(spec.get("pruning") or {}).get("loss_metric") or "train_loss",
+        objective=ObjectivePublic(metric=spec.objective.metric, direction=spec.direction),
+        loss_metric=spec.loss_metric,
     )
 
 
 @router.post("/{number:int}/report", response_model=DecisionPublic, responses=CALL)
-def report_trial(
+async def report_trial(
     row: ChangeableStudyDep, number: TrialNumber, report: TrialReport, remote: RemoteDep
 ) -> DecisionPublic:
     """Report an epoch's metrics (epoch 0: before any update, the true initial loss). The
     answer is the server's decision on them; a report also renews the lease, and the same
     epoch sent again answers the same decision and changes nothing."""
-    decision = _answer(
+    decision = await _answer(
         lambda: remote.report(
             row.id, number, lease=report.lease, epoch=report.epoch, metrics=report.metrics
         )
@@ -138,31 +146,33 @@ def report_trial(
 
 
 @router.post("/{number:int}/heartbeat", response_model=DecisionPublic, responses=CALL)
-def heartbeat_trial(
+async def heartbeat_trial(
     row: ChangeableStudyDep, number: TrialNumber, body: TrialLease, remote: RemoteDep
 ) -> DecisionPublic:
     """Renew the lease during a long epoch; answers the same decision body as a report."""
-    decision = _answer(lambda: remote.heartbeat(row.id, number, lease=body.lease))
+    decision = await _answer(lambda: remote.heartbeat(row.id, number, lease=body.lease))
     return DecisionPublic(decision=decision.decision, reason=decision.reason)
 
 
 @router.post("/{number:int}/complete", response_model=TrialEnded, responses=CALL | CONFLICT)
-def complete_trial(
+async def complete_trial(
     row: ChangeableStudyDep, number: TrialNumber, body: TrialComplete, remote: RemoteDep
 ) -> TrialEnded:
     """End the trial; its value is ``metrics[objective.metric]``. Idempotent for the same
     lease."""
-    ended = _answer(lambda: remote.complete(row.id, number, lease=body.lease, metrics=body.metrics))
+    ended = await _answer(
+        lambda: remote.complete(row.id, number, lease=body.lease, metrics=body.metrics)
+    )
     return TrialEnded(number=ended.number, state=ended.state, value=ended.value, retried=False)
 
 
 @router.post("/{number:int}/fail", response_model=TrialEnded, responses=CALL)
-def fail_trial(
+async def fail_trial(
     row: ChangeableStudyDep, number: TrialNumber, body: TrialFail, remote: RemoteDep
 ) -> TrialEnded:
     """End the trial as failed. ``retry``: hand its slot back for another attempt (a client
     that was stopped, not one that crashed). Idempotent for the same lease."""
-    ended = _answer(
+    ended = await _answer(
         lambda: remote.fail(
             row.id, number, lease=body.lease, reason=body.reason, retry=body.retry, log=body.log
         )

@@ -1,5 +1,6 @@
-"""The read every request makes for its caller's key (search.store.read_caller_key): by the
-key's hash, or by a live browser session signed in with it, on SQLite and PostgreSQL."""
+"""The reads a request makes before its route, on the access engine: its caller's key
+(search.store.read_caller_key), by the key's hash or by a live browser session signed in
+with it, and a study's owner (search.store.read_study_owner), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -28,3 +29,22 @@ def test_the_callers_key_by_hash_or_by_live_session(migrated_url: str) -> None:
     assert store.read_caller_key(engine, session_hash="gone") is None  # expired
     assert store.read_caller_key(engine, key_hash="nope") is None
     assert store.read_caller_key(engine, session_hash="h1") is None  # a key is no session
+
+
+def test_a_studys_owner_and_visibility_as_they_are_now(migrated_url: str) -> None:
+    factory = store.make_session_factory(migrated_url)
+    spec = {"name": "s", "search": {"sampler": "random", "parallelism": 1}}
+    spec |= {"objective": {"metric": "dev_loss", "direction": "minimize"}}
+    with store.session_scope(factory) as s:
+        unowned = store.insert_study(session=s, spec=spec, optuna_study_name="o1", n_trials=1)
+        anns = store.insert_study(
+            session=s, spec=spec, optuna_study_name="o2", n_trials=1, owner="ann"
+        )
+        ids = unowned.id, anns.id
+    engine = store.access_engine(migrated_url)
+    assert store.read_study_owner(engine, study_id=ids[0]) == store.StudyOwner(ids[0], None, False)
+    assert store.read_study_owner(engine, study_id=ids[1]) == store.StudyOwner(ids[1], "ann", False)
+    assert store.read_study_owner(engine, study_id=ids[1] + 1) is None
+    with store.session_scope(factory) as s:  # made public: the next read says so
+        store.set_public(session=s, study_id=ids[1], public=True)
+    assert store.read_study_owner(engine, study_id=ids[1]) == store.StudyOwner(ids[1], "ann", True)

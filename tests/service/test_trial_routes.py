@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import optuna
 import pytest
 from fastapi.testclient import TestClient
 
@@ -204,6 +205,32 @@ def test_the_spec_pruner_judges_the_objective(client: TestClient) -> None:
     assert decision == {"decision": "prune", "reason": "pruned (median)"}
     shown = client.get(f"/api/v1/studies/{sid}/trials/{weak['number']}").json()
     assert shown["state"] == "PRUNED" and shown["value"] == 0.1
+
+
+def test_a_pruners_values_reach_optuna_with_their_reports_once(
+    client: TestClient, migrated_url: str
+) -> None:
+    """Each finite objective value is in Optuna's table once its report is answered (it is
+    written in the report's transaction), a report sent again writes nothing more, and the
+    trial's end adds only what Optuna lacks."""
+    sid = submit(client, search__n_trials=1, pruning={"pruner": "median", "warmup_epochs": 0})
+    trial = claim(client, sid)
+    with store.session_scope(store.make_session_factory(migrated_url)) as s:
+        row = store.get_study(session=s, study_id=sid)
+        assert row is not None
+        name = row.optuna_study_name
+
+    def in_optuna() -> dict[int, float]:
+        study = optuna.load_study(study_name=name, storage=migrated_url)
+        return dict(study.trials[0].intermediate_values)
+
+    assert report(client, sid, trial, 0, val_auc=0.5).json()["decision"] == "continue"
+    assert report(client, sid, trial, 1, train_loss=0.4).json()["decision"] == "continue"
+    assert report(client, sid, trial, 2, val_auc=0.7).json()["decision"] == "continue"
+    assert report(client, sid, trial, 2, val_auc=0.9).json()["decision"] == "continue"  # again
+    assert in_optuna() == {0: 0.5, 2: 0.7}
+    call(client, sid, trial, "complete", metrics={"val_auc": 0.7})
+    assert in_optuna() == {0: 0.5, 2: 0.7}
 
 
 def test_no_free_slot_is_204_and_an_ended_study_409(client: TestClient) -> None:
