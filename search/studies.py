@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
+import time
 import uuid
 
 import optuna
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from search import optuna_rows
@@ -120,10 +122,25 @@ def get_storage(url: str) -> optuna.storages.RDBStorage:
     url = normalize_url(url)
     if url not in _STORAGES:
         with_retry(lambda: optuna_rows.check_schema(get_engine(url)))
-        storage = with_retry(lambda: _rdb_storage(url))
+        storage = _created_storage(url)
         harden_sqlite(storage.engine)
         _STORAGES[url] = storage
     return _STORAGES[url]
+
+
+def _created_storage(url: str, attempts: int = 3) -> optuna.storages.RDBStorage:
+    """``_rdb_storage``, again when another process (``serve`` migrating, a worker
+    starting beside it) created Optuna's tables at the same moment: one of the two then
+    fails on "table ... already exists" or on alembic_version's key, and the tables exist."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return with_retry(lambda: _rdb_storage(url))
+        except (IntegrityError, OperationalError) as exc:
+            lost_race = isinstance(exc, IntegrityError) or "already exists" in str(exc)
+            if not lost_race or attempt == attempts:
+                raise
+            time.sleep(random.uniform(0.1, 0.5))  # so the racers do not meet again
+    raise AssertionError("unreachable")
 
 
 def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
