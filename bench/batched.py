@@ -1,6 +1,7 @@
 """Batched trials: trials per second of random-search MLP studies run by real workers with
 ``--batch-trials K`` (several trials of a study trained as one stacked model, issue 25)
-against K = 1, on digits and on an uploaded 20,000-row table, with 1 and 2 workers.
+against K = 1, on digits and on an uploaded 20,000-row table, with 1 and 2 workers; with
+``--datasets cnn``, a CNN on digits (``--conv``: its blocks' channels, 3x3, max-pooled).
 
 Each configuration (dataset, workers, K) is one study on a fresh SQLite database (or, with
 ``--pg``, a fresh PostgreSQL one) run by ``python -m service.cli worker --study ID
@@ -20,7 +21,8 @@ configuration (the order rotates each round) so the load of a shared machine hit
 
     .venv/bin/python bench/batched.py [--ks 1,4,8,16,32] [--workers 1,2] [--threads 1]
         [--datasets digits,table] [--trials 64] [--rounds 3] [--rows 20000]
-        [--epochs-digits 20] [--epochs-table 5] [--hidden 64] [--device cpu]
+        [--epochs-digits 20] [--epochs-table 5] [--epochs-cnn 10] [--conv 16,32]
+        [--hidden 64] [--device cpu]
         [--pg ADMIN_URL] [--in-process] [--quick]
 
 ``--in-process`` runs the workers as threads of the script (``search.worker.Worker``), not
@@ -55,6 +57,7 @@ from search.spec import ExperimentSpec  # noqa: E402
 from search.studies import create_study  # noqa: E402
 
 TABLE = "table"  # the uploaded table's name in --datasets
+CNN = "cnn"  # digits through a CNN, in --datasets
 
 
 @dataclass(frozen=True)
@@ -95,10 +98,13 @@ def table_csv(rows: int, seed: int = 0) -> bytes:
 
 
 def study_spec(case: Case, args: argparse.Namespace) -> dict[str, Any]:
-    epochs = args.epochs_table if case.dataset == TABLE else args.epochs_digits
+    epochs = {TABLE: args.epochs_table, CNN: args.epochs_cnn}.get(case.dataset, args.epochs_digits)
+    cnn = {"model": "cnn"} if case.dataset == CNN else {}
+    conv = [{"channels": c} for c in args.conv]
     return {
         "name": f"batched-{case.dataset}-{case.workers}w-k{case.k}",
-        "dataset": case.dataset,
+        "dataset": "digits" if case.dataset == CNN else case.dataset,
+        **cnn,
         "search": {
             "sampler": "random",
             "n_trials": args.trials,
@@ -115,6 +121,7 @@ def study_spec(case: Case, args: argparse.Namespace) -> dict[str, Any]:
             "batch_size": 64,
             "optimizer": "adam",
             "hidden": [args.hidden],
+            **({"conv": conv} if cnn else {}),
         },
         "pruning": {"pruner": "none"},  # every slot trains its epochs, whatever the others
     }
@@ -266,6 +273,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=20_000, help="rows of the uploaded table")
     parser.add_argument("--epochs-digits", type=int, default=20)
     parser.add_argument("--epochs-table", type=int, default=5)
+    parser.add_argument("--epochs-cnn", type=int, default=10)
+    parser.add_argument("--conv", default="16,32", help=f"{CNN}: channels of each 3x3 block")
     parser.add_argument("--hidden", type=int, default=64, help="the MLP's one hidden width")
     parser.add_argument("--device", default="cpu", help="the workers' device: cpu|cuda|auto")
     parser.add_argument("--pg", default=None, help="PostgreSQL admin URL (default: SQLite)")
@@ -275,13 +284,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny studies")
     if "--quick" in (sys.argv[1:] if argv is None else argv):  # its sizes; flags still win
         parser.set_defaults(ks="1,4", workers="1", trials=8, rounds=1, rows=600)
-        parser.set_defaults(epochs_digits=2, epochs_table=2, hidden=16)
+        parser.set_defaults(epochs_digits=2, epochs_table=2, epochs_cnn=2, hidden=16, conv="4")
     args = parser.parse_args(argv)
     args.ks = [int(v) for v in args.ks.split(",") if v]
     args.workers = [int(v) for v in args.workers.split(",") if v]
     args.datasets = [v for v in args.datasets.split(",") if v]
+    args.conv = [int(v) for v in args.conv.split(",") if v]
     numbers = [*args.ks, *args.workers, args.threads, args.trials, args.rounds, args.rows]
-    if any(n < 1 for n in numbers + [args.epochs_digits, args.epochs_table, args.hidden]):
+    numbers += [args.epochs_digits, args.epochs_table, args.epochs_cnn, args.hidden, *args.conv]
+    if any(n < 1 for n in numbers) or not args.conv:
         parser.error("sizes, counts and epochs must be >= 1")
     return args
 
@@ -302,6 +313,11 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.hidden} wide, Adam, batch 64; digits {args.epochs_digits} epochs, "
         f"{TABLE} ({args.rows} rows x 20 features, 3 classes, uploaded CSV) "
         f"{args.epochs_table} epochs"
+        + (
+            f"; {CNN}: digits through 3x3 blocks of {args.conv} channels, {args.epochs_cnn} epochs"
+            if CNN in args.datasets
+            else ""
+        )
     )
     csv = table_csv(args.rows) if TABLE in args.datasets else None
     results = rounds(cases, csv, args)

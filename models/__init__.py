@@ -5,7 +5,7 @@ pandas only.
 
 Knows nothing of Optuna, SQL or HTTP: ``train`` takes a ``TrainConfig``, a ``Dataset`` and an
 optional per-epoch callback, and returns a ``TrainResult``. ``train_stacked`` trains several
-MLP trials as one stacked model, each getting the result it would get alone
+MLP or CNN trials as one stacked model, each getting the result it would get alone
 (``stack_groups`` says which configs can share a stack).
 """
 

@@ -1,8 +1,9 @@
-"""Which MLP trials can share a stack, and a partition of many configs into stacks.
+"""Which MLP or CNN trials can share a stack, and a partition of many configs into stacks.
 
-A stack shares the model (MLP only), its layout (depth, activation, dropout on or off,
-batch norm, residual blocks and their shortcut kinds), the batch size, the optimizer and the
-device: ``stack_key``. Widths may differ (the stack pads them with units held at 0), but by
+A stack shares the model (an MLP or a CNN), its layout (depth, activation, dropout on or
+off, batch norm, residual blocks and their shortcut kinds; a CNN's convolution blocks, with
+their channels, and its head), the batch size, the optimizer and the device: ``stack_key``.
+Widths of hidden layers may differ (the stack pads them with units held at 0), but by
 default ``stack_groups`` stacks equal widths only: then each trial's result does not
 depend on its stack-mates (it matches its run alone to rounding: ``tests/models/
 test_stacked.py``). A padded trial's matmuls sum over its stack's widest width, so its
@@ -17,8 +18,10 @@ from collections.abc import Sequence
 
 from models._config import TrainConfig
 from models._mlp import _residual_groups
+from search.knobs import STACKED_MODELS
 
 _KEY_NAMES = (  # stack_key's fields, in order
+    *("model", "conv", "conv_head"),
     *("depth", "activation", "dropout", "batch_norm", "residual", "shortcuts"),
     *("batch_size", "optimizer", "device"),
 )
@@ -27,8 +30,9 @@ _KEY_NAMES = (  # stack_key's fields, in order
 def stack_key(config: TrainConfig) -> tuple[object, ...] | None:
     """What trials must share to be stacked (``None``: this config trains alone): equal
     keys stack, whatever their widths."""
-    if config.model != "mlp":
+    if config.model not in STACKED_MODELS:
         return None
+    cnn = config.model == "cnn"
     shortcuts: tuple[bool, ...] = ()
     if config.residual:  # identity (True) or projection shortcut around each pair
         groups = _residual_groups(config.hidden)
@@ -36,6 +40,9 @@ def stack_key(config: TrainConfig) -> tuple[object, ...] | None:
             a[-1] == b[-1] for a, b in zip(groups, groups[1:], strict=False) if len(b) == 2
         )
     return (
+        config.model,
+        config.conv if cnn else (),
+        config.conv_head if cnn else "",
         len(config.hidden),
         config.activation,
         config.keep_prob < 1.0,

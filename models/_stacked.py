@@ -1,26 +1,25 @@
-"""Several MLP trials trained as one stacked model: each sees what it would see alone.
+"""Several MLP or CNN trials trained as one stacked model: each sees what it would see alone.
 
 ``train_stacked(configs, data)`` trains K trials as one ``StackedMLP`` (a leading trial axis,
-batched matmuls) with one ``StackedOptimizer``, and returns the ``TrainResult`` each would
-get from ``train(config, data)``: its per-epoch losses agree with a run alone to rounding
+batched matmuls) or ``StackedCNN`` (grouped convolutions, then a ``StackedMLP`` head) with
+one ``StackedOptimizer``, and returns the ``TrainResult`` each would get from
+``train(config, data)``: its per-epoch losses agree with a run alone to rounding
 (``tests/models/test_stacked.py`` states the measured deviation).
 
-What a stack shares (``stack_key``, checked): the model (MLP only), its layout (depth,
-activation, dropout on or off, batch norm, residual blocks and their shortcut kinds), the
-batch size, the optimizer and the device. Everything else is per trial: the seed (initial
-weights, shuffle order, dropout masks: ``models._streams``), lr and its schedule, keep_prob,
-weight_decay, l1, momentum, clip_norm, early stopping, epochs, divergence_factor, image
-augmentation, and the hidden widths (zero-padded to the widest; independent of the
-stack-mates only at equal widths: ``models._stack_groups``). ``stack_groups`` splits
-configs into stacks.
+What a stack shares (``stack_key``, checked): the model, its layout (depth, activation,
+dropout on or off, batch norm, residual blocks and their shortcut kinds; a CNN's
+convolution blocks and head), the batch size, the optimizer and the device. Everything
+else is per trial: the seed (initial weights, shuffle order, dropout masks:
+``models._streams``), lr and its schedule, keep_prob, weight_decay, l1, momentum,
+clip_norm, early stopping, epochs, divergence_factor, image augmentation, and the hidden
+widths (zero-padded to the widest; independent of the stack-mates only at equal widths:
+``models._stack_groups``). ``stack_groups`` splits configs into stacks.
 
 Each trial is judged every epoch as alone: the divergence rule after each batch (on CUDA
 every ``CUDA_DIVERGENCE_CHECK_EVERY`` batches), then its own ``on_epoch`` callback (True
 stops it, as a pruner's verdict would) and early stopping. A trial that ends leaves the
 stack at once: its result goes to ``on_end`` right then, and the others carry on with the
 stack cut down to them (every tensor, optimizer state included, index-selected).
-
-CNNs are not stacked (grouped convolutions are future work): ``stack_key`` is None for them.
 """
 
 from __future__ import annotations
@@ -35,12 +34,14 @@ import torch.nn.functional as F
 
 from models._augment import Augment
 from models._checkpoint import config_key
+from models._cnn import CNN
 from models._config import TrainConfig
 from models._datasets import Dataset
 from models._early_stop import EarlyStopping
 from models._mlp import MLP, use_dropout_generator
 from models._stack_groups import check_stack
 from models._stacked_checkpoint import Stopped, stacked_checkpoint
+from models._stacked_cnn import StackedCNN
 from models._stacked_mlp import StackedLinear, StackedMLP
 from models._stacked_optim import StackedOptimizer, clip_grad_norms
 from models._streams import TrialStreams, trial_streams
@@ -63,6 +64,7 @@ from models.train import (
 # stack order: called once for each such moment.
 OnEnd = Callable[[dict[int, TrainResult]], None]
 _EVAL_FLOATS = 1 << 24  # activations per layer when evaluating a stack: rows per chunk follow
+Stacked = StackedMLP | StackedCNN
 
 
 @dataclass(eq=False)
@@ -73,7 +75,7 @@ class _Trial:
     index: int
     config: TrainConfig
     streams: TrialStreams
-    net: MLP
+    net: MLP | CNN
     on_epoch: OnEpoch | None
     augment: Augment | None
     stopper: EarlyStopping | None
@@ -88,7 +90,7 @@ class _Stack:
     per trial, and how an ending trial is reported."""
 
     live: list[_Trial]
-    model: StackedMLP
+    model: Stacked
     optimizer: StackedOptimizer
     data: Dataset
     start: float
@@ -142,7 +144,7 @@ class _Stack:
 class _TrialWeights:
     """Trial k's slice of a stacked network, read as early stopping reads a network."""
 
-    def __init__(self, model: StackedMLP, k: int) -> None:
+    def __init__(self, model: Stacked, k: int) -> None:
         self.model, self.k = model, k
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -200,7 +202,7 @@ def train_stacked(
     device = resolve_device(configs[0].device)
     data = data.to(device)
     trials = [_new_trial(i, c, data, device, callbacks[i]) for i, c in enumerate(configs)]
-    model = StackedMLP([t.net for t in trials]).to(device)
+    model = _stacked_model([t.net for t in trials]).to(device)
     model.use_dropout_generators([t.streams.dropout for t in trials])
     optimizer = StackedOptimizer(
         configs[0].optimizer,
@@ -223,11 +225,17 @@ def _new_trial(
 ) -> _Trial:
     streams = trial_streams(config.seed, device)
     net = _build_model(config, data, streams.init)
-    assert isinstance(net, MLP)
+    assert isinstance(net, (MLP, CNN))
     use_dropout_generator(net, streams.dropout)
     stopper = EarlyStopping(config.patience, config.min_delta) if config.patience else None
     augment = _build_augment(config, data)
     return _Trial(index, config, streams, net, on_epoch, augment, stopper)
+
+
+def _stacked_model(nets: list[MLP | CNN]) -> Stacked:
+    if all(isinstance(n, CNN) for n in nets):
+        return StackedCNN([n for n in nets if isinstance(n, CNN)])
+    return StackedMLP([n for n in nets if isinstance(n, MLP)])
 
 
 def _begin(stack: _Stack) -> dict[_Trial, str | None]:
@@ -355,7 +363,7 @@ def _close_epoch(stack: _Stack, epoch: int) -> dict[_Trial, str | None]:
 
 @torch.no_grad()
 def _evaluate(
-    model: StackedMLP, x: torch.Tensor, y: torch.Tensor, task: str
+    model: Stacked, x: torch.Tensor, y: torch.Tensor, task: str
 ) -> list[tuple[float, float | None]]:
     """Each trial's mean loss and accuracy (None for regression) on (x, y), in eval mode,
     summed per trial as ``models.train.evaluate`` sums alone (up to the chunking of a split
@@ -363,8 +371,7 @@ def _evaluate(
     was_training = model.training
     model.eval()
     k = model.n_trials
-    widest = max(m.weight.shape[1] for m in model.modules() if isinstance(m, StackedLinear))
-    rows = max(1, min(_EVAL_CHUNK, _EVAL_FLOATS // (k * max(widest, x.shape[1]))))
+    rows = max(1, min(_EVAL_CHUNK, _EVAL_FLOATS // (k * max(model.row_floats, x.shape[1]))))
     loss_sums = torch.zeros(k, device=x.device, dtype=torch.float64)  # as evaluate sums
     correct = torch.zeros(k, device=x.device, dtype=torch.int64)
     for xb, yb in zip(x.split(rows), y.split(rows), strict=True):

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from models._checkpoint import RunState
 from models._config import TrainConfig
 from models._early_stop import EarlyStopping
-from models._mlp import MLP
 from models._schedules import build_scheduler
+from models._stacked_cnn import StackedCNN
 from models._stacked_mlp import StackedMLP
 from models._stacked_optim import StackedOptimizer
 from models._streams import TrialStreams
@@ -44,10 +45,10 @@ class Stopped:
 
 
 def stacked_checkpoint(
-    model: StackedMLP,
+    model: StackedMLP | StackedCNN,
     optimizer: StackedOptimizer,
     k: int,
-    net: MLP,
+    net: nn.Module,
     config: TrainConfig,
     *,
     streams: TrialStreams,
@@ -68,7 +69,7 @@ def stacked_checkpoint(
 
 
 def _run_state(
-    net: MLP,
+    net: nn.Module,
     config: TrainConfig,
     own: dict[str, dict[str, torch.Tensor]],
     steps: int,

@@ -25,7 +25,7 @@ tensors back out. Nothing here draws from torch's global generator.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -194,15 +194,27 @@ class StackedMLP(nn.Module):
         """Keep only the trials at ``index`` (in that order): every parameter and buffer is
         replaced by its selected slices (new leaf tensors: optimizer state must follow)."""
         self.shapes = [self.shapes[i] for i in index]
-        for module in self.modules():
-            rows = torch.tensor(index, device=_device(module))
-            for name, p in list(module.named_parameters(recurse=False)):
-                setattr(module, name, nn.Parameter(p.detach()[rows]))
-            for name, b in list(module.named_buffers(recurse=False)):
-                if b is not None:
-                    setattr(module, name, b[rows])
-            if isinstance(module, StackedDropout):
-                module.keep_trials(index)
+        keep_rows(self.modules(), index)
+
+    @property
+    def row_floats(self) -> int:
+        """The most activations one example makes in a layer of one trial."""
+        return max(m.weight.shape[1] for m in self.modules() if isinstance(m, StackedLinear))
+
+
+@torch.no_grad()
+def keep_rows(modules: Iterable[nn.Module], index: list[int]) -> None:
+    """Replace each parameter and buffer of ``modules`` (their own, not their children's)
+    by its rows at ``index`` (new leaf tensors: optimizer state must follow)."""
+    for module in modules:
+        rows = torch.tensor(index, device=_device(module))
+        for name, p in list(module.named_parameters(recurse=False)):
+            setattr(module, name, nn.Parameter(p.detach()[rows]))
+        for name, b in list(module.named_buffers(recurse=False)):
+            if b is not None:
+                setattr(module, name, b[rows])
+        if isinstance(module, StackedDropout):
+            module.keep_trials(index)
 
 
 def _device(module: nn.Module) -> torch.device:
@@ -275,4 +287,4 @@ def _unit_mask(widths: list[int], state: dict[str, torch.Tensor]) -> torch.Tenso
     return mask
 
 
-__all__ = ["StackedMLP", "layout"]
+__all__ = ["StackedMLP", "keep_rows", "layout"]

@@ -1,4 +1,4 @@
-"""``--batch-trials`` / ``HPS_BATCH_TRIALS``: how many trials of one MLP study a worker
+"""``--batch-trials`` / ``HPS_BATCH_TRIALS``: how many trials of one MLP or CNN study a worker
 trains together as one stacked model. Pure Python (the settings and the CLI read it)."""
 
 from __future__ import annotations

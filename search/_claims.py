@@ -2,7 +2,7 @@
 
 A worker claims slots of the study it served last while that study has budget, else of
 the oldest study with some (found by a read first: no write lock while there is nothing to
-do): one slot, or for an MLP study up to ``batch_trials`` of them at once, trained together
+do): one slot, or for an MLP or CNN study up to ``batch_trials`` of them at once, trained together
 (``search.stacks``). Before claiming a real trial it loads torch (and, for ``batch_trials
 auto``, the study's data, which gives the network's size), never after: between the claim
 and the trial's first heartbeat, a slow import (seconds on a busy machine) would outlast
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from search._worker_options import WorkerOptions
+from search.knobs import STACKED_MODELS
 from search.lifecycle import StartedTrial, begin_trials
 from search.served import ServedStudy, Studies
 from search.spec import SYNTHETIC
@@ -76,12 +77,12 @@ class Claimer:
         return begin_trials(session=session, ctx=study.ctx, worker_id=self.worker_id, most=most)
 
     def size(self, study: ServedStudy, *, after: int = 0) -> int:
-        """How many slots of ``study`` to claim at once: 1, or for an MLP study
+        """How many slots of ``study`` to claim at once: 1, or for an MLP or CNN study
         ``batch_trials`` (``auto``: by its largest network and the device), never past
         ``max_trials``."""
         o, spec = self.options, study.ctx.spec
         k = 1
-        if o.batch_trials != 1 and spec.model == "mlp":
+        if o.batch_trials != 1 and spec.model in STACKED_MODELS:
             k = self._stack_sizes.get(study.ctx.study_id, 0) or self._stack_size(study)
         if o.max_trials is not None:
             k = min(k, o.max_trials - self.trials_run() - after)
@@ -95,16 +96,19 @@ class Claimer:
         else:  # auto: the dataset (cached per process) gives the network's inputs and outputs
             from models import auto_stack_size, resolve_device
             from search.datasets import trial_dataset
-            from search.size import largest_network
+            from search.size import largest_work
 
             spec, reads = study.ctx.spec, self.studies.reads
             data = with_retry(lambda: trial_dataset(session_factory=reads, spec=spec))
             assert data is not None
             shape = (int(data.train_x.shape[1]), max(data.n_classes, 1))
-            n_params = largest_network(spec, shape)[1]
-            k = auto_stack_size(n_params, resolve_device(o.device).type)
+            work = largest_work(spec, shape)
+            k = auto_stack_size(work, resolve_device(o.device).type)
             log.info(
-                "study %s: %d trials per stack (%d parameters)", study.ctx.study_id, k, n_params
+                "study %s: %d trials per stack (%d multiply-adds per example)",
+                study.ctx.study_id,
+                k,
+                work,
             )
         self._stack_sizes[study.ctx.study_id] = k
         return k

@@ -29,7 +29,7 @@ class WorkerOptions:
     max_retries: int = DEFAULT_MAX_RETRIES
     outage_s: float = 600.0  # how long the database may be away before the worker gives up
     exit_when_idle: bool = False  # stop once no study has budget left (tests, batch jobs)
-    # Trials of one MLP study claimed at once and trained as one stacked model (1: alone;
+    # Trials of one MLP or CNN study claimed at once and trained as one stacked model (1: alone;
     # "auto": by the network's size and the device, ``models.auto_stack_size``).
     batch_trials: BatchTrials = 1
 

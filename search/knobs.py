@@ -27,6 +27,7 @@ MAX_KERNEL, MAX_STRIDE = 15, 8
 MAX_SHIFT, MAX_ROTATION = 4, 45.0  # augmentation: pixels, degrees
 
 BUILT_IN = ("mlp", "cnn", "synthetic")  # every built-in model
+STACKED_MODELS = ("mlp", "cnn")  # trained K at a time by --batch-trials (models.train_stacked)
 NUMBER = ("float", "categorical")  # search.space parameter types of a float knob
 WHOLE = ("int", "categorical")  # ... of an int knob
 CHOICE = ("categorical",)
@@ -170,9 +171,10 @@ __all__ = [
     "DEFAULTS",
     "INT_KNOBS",
     "KNOB",
+    "Knob",
     "LOG_AXIS_KNOBS",
-    "MAX_CHANNELS",
     "LR_SCHEDULES",
+    "MAX_CHANNELS",
     "MAX_KERNEL",
     "MAX_LAYERS",
     "MAX_ROTATION",
@@ -182,10 +184,10 @@ __all__ = [
     "OPTIMIZERS",
     "POOLS",
     "SEARCHABLE",
+    "STACKED_MODELS",
     "SYNTHETIC_KNOBS",
     "TABLE",
     "TRAINING",
     "WEIGHT_INITS",
-    "Knob",
     "check_knob_value",
 ]

@@ -10,9 +10,17 @@ Pure Python: the API calls it without importing torch.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
-from search._conv import IMAGE_SHAPES, SYNTHETIC, block_knob_values, conv_blocks, map_sizes
+from search._conv import (
+    IMAGE_SHAPES,
+    SYNTHETIC,
+    _pad,
+    block_knob_values,
+    conv_blocks,
+    map_sizes,
+)
 from search._params import LayersParam, param_values
 from search.spec import ExperimentSpec
 
@@ -94,6 +102,29 @@ def cnn_params(
     return n + mlp_params(n_flat, hidden, n_out)
 
 
+def cnn_multiply_adds(
+    image_shape: tuple[int, int, int],
+    blocks: list[dict[str, Any]],
+    head: str,
+    hidden: list[int],
+    n_out: int,
+) -> int:
+    """Multiply-adds of one example's forward pass through a CNN with these blocks (the
+    convolutions at each output position, then the dense head): the work a stack of its
+    trials shares out (``models.auto_stack_size``)."""
+    n, channels = 0, image_shape[0]
+    h, w = image_shape[1], image_shape[2]
+    for b in blocks:
+        k, c, pad = b["kernel_size"], b["channels"], _pad(b)
+        h, w = (h + 2 * pad - k) // b["stride"] + 1, (w + 2 * pad - k) // b["stride"] + 1
+        n += channels * c * k * k * h * w
+        channels = c
+        if b["pool"] != "none":
+            h, w = h // 2, w // 2
+    n_flat = channels if head == "avg" else channels * h * w
+    return n + mlp_params(n_flat, hidden, n_out)
+
+
 def _layer_candidates(spec: ExperimentSpec, knob: str, fixed: list[int]) -> list[list[int]]:
     """The largest layer lists a ``layers`` knob can choose: each explicit value, or the
     widest stack of each depth of a range."""
@@ -106,9 +137,10 @@ def _layer_candidates(spec: ExperimentSpec, knob: str, fixed: list[int]) -> list
     return [[p.units[1]] * d for d in range(p.depth[0], p.depth[1] + 1)]
 
 
-def _largest_cnn(spec: ExperimentSpec, n_out: int) -> int:
+def _largest_cnn(spec: ExperimentSpec, n_out: int, measure: Callable[..., int] = cnn_params) -> int:
     """Every kernel size, stride, pooling, head and depth the space can choose, at the most
-    channels and units (a shallower stack can flatten a larger map, so all depths)."""
+    channels and units (a shallower stack can flatten a larger map, so all depths), by
+    ``measure`` (parameters, or ``cnn_multiply_adds``)."""
     image_shape = IMAGE_SHAPES[spec.data.name or ""]
     space, training = spec.search.space, spec.train
     searched = [k for k in ("kernel_size", "stride", "pool") if k in space]
@@ -124,7 +156,7 @@ def _largest_cnn(spec: ExperimentSpec, n_out: int) -> int:
         blocks = conv_blocks(training.conv, chosen)
         if map_sizes(image_shape, blocks)[-1].startswith("0"):
             continue  # refused by the spec already
-        best = max(best, cnn_params(image_shape, blocks, combo[-2], combo[-1], n_out))
+        best = max(best, measure(image_shape, blocks, combo[-2], combo[-1], n_out))
     return best
 
 
@@ -152,6 +184,15 @@ def largest_network(spec: ExperimentSpec, shape: tuple[int, int] | None = None) 
     return "search.space.hidden", mlp_params(
         n_in, widest, n_out, every_block_projects=True, **options
     )
+
+
+def largest_work(spec: ExperimentSpec, shape: tuple[int, int] | None = None) -> int:
+    """Multiply-adds per example of the largest network the spec can choose: a CNN's
+    convolutions (``cnn_multiply_adds``), an MLP's parameters (one multiply-add each)."""
+    if spec.model == "cnn":
+        n_out = (shape or DATASET_SHAPES[spec.data.name or ""])[1]
+        return _largest_cnn(spec, n_out, cnn_multiply_adds)
+    return largest_network(spec, shape)[1]
 
 
 def max_epochs(spec: ExperimentSpec) -> int | None:
@@ -199,8 +240,10 @@ __all__ = [
     "SpecTooLarge",
     "check_budget",
     "check_size",
+    "cnn_multiply_adds",
     "cnn_params",
     "largest_network",
+    "largest_work",
     "max_epochs",
     "mlp_params",
 ]

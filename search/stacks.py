@@ -1,10 +1,11 @@
-"""Several claimed trials of one MLP study trained together (``worker --batch-trials K``).
+"""Several claimed trials of one MLP or CNN study trained together (``worker --batch-trials K``).
 
 A worker claims up to K slots of a study in one transaction (``search.lifecycle.
 begin_trials``) and serves them here. Each trial is prepared as alone (its parameters, an
 adaptive sampler's suggestion included, and its judge), then ``models.stack_groups``
 splits them into stacks of trials that can share one stacked model (same depth, layout,
-batch size and optimizer; widths within ``STACK_PADDING`` of each other's work), trained by
+convolution blocks, batch size and optimizer; hidden widths within ``STACK_PADDING`` of
+each other's work), trained by
 ``models.train_stacked`` one stack after another; a trial that can share with none trains
 alone, and so does a retried slot that resumes from its checkpoint.
 
@@ -14,8 +15,8 @@ end is recorded the moment it leaves the stack (diverged, pruned, stopped early,
 its own, while the others train on. A crash loses the claimed trials to the reaper, which
 retries each slot as it would one; a kill records every unfinished one as interrupted, for
 a retry; SIGTERM stops each at its epoch's end with the checkpoint its run alone would
-have saved (``models._stacked_checkpoint``). What is not batched: CNNs and the synthetic
-model (``Worker._claim_size`` claims one at a time).
+have saved (``models._stacked_checkpoint``). What is not batched: the synthetic model
+(``Claimer.size`` claims one at a time), which has no network to stack.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ class StackedTrials:
 
         w = self.w
         data = with_retry(lambda: trial_dataset(session_factory=w.reads, spec=self.spec))
-        assert data is not None, "an MLP study has data"
+        assert data is not None, "an MLP or CNN study has data"
         for m in self._live():
             if m.resume is not None:
                 self._alone(m, data)  # resumes from its checkpoint, as a trial alone does

@@ -19,7 +19,7 @@ BatchTrialsOption = Annotated[
     str | None,
     typer.Option(
         "--batch-trials",
-        help="Trials of one MLP study a worker trains together as one stacked model: "
+        help="Trials of one MLP or CNN study a worker trains together as one stacked model: "
         "1..256 or auto (default: HPS_BATCH_TRIALS, 1).",
     ),
 ]

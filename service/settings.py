@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     threads: int | None = Field(None, ge=1, description="torch threads per worker")
     batch_trials: str = Field(
         "1",
-        description="trials of one MLP study a worker trains together as one stacked model: "
+        description="trials of one MLP or CNN study a worker trains together as one stacked model: "
         "1 (each alone), up to 256, or auto (by the network's size and the device)",
     )
     heartbeat_interval: float = Field(2.0, gt=0, description="seconds between heartbeats")

@@ -12,8 +12,15 @@ from collections.abc import Callable
 
 import pytest
 
-from models import EpochMetrics, TrainConfig, read_checkpoint, train, train_stacked
-from tests.models.test_stacked import _load, _stack, assert_same, float64, one_thread  # noqa: F401
+from models import ConvBlock, EpochMetrics, TrainConfig, read_checkpoint, train, train_stacked
+from tests.models.test_stacked import (  # noqa: F401
+    CNN,
+    _load,
+    _stack,
+    assert_same,
+    float64,
+    one_thread,
+)
 
 STOP_AT = (1, 2, 0, 3, 1, 2, 3, 2)  # trial k is stopped after epoch STOP_AT[k]
 
@@ -48,6 +55,12 @@ CASES: dict[str, list[TrainConfig]] = {
         lr=1e-3,
         epochs=5,
         residual=True,
+    ),
+    "cnn, conv batch norm, adam, dropout, padded head": _stack(
+        lambda k: {"keep_prob": 0.6 + 0.05 * k, "hidden": ((16,), (12,))[k % 2]},
+        **CNN | {"conv": (ConvBlock(4, batch_norm=True), ConvBlock(6, pool="avg"))},
+        keep_prob=0.8,
+        epochs=5,
     ),
 }
 

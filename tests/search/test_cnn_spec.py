@@ -8,11 +8,12 @@ import itertools
 from typing import Any
 
 import pytest
+import torch
 from pydantic import ValidationError
 
 import models
 from search import spec as S
-from search.size import SpecTooLarge, check_size, largest_network
+from search.size import SpecTooLarge, check_size, largest_network, largest_work
 from search.trial_runner import build_config
 
 
@@ -128,6 +129,51 @@ def test_size_counts_what_torch_builds_for_the_largest_configuration() -> None:
     assert (field, n) == ("search.space.conv_channels", max(every))
     with pytest.raises(SpecTooLarge, match="search.space.conv_channels"):
         check_size(searched, max(every) - 1)
+
+
+def _torch_multiply_adds(spec: S.ExperimentSpec, knobs: dict[str, Any]) -> int:
+    """One example's multiply-adds through the CNN torch builds, from its layers' shapes."""
+    config = build_config(spec, knobs, slot=0, device="cpu")
+    net = models.CNN((1, 8, 8), config.conv, config.hidden, 10, head=config.conv_head)
+    counted: list[int] = []
+
+    def count(layer: torch.nn.Module, _: Any, out: torch.Tensor) -> None:
+        if isinstance(layer, torch.nn.Conv2d):
+            k = layer.kernel_size[0] * layer.kernel_size[1]
+            counted.append(out[0].numel() * layer.in_channels * k)
+        elif isinstance(layer, torch.nn.Linear):  # the dense head: a multiply-add a parameter
+            counted.append(sum(p.numel() for p in layer.parameters()))
+
+    for layer in net.modules():
+        layer.register_forward_hook(count)
+    net.eval()(torch.zeros(1, 64))
+    return sum(counted)
+
+
+def test_stacking_work_counts_the_convolutions_multiply_adds() -> None:
+    """``--batch-trials auto`` sizes a CNN's stacks by its work per example, not its
+    parameters (a 3x3 kernel's weights are used at every position of the map)."""
+    space = {
+        "conv_channels": {"type": "layers", "depth": [1, 3], "units": [4, 12]},
+        "kernel_size": {"type": "categorical", "choices": [1, 3]},
+        "pool": {"type": "categorical", "choices": ["none", "max"]},
+        "conv_head": {"type": "categorical", "choices": ["avg", "flatten"]},
+    }
+    searched = _spec(training={"conv": [{"channels": 4, "padding": 1}]}, **_space(**space))
+    every = [
+        _torch_multiply_adds(
+            searched, {"conv_channels": [12] * depth, "kernel_size": k, "pool": p, "conv_head": h}
+        )
+        for depth, k, p, h in itertools.product(
+            [1, 2, 3], [1, 3], ["none", "max"], ["avg", "flatten"]
+        )
+    ]
+    assert largest_work(searched) == max(every)
+    default = _spec()  # 16 and 32 channels of 3x3 on 8x8 digits: 7.6k weights, 86k multiply-adds
+    assert largest_work(default) == _torch_multiply_adds(default, {})
+    assert largest_work(default) > 10 * largest_network(default)[1]
+    mlp = _spec(model="mlp", training={"hidden": [32, 16]})
+    assert largest_work(mlp) == largest_network(mlp)[1]  # an MLP: one multiply-add a weight
 
 
 def test_searched_knobs_override_every_block() -> None:

@@ -65,8 +65,23 @@ def _close(a: float | None, b: float | None) -> bool:
     return abs(a - b) <= TOL * max(1.0, abs(a))
 
 
-def test_a_batched_worker_gives_each_slot_what_it_would_get_alone(migrated_url: str) -> None:
-    stacked, alone = _create(migrated_url, SPEC), _create(migrated_url, SPEC)
+CNN_SPEC: dict[str, Any] = SPEC | {
+    "dataset": "digits",
+    "model": "cnn",
+    "training": {
+        "epochs": 2,
+        "batch_size": 32,
+        "hidden": [16],
+        "conv": [{"channels": 4}, {"channels": 6, "pool": "avg"}],
+    },
+}
+
+
+@pytest.mark.parametrize("spec", [SPEC, CNN_SPEC], ids=["mlp", "cnn"])
+def test_a_batched_worker_gives_each_slot_what_it_would_get_alone(
+    migrated_url: str, spec: dict[str, Any]
+) -> None:
+    stacked, alone = _create(migrated_url, spec), _create(migrated_url, spec)
     assert _run(migrated_url, stacked, 8) == 8
     assert _run(migrated_url, alone, 1) == 8
     a, b = _trials(migrated_url, stacked), _trials(migrated_url, alone)
