@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from search.store._access_reads import StudyOwner, read_study_owner
 from search.store._changes import Changes, changes_since, study_version
 from search.store._checkpoints import (
     StoredCheckpoint,
@@ -81,6 +80,7 @@ from search.store._outage import (
     ride_out_outages,
     with_retry,
 )
+from search.store._owner_reads import StudyOwner, read_study_owner
 from search.store._plot_reads import (
     PlotPoint,
     TrialCurves,

@@ -12,8 +12,8 @@ from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from search.store._access_reads import first_row
 from search.store._engine import utcnow
+from search.store._owner_reads import first_row
 from search.store._tables import ApiKeyRow, WebSessionRow
 
 
