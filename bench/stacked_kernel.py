@@ -1,4 +1,5 @@
-"""Stacked kernel: K MLP trials one after another vs the same K trials as one stacked model.
+"""Stacked kernel: K MLP (or CNN) trials one after another vs the same K trials as one
+stacked model.
 
 The trainer alone, no study, no database: K random configurations (lr log-uniform in
 [1e-4, 1e-2], keep_prob uniform in [0.5, 1), each trial its own seed, so its own init,
@@ -10,12 +11,14 @@ speedup, trials per second, and the largest difference between a trial's per-epo
 trained alone and stacked (they should agree to float32 rounding).
 
     .venv/bin/python bench/stacked_kernel.py [--ks 1,8,32] [--epochs 30] [--rounds 1]
-        [--threads 1] [--hidden 64] [--vary-widths] [--clock wall|cpu]
+        [--threads 1] [--hidden 64] [--vary-widths] [--clock wall|cpu] [--conv 16,32]
 
 --clock cpu (process CPU time) ignores time spent descheduled on a busy machine.
 --vary-widths draws each trial's width log-uniform in [16, hidden] (the stack pads them
-to the widest). Not the worker-level benchmark (studies, claims, database): that is the
-integration's (issue 25); this measures what stacking buys the training loop itself.
+to the widest). --conv C1,C2,... trains a CNN instead: 3x3 blocks of those channels, each
+max-pooled, then the hidden layer (``--batch-trials auto``'s CNN calibration). Not the
+worker-level benchmark (studies, claims, database): that is the integration's (issue 25);
+this measures what stacking buys the training loop itself.
 """
 
 from __future__ import annotations
@@ -33,7 +36,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import torch
 
-from models import Dataset, TrainConfig, TrainResult, load_dataset, train, train_stacked, warm_up
+from models import (
+    ConvBlock,
+    Dataset,
+    TrainConfig,
+    TrainResult,
+    load_dataset,
+    train,
+    train_stacked,
+    warm_up,
+)
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
@@ -103,15 +115,21 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--vary-widths", action="store_true", help="widths in [16, hidden]")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
+    parser.add_argument("--conv", default="", help="a CNN's channels per 3x3 block (else MLP)")
     args = parser.parse_args()
+    conv = tuple(ConvBlock(int(c)) for c in args.conv.split(",") if c)
     torch.set_num_threads(args.threads)
     warm_up()
     data = load_dataset("digits")
     base = TrainConfig(
         hidden=(args.hidden,), optimizer="adam", batch_size=args.batch_size, epochs=args.epochs
     )
+    if conv:
+        base = replace(base, model="cnn", conv=conv)
+    shape = f"{data.n_features}-{args.hidden}-{data.n_classes}"
+    net = f"CNN ({args.conv} channels, 3x3, max-pooled, then {shape})" if conv else f"{shape} MLP"
     print(
-        f"digits {data.n_features}-{args.hidden}-{data.n_classes} MLP, Adam, dropout, "
+        f"digits {net}, Adam, dropout, "
         f"batch {args.batch_size}, {args.epochs} epochs, {args.threads} thread(s), "
         f"{args.clock} clock" + (", widths in [16, hidden]" if args.vary_widths else "")
     )

@@ -78,12 +78,12 @@ def conv_blocks(conv: list[ConvBlockSpec], knobs: dict[str, Any]) -> list[dict[s
     return [b | overrides for b in base]
 
 
-def _pad(block: dict[str, Any]) -> int:
+def block_padding(block: dict[str, Any]) -> int:
     return block["kernel_size"] // 2 if block["padding"] == "same" else int(block["padding"])
 
 
 def _shrink(size: int, block: dict[str, Any]) -> int:
-    size = (size + 2 * _pad(block) - block["kernel_size"]) // block["stride"] + 1
+    size = (size + 2 * block_padding(block) - block["kernel_size"]) // block["stride"] + 1
     return size // 2 if block["pool"] != "none" else size
 
 
@@ -191,6 +191,7 @@ __all__ = [
     "AUGMENT_KNOBS",
     "BLOCK_KNOBS",
     "block_knob_values",
+    "block_padding",
     "CNN_KNOBS",
     "CONV_HEADS",
     "IMAGE_SHAPES",

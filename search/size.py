@@ -16,8 +16,8 @@ from typing import Any
 from search._conv import (
     IMAGE_SHAPES,
     SYNTHETIC,
-    _pad,
     block_knob_values,
+    block_padding,
     conv_blocks,
     map_sizes,
 )
@@ -115,7 +115,7 @@ def cnn_multiply_adds(
     n, channels = 0, image_shape[0]
     h, w = image_shape[1], image_shape[2]
     for b in blocks:
-        k, c, pad = b["kernel_size"], b["channels"], _pad(b)
+        k, c, pad = b["kernel_size"], b["channels"], block_padding(b)
         h, w = (h + 2 * pad - k) // b["stride"] + 1, (w + 2 * pad - k) // b["stride"] + 1
         n += channels * c * k * k * h * w
         channels = c
