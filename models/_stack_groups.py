@@ -98,24 +98,29 @@ def _padding(hidden: list[tuple[int, ...]]) -> float:
     return len(hidden) * work(widest) / sum(work(h) for h in hidden)
 
 
-# ``--batch-trials auto``: (most parameters, trials per stack), smallest networks first.
-# A small network leaves a CPU core's vector units, and nearly all of a GPU, idle: stacking
-# fills them; a large one fills them alone. CPU: the best K measured per size, one thread
-# (bench/batched.py end to end: 1.5k and 4.8k parameters, best K = 32, 3.0-4.9x; bench/
-# stacked_kernel.py --clock cpu on digits MLPs: 4.8k 3.8x at 32, 19k 1.9x at 8 and no more
-# past it, 77k 1.1x at 4 to 16, 307k slower stacked at every K); the limits are about
-# halfway (geometric) between measured sizes. GPU: not yet measured.
+# ``--batch-trials auto``: (most multiply-adds per example, trials per stack), smallest
+# networks first (``search.size.largest_work``: an MLP's parameters; a CNN's convolutions at
+# every map position, then its head). A small network leaves a CPU core's vector units, and
+# nearly all of a GPU, idle: stacking fills them; a large one fills them alone. CPU: the best
+# K measured per size, one thread (bench/batched.py end to end: 1.5k and 4.8k parameters,
+# best K = 32, 3.0-4.9x; bench/stacked_kernel.py --clock cpu on digits MLPs: 4.8k 3.8x at
+# 32, 19k 1.9x at 8 and no more past it, 77k 1.1x at 4 to 16, 307k slower stacked at every
+# K); the limits are about halfway (geometric) between measured sizes. CNNs on digits
+# (stacked_kernel.py --conv) sit on the same curve: 8,8 channels (15k multiply-adds) 1.7x at
+# 8 and 1.9x at 32, 16,32 (86k) 1.3x at 4 and 1.7x at 8, 32,64 (318k) 1.0x at 8 and 32.
+# GPU: not yet measured.
 AUTO_STACK = {
     "cpu": ((10_000, 32), (40_000, 8), (100_000, 4)),
     "cuda": ((1_000_000, 32), (10_000_000, 8), (50_000_000, 2)),
 }
 
 
-def auto_stack_size(n_params: int, device_type: str) -> int:
-    """How many trials of a network with ``n_params`` parameters one stack holds on a
-    device of this type ("cpu", "cuda"): ``AUTO_STACK``, 1 past its largest."""
+def auto_stack_size(work: int, device_type: str) -> int:
+    """How many trials of a network of ``work`` multiply-adds per example (an MLP's
+    parameter count) one stack holds on a device of this type ("cpu", "cuda"):
+    ``AUTO_STACK``, 1 past its largest."""
     for most, k in AUTO_STACK.get(device_type, AUTO_STACK["cpu"]):
-        if n_params <= most:
+        if work <= most:
             return k
     return 1
 

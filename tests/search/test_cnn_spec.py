@@ -176,6 +176,14 @@ def test_stacking_work_counts_the_convolutions_multiply_adds() -> None:
     assert largest_work(mlp) == largest_network(mlp)[1]  # an MLP: one multiply-add a weight
 
 
+@pytest.mark.parametrize(
+    ("channels", "k"), [([8, 8], 8), ([16, 32], 4), ([32, 64], 1)]
+)  # measured best: 32 (1.9x; 8: 1.7x), 8 (1.7x; 4: 1.3x), none (1.0x): models._stack_groups
+def test_auto_stacks_fewer_trials_of_costlier_cnns(channels: list[int], k: int) -> None:
+    spec = _spec(training={"conv": [{"channels": c} for c in channels], "hidden": [64]})
+    assert models.auto_stack_size(largest_work(spec), "cpu") == k
+
+
 def test_searched_knobs_override_every_block() -> None:
     spec = _spec(training={"conv": [{"channels": 4, "pool": "avg"}, {"channels": 8}]})
     knobs = {
