@@ -75,16 +75,7 @@ class StackedBatchNorm2d(StackedBatchNorm):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if self.training:
             self.num_batches_tracked.add_(1)
-        return F.batch_norm(
-            h,
-            self.running_mean.view(-1),  # views: the running statistics update in place
-            self.running_var.view(-1),
-            self.weight.view(-1),
-            self.bias.view(-1),
-            self.training,
-            self.momentum,
-            self.eps,
-        )
+        return self.normalize(h)
 
 
 class ChannelActivation(nn.Module):

@@ -95,7 +95,12 @@ class StackedBatchNorm(nn.Module):
         if self.training:
             self.num_batches_tracked.add_(1)
         flat = h.transpose(0, 1).reshape(b, k * u)  # (B, K*U): trial k's units are channels
-        out = F.batch_norm(
+        out = self.normalize(flat)
+        return out.view(b, k, u).transpose(0, 1).contiguous()  # (K, B, U)
+
+    def normalize(self, flat: torch.Tensor) -> torch.Tensor:
+        """``F.batch_norm`` of (B, K*U, ...): each of the K*U channels over its own batch."""
+        return F.batch_norm(
             flat,
             self.running_mean.view(-1),  # views: the running statistics update in place
             self.running_var.view(-1),
@@ -105,7 +110,6 @@ class StackedBatchNorm(nn.Module):
             self.momentum,
             self.eps,
         )
-        return out.view(b, k, u).transpose(0, 1).contiguous()  # (K, B, U)
 
 
 class StackedDropout(nn.Module):

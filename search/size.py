@@ -83,6 +83,23 @@ def _may_be_on(spec: ExperimentSpec, knob: str) -> bool:
     return bool(getattr(spec.train, knob)) if p is None else True in param_values(p)
 
 
+def _conv_layers(
+    image_shape: tuple[int, int, int], blocks: list[dict[str, Any]], head: str
+) -> tuple[list[tuple[int, dict[str, Any], int]], int]:
+    """Each block's (channels in, block, positions of its output map before pooling), and
+    the features the dense head takes."""
+    layers, channels = [], image_shape[0]
+    h, w = image_shape[1], image_shape[2]
+    for b in blocks:
+        k, pad = b["kernel_size"], block_padding(b)
+        h, w = (h + 2 * pad - k) // b["stride"] + 1, (w + 2 * pad - k) // b["stride"] + 1
+        layers.append((channels, b, h * w))
+        channels = b["channels"]
+        if b["pool"] != "none":
+            h, w = h // 2, w // 2
+    return layers, channels if head == "avg" else channels * h * w
+
+
 def cnn_params(
     image_shape: tuple[int, int, int],
     blocks: list[dict[str, Any]],
@@ -92,13 +109,11 @@ def cnn_params(
 ) -> int:
     """Weights, biases and batch-norm scales and shifts of a CNN with these blocks (as
     ``search._conv.conv_blocks`` makes them), then its dense head."""
-    n, channels = 0, image_shape[0]
-    for b in blocks:
-        k, c = b["kernel_size"], b["channels"]
-        n += channels * c * k * k + (2 * c if b["batch_norm"] else c)
-        channels = c
-    h, w = (int(v) for v in map_sizes(image_shape, blocks)[-1].split("x"))
-    n_flat = channels if head == "avg" else channels * h * w
+    layers, n_flat = _conv_layers(image_shape, blocks, head)
+    n = sum(
+        c_in * b["channels"] * b["kernel_size"] ** 2 + b["channels"] * (2 if b["batch_norm"] else 1)
+        for c_in, b, _ in layers
+    )
     return n + mlp_params(n_flat, hidden, n_out)
 
 
@@ -112,16 +127,8 @@ def cnn_multiply_adds(
     """Multiply-adds of one example's forward pass through a CNN with these blocks (the
     convolutions at each output position, then the dense head): the work a stack of its
     trials shares out (``models.auto_stack_size``)."""
-    n, channels = 0, image_shape[0]
-    h, w = image_shape[1], image_shape[2]
-    for b in blocks:
-        k, c, pad = b["kernel_size"], b["channels"], block_padding(b)
-        h, w = (h + 2 * pad - k) // b["stride"] + 1, (w + 2 * pad - k) // b["stride"] + 1
-        n += channels * c * k * k * h * w
-        channels = c
-        if b["pool"] != "none":
-            h, w = h // 2, w // 2
-    n_flat = channels if head == "avg" else channels * h * w
+    layers, n_flat = _conv_layers(image_shape, blocks, head)
+    n = sum(c_in * b["channels"] * b["kernel_size"] ** 2 * at for c_in, b, at in layers)
     return n + mlp_params(n_flat, hidden, n_out)
 
 

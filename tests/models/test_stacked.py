@@ -185,72 +185,6 @@ CASES: dict[str, tuple[str, list[TrainConfig]]] = {
             lambda k: {"keep_prob": 0.7 + 0.04 * k}, optimizer="momentum", lr=0.01, keep_prob=0.9
         ),
     ),
-    "cnn": ("digits", _stack(_none, **CNN)),
-    "cnn batch norm, dropout, flatten, padded head": (
-        "digits",
-        _stack(
-            lambda k: {"keep_prob": 0.6 + 0.05 * k, "hidden": ((16,), (12,), (9,))[k % 3]},
-            **CNN | {"conv": (ConvBlock(4, batch_norm=True), ConvBlock(6, pool="avg"))},
-            conv_head="flatten",
-            keep_prob=0.8,
-        ),
-    ),
-    "cnn sigmoid, kernel 5, stride 2, padding, inits": (  # 6x6 and 3x3 maps, partial vectors
-        "digits",
-        _stack(
-            lambda k: {"weight_init": ("xavier", "he", "normal")[k % 3]},
-            **CNN
-            | {
-                "conv": (
-                    ConvBlock(3, kernel_size=5, stride=1, padding=1, pool="none"),
-                    ConvBlock(5, kernel_size=3, stride=2, padding=1, pool="none"),
-                )
-            },
-            activation="sigmoid",
-        ),
-    ),
-    "cnn tanh, momentum, L1, L2, clipping": (
-        "digits",
-        _stack(
-            lambda k: {
-                "l1": 1e-4 * (k % 3),
-                "weight_decay": 1e-3 * (k % 2),
-                "momentum": 0.5 + 0.05 * k,
-                "clip_norm": (None, 0.5)[k % 2],
-            },
-            **CNN,
-            activation="tanh",
-            optimizer="momentum",
-            lr=0.02,
-        ),
-    ),
-    "cnn leaky_relu, rmsprop, augmentation, schedules": (
-        "digits",
-        _stack(
-            lambda k: {
-                "augment_shift": k % 3,
-                "augment_rotation": 5.0 * (k % 2),
-                "lr_schedule": ("constant", "step", "exponential", "cosine")[k % 4],
-            },
-            **CNN,
-            activation="leaky_relu",
-            optimizer="rmsprop",
-            lr=1e-3,
-        ),
-    ),
-    "cnn early stopping, divergence": (
-        "digits",
-        _stack(
-            lambda k: {
-                "patience": (None, 1)[k % 2],
-                "min_delta": 0.01,
-                "epochs": 3 + k % 3,
-                "lr": (0.05, 40.0, 0.1, 0.03, 8.0, 0.05, 0.2, 0.02)[k],
-            },
-            **CNN,
-            optimizer="sgd",
-        ),
-    ),
     "padded widths": (
         "digits",
         _stack(
@@ -320,7 +254,7 @@ def test_each_trial_of_a_stack_trains_as_alone(case: str) -> None:
         assert_same(train(config, data), result)
 
 
-CHAOTIC = ("early stopping", "divergence", "cnn early stopping, divergence")
+CHAOTIC = ("early stopping", "divergence")
 FLOAT32 = [case for case in CASES if case not in CHAOTIC]
 
 
