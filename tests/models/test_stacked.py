@@ -244,14 +244,28 @@ def _losses(result: TrainResult) -> list[float]:
     return [result.initial_loss, *result.train_loss, *result.dev_loss]
 
 
+def stacks_train_as_alone(name: str, configs: list[TrainConfig]) -> None:
+    """Each trial of ``configs`` trained in one stack on dataset ``name`` is itself alone
+    (``assert_same``; in float64 under the ``float64`` fixture)."""
+    data = _load(name)
+    for config, result in zip(configs, train_stacked(configs, data), strict=True):
+        assert_same(train(config, data), result)
+
+
+def float32_stacks_track_alone(name: str, configs: list[TrainConfig]) -> None:
+    """In float32, the same status and epochs, and losses within ``TOL32``."""
+    data = load_dataset(name)
+    for config, stacked in zip(configs, train_stacked(configs, data), strict=True):
+        alone = train(config, data)
+        assert (stacked.status, stacked.epochs_run) == (alone.status, alone.epochs_run)
+        pairs = zip(_losses(alone), _losses(stacked), strict=True)
+        assert max(_deviation(a, b) for a, b in pairs) <= TOL32
+
+
 @pytest.mark.usefixtures("float64")
 @pytest.mark.parametrize("case", list(CASES))
 def test_each_trial_of_a_stack_trains_as_alone(case: str) -> None:
-    name, configs = CASES[case]
-    data = _load(name)
-    stacked = train_stacked(configs, data)
-    for config, result in zip(configs, stacked, strict=True):
-        assert_same(train(config, data), result)
+    stacks_train_as_alone(*CASES[case])
 
 
 CHAOTIC = ("early stopping", "divergence")
@@ -262,13 +276,7 @@ FLOAT32 = [case for case in CASES if case not in CHAOTIC]
 def test_float32_stacks_track_their_trials_alone(case: str) -> None:
     """In float32 (what workers train in) a stack's losses stay within rounding of each
     trial's alone; weights and dev accuracy are left to the float64 test."""
-    name, configs = CASES[case]
-    data = load_dataset(name)
-    for config, stacked in zip(configs, train_stacked(configs, data), strict=True):
-        alone = train(config, data)
-        assert (stacked.status, stacked.epochs_run) == (alone.status, alone.epochs_run)
-        pairs = zip(_losses(alone), _losses(stacked), strict=True)
-        assert max(_deviation(a, b) for a, b in pairs) <= TOL32
+    float32_stacks_track_alone(*CASES[case])
 
 
 @pytest.mark.usefixtures("float64")

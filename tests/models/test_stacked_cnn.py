@@ -13,19 +13,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import CNN, ConvBlock, TrainConfig, load_dataset, train, train_stacked
+from models import CNN, ConvBlock, TrainConfig
 from models._stacked_cnn import StackedCNN
 from tests.models.test_stacked import CNN as CNN_CONFIG
 from tests.models.test_stacked import (  # noqa: F401  (float64, one_thread: fixtures)
-    TOL32,
-    _deviation,
-    _load,
-    _losses,
     _none,
     _stack,
-    assert_same,
+    float32_stacks_track_alone,
     float64,
     one_thread,
+    stacks_train_as_alone,
 )
 
 K, B = 8, 32
@@ -105,21 +102,12 @@ CHAOTIC = ("cnn early stopping, divergence",)
 @pytest.mark.usefixtures("float64")
 @pytest.mark.parametrize("case", list(CASES))
 def test_each_cnn_trial_of_a_stack_trains_as_alone(case: str) -> None:
-    name, configs = CASES[case]
-    data = _load(name)
-    for config, result in zip(configs, train_stacked(configs, data), strict=True):
-        assert_same(train(config, data), result)
+    stacks_train_as_alone(*CASES[case])
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c not in CHAOTIC])
 def test_float32_cnn_stacks_track_their_trials_alone(case: str) -> None:
-    name, configs = CASES[case]
-    data = load_dataset(name)
-    for config, stacked in zip(configs, train_stacked(configs, data), strict=True):
-        alone = train(config, data)
-        assert (stacked.status, stacked.epochs_run) == (alone.status, alone.epochs_run)
-        pairs = zip(_losses(alone), _losses(stacked), strict=True)
-        assert max(_deviation(a, b) for a, b in pairs) <= TOL32
+    float32_stacks_track_alone(*CASES[case])
 
 
 def _nets(blocks: tuple[ConvBlock, ...], channels: int = 1) -> list[CNN]:
