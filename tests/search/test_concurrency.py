@@ -61,7 +61,7 @@ SLOW = {
         "parallelism": 2,
         "space": {"keep_prob": {"type": "float", "low": 0.5, "high": 1.0}},
     },
-    "training": {"epochs": 150, "lr": 1e-4, "batch_size": 32},
+    "training": {"epochs": 80, "lr": 1e-4, "batch_size": 32},
 }
 
 
@@ -91,7 +91,7 @@ def _finished(trials: list[store.TrialRow]) -> list[store.TrialRow]:
 
 def _early_victim(url: str, study_id: int, timeout: float = 120) -> tuple[int, int]:
     """(pid, trial row id) of a worker whose trial of ``study_id`` is, by its live curves,
-    at most at epoch 75 of 150: a kill now surely lands mid-trial."""
+    at most at epoch 40 of 80: a kill now surely lands mid-trial."""
     factory = store.make_session_factory(url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -106,7 +106,7 @@ def _early_victim(url: str, study_id: int, timeout: float = 120) -> tuple[int, i
             ).all()
         for row_id, curves, pid in running:
             epochs = len(curves.get("train_loss", []))
-            if 1 <= epochs <= 75:
+            if 1 <= epochs <= 40:
                 return int(pid), int(row_id)
         time.sleep(0.05)
     raise AssertionError(f"no trial of study {study_id} caught early")

@@ -18,7 +18,7 @@ from search.spec import ExperimentSpec
 from search.studies import create_study
 from tests.processes import env_for, spawn, stop
 
-EPOCHS = 20
+EPOCHS = 10
 # Small batches make an epoch long enough (a few tenths of a second) that the trial is
 # still far from its last epoch when the signal lands; dropout, batch norm, Adam, a lr
 # schedule and early stopping all carry state that the resume must restore.

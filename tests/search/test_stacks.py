@@ -69,7 +69,7 @@ CNN_SPEC: dict[str, Any] = SPEC | {
     "dataset": "digits",
     "model": "cnn",
     "training": {
-        "epochs": 2,
+        "epochs": 1,
         "batch_size": 32,
         "hidden": [16],
         "conv": [{"channels": 4}, {"channels": 6, "pool": "avg"}],
@@ -203,7 +203,7 @@ def test_a_stack_stopped_by_sigterm_saves_each_trial_and_the_retries_resume(
             "parallelism": 4,
             "space": {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
         },
-        "training": SPEC["training"] | {"epochs": 10, "batch_size": 8, "optimizer": "momentum"},
+        "training": SPEC["training"] | {"epochs": 6, "batch_size": 8, "optimizer": "momentum"},
     }
     sid, twin = _create(migrated_url, spec), _create(migrated_url, spec)
     options = WorkerOptions(
@@ -233,7 +233,7 @@ def test_a_stack_stopped_by_sigterm_saves_each_trial_and_the_retries_resume(
     with store.session_scope(store.make_session_factory(migrated_url, read_only=True)) as s:
         saved = {(c.slot, c.epoch) for c in s.scalars(select(store.CheckpointRow))}
     assert saved == {(t.slot, t.epochs_run) for t in stopped}
-    assert all(1 <= t.epochs_run < 10 for t in stopped)
+    assert all(1 <= t.epochs_run < 6 for t in stopped)
     assert _run(migrated_url, sid, 1) == 4
     assert _run(migrated_url, twin, 1) == 4
     resumed = [t for t in _trials(migrated_url, sid) if t.state != "FAIL"]
