@@ -1,76 +1,25 @@
 """The REST trial API on a real database (SQLite and PostgreSQL): claim, report -> decision,
-heartbeat, complete, fail; leases, reaping and re-delivery, grid slots, bad input."""
+heartbeat, complete, fail; leases, reaping and re-delivery, grid slots, bad input. How a
+report is judged: ``test_trial_judging.py``."""
 
 from __future__ import annotations
 
-import copy
-import json
 import math
 from collections.abc import Iterator
 from typing import Any
 
-import optuna
 import pytest
 from fastapi.testclient import TestClient
 
 from search import store
 from search.lifecycle import CLIENT_LOST_REASON, reap_lost_trials
-from service.app import create_app
-from service.settings import Settings
-
-EXTERNAL: dict[str, Any] = {
-    "name": "own-code",
-    "model": "external",
-    "objective": {"metric": "val_auc", "direction": "maximize"},
-    "search": {
-        "sampler": "random",
-        "n_trials": 4,
-        "parallelism": 2,
-        "seed": 7,
-        "space": {
-            "lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
-            "width": {"type": "int", "low": 8, "high": 64, "log": True},
-            "act": {"type": "categorical", "choices": ["relu", "gelu"]},
-            "hidden": {"type": "layers", "depth": [1, 3], "units": [8, 64]},
-        },
-    },
-}
+from tests.service.trial_api import EXTERNAL, api_client, call, claim, report, submit
 
 
 @pytest.fixture
 def client(migrated_url: str) -> Iterator[TestClient]:
-    app = create_app(Settings(database_url=migrated_url), recover=False)
-    with TestClient(app) as c:
+    with api_client(migrated_url) as c:
         yield c
-
-
-def submit(client: TestClient, **changes: Any) -> int:
-    spec = copy.deepcopy(EXTERNAL)
-    for path, value in changes.items():
-        node = spec
-        *parents, leaf = path.split("__")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    r = client.post("/api/v1/studies", json=spec)
-    assert r.status_code == 201, r.text
-    return int(r.json()["id"])
-
-
-def claim(client: TestClient, study_id: int) -> dict[str, Any]:
-    r = client.post(f"/api/v1/studies/{study_id}/trials/claim", json={"client": "test:1"})
-    assert r.status_code == 200, r.text
-    return dict(r.json())
-
-
-def call(client: TestClient, study_id: int, trial: dict[str, Any], what: str, **body: Any) -> Any:
-    url = f"/api/v1/studies/{study_id}/trials/{trial['number']}/{what}"
-    text = json.dumps({"lease": trial["lease"], **body})  # NaN/Infinity as JSON's tokens
-    return client.post(url, content=text, headers={"Content-Type": "application/json"})
-
-
-def report(client: TestClient, study_id: int, trial: dict[str, Any], epoch: int, **m: Any) -> Any:
-    return call(client, study_id, trial, "report", epoch=epoch, metrics=m)
 
 
 def test_a_trial_is_claimed_reported_and_completed(client: TestClient) -> None:
@@ -148,89 +97,6 @@ def test_calls_are_idempotent_for_the_same_lease(client: TestClient) -> None:
             "retried": False,
         }
     )
-
-
-def test_a_diverging_loss_is_pruned_at_the_first_report_above_three_times_its_first(
-    client: TestClient,
-) -> None:
-    sid = submit(client)
-    trial = claim(client, sid)
-    losses = [1.0, 2.0, 2.9, 3.1, 0.5]
-    decisions = [report(client, sid, trial, e, train_loss=v).json() for e, v in enumerate(losses)]
-    assert [d["decision"] for d in decisions] == ["continue"] * 3 + ["prune", "prune"]
-    assert decisions[3]["reason"] == "diverged"
-    shown = client.get(f"/api/v1/studies/{sid}/trials/{trial['number']}").json()
-    assert shown["state"] == "PRUNED" and shown["prune_reason"] == "diverged"
-    assert shown["curves"]["epoch"] == [0, 1, 2, 3]  # the report after the prune changed nothing
-    late = call(client, sid, trial, "complete", metrics={"val_auc": 0.9})
-    assert late.status_code == 409 and "pruned" in late.json()["detail"]
-    assert call(client, sid, trial, "heartbeat").json()["decision"] == "prune"
-
-
-@pytest.mark.parametrize("bad", [float("nan"), "inf", "-Infinity"])
-def test_a_non_finite_loss_or_objective_is_pruned(client: TestClient, bad: Any) -> None:
-    sid = submit(client)
-    loss_trial, objective_trial = claim(client, sid), claim(client, sid)
-    report(client, sid, loss_trial, 0, train_loss=1.0)
-    assert report(client, sid, loss_trial, 1, train_loss=bad).json()["decision"] == "prune"
-    assert report(client, sid, objective_trial, 0, val_auc=bad).json()["decision"] == "prune"
-    # a metric that is neither the loss nor the objective is only stored
-    third = claim(client, sid)
-    assert report(client, sid, third, 0, grad_norm=bad).json()["decision"] == "continue"
-
-
-def test_a_named_loss_metric_is_the_one_watched(client: TestClient) -> None:
-    sid = submit(client, pruning={"loss_metric": "nll", "divergence_factor": 2.0})
-    trial = claim(client, sid)
-    assert trial["loss_metric"] == "nll"
-    assert report(client, sid, trial, 0, nll=1.0, train_loss=1.0).json()["decision"] == "continue"
-    assert report(client, sid, trial, 1, nll=1.5, train_loss=50.0).json()["decision"] == "continue"
-    assert report(client, sid, trial, 2, nll=2.5).json()["decision"] == "prune"
-
-
-def test_the_spec_pruner_judges_the_objective(client: TestClient) -> None:
-    sid = submit(
-        client,
-        search__n_trials=5,
-        search__parallelism=1,
-        pruning={"pruner": "median", "warmup_epochs": 0},
-    )
-    for good in (0.8, 0.82, 0.84):
-        trial = claim(client, sid)
-        for epoch in range(3):
-            assert report(client, sid, trial, epoch, val_auc=good).json()["decision"] == "continue"
-        call(client, sid, trial, "complete", metrics={"val_auc": good})
-    weak = claim(client, sid)
-    decision = report(client, sid, weak, 0, val_auc=0.1).json()
-    assert decision == {"decision": "prune", "reason": "pruned (median)"}
-    shown = client.get(f"/api/v1/studies/{sid}/trials/{weak['number']}").json()
-    assert shown["state"] == "PRUNED" and shown["value"] == 0.1
-
-
-def test_a_pruners_values_reach_optuna_with_their_reports_once(
-    client: TestClient, migrated_url: str
-) -> None:
-    """Each finite objective value is in Optuna's table once its report is answered (it is
-    written in the report's transaction), a report sent again writes nothing more, and the
-    trial's end adds only what Optuna lacks."""
-    sid = submit(client, search__n_trials=1, pruning={"pruner": "median", "warmup_epochs": 0})
-    trial = claim(client, sid)
-    with store.session_scope(store.make_session_factory(migrated_url)) as s:
-        row = store.get_study(session=s, study_id=sid)
-        assert row is not None
-        name = row.optuna_study_name
-
-    def in_optuna() -> dict[int, float]:
-        study = optuna.load_study(study_name=name, storage=migrated_url)
-        return dict(study.trials[0].intermediate_values)
-
-    assert report(client, sid, trial, 0, val_auc=0.5).json()["decision"] == "continue"
-    assert report(client, sid, trial, 1, train_loss=0.4).json()["decision"] == "continue"
-    assert report(client, sid, trial, 2, val_auc=0.7).json()["decision"] == "continue"
-    assert report(client, sid, trial, 2, val_auc=0.9).json()["decision"] == "continue"  # again
-    assert in_optuna() == {0: 0.5, 2: 0.7}
-    call(client, sid, trial, "complete", metrics={"val_auc": 0.7})
-    assert in_optuna() == {0: 0.5, 2: 0.7}
 
 
 def test_no_free_slot_is_204_and_an_ended_study_409(client: TestClient) -> None:

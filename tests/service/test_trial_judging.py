@@ -1,0 +1,104 @@
+"""How the REST trial API judges a report, in the same round trip (SQLite and PostgreSQL):
+NaN/inf, the divergence rule on the loss metric, then the spec's Optuna pruner on the
+objective, whose values reach Optuna's table once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import optuna
+import pytest
+from fastapi.testclient import TestClient
+
+from search import store
+from tests.service.trial_api import api_client, call, claim, report, submit
+
+
+@pytest.fixture
+def client(migrated_url: str) -> Iterator[TestClient]:
+    with api_client(migrated_url) as c:
+        yield c
+
+
+def test_a_diverging_loss_is_pruned_at_the_first_report_above_three_times_its_first(
+    client: TestClient,
+) -> None:
+    sid = submit(client)
+    trial = claim(client, sid)
+    losses = [1.0, 2.0, 2.9, 3.1, 0.5]
+    decisions = [report(client, sid, trial, e, train_loss=v).json() for e, v in enumerate(losses)]
+    assert [d["decision"] for d in decisions] == ["continue"] * 3 + ["prune", "prune"]
+    assert decisions[3]["reason"] == "diverged"
+    shown = client.get(f"/api/v1/studies/{sid}/trials/{trial['number']}").json()
+    assert shown["state"] == "PRUNED" and shown["prune_reason"] == "diverged"
+    assert shown["curves"]["epoch"] == [0, 1, 2, 3]  # the report after the prune changed nothing
+    late = call(client, sid, trial, "complete", metrics={"val_auc": 0.9})
+    assert late.status_code == 409 and "pruned" in late.json()["detail"]
+    assert call(client, sid, trial, "heartbeat").json()["decision"] == "prune"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), "inf", "-Infinity"])
+def test_a_non_finite_loss_or_objective_is_pruned(client: TestClient, bad: Any) -> None:
+    sid = submit(client)
+    loss_trial, objective_trial = claim(client, sid), claim(client, sid)
+    report(client, sid, loss_trial, 0, train_loss=1.0)
+    assert report(client, sid, loss_trial, 1, train_loss=bad).json()["decision"] == "prune"
+    assert report(client, sid, objective_trial, 0, val_auc=bad).json()["decision"] == "prune"
+    # a metric that is neither the loss nor the objective is only stored
+    third = claim(client, sid)
+    assert report(client, sid, third, 0, grad_norm=bad).json()["decision"] == "continue"
+
+
+def test_a_named_loss_metric_is_the_one_watched(client: TestClient) -> None:
+    sid = submit(client, pruning={"loss_metric": "nll", "divergence_factor": 2.0})
+    trial = claim(client, sid)
+    assert trial["loss_metric"] == "nll"
+    assert report(client, sid, trial, 0, nll=1.0, train_loss=1.0).json()["decision"] == "continue"
+    assert report(client, sid, trial, 1, nll=1.5, train_loss=50.0).json()["decision"] == "continue"
+    assert report(client, sid, trial, 2, nll=2.5).json()["decision"] == "prune"
+
+
+def test_the_spec_pruner_judges_the_objective(client: TestClient) -> None:
+    sid = submit(
+        client,
+        search__n_trials=5,
+        search__parallelism=1,
+        pruning={"pruner": "median", "warmup_epochs": 0},
+    )
+    for good in (0.8, 0.82, 0.84):
+        trial = claim(client, sid)
+        for epoch in range(3):
+            assert report(client, sid, trial, epoch, val_auc=good).json()["decision"] == "continue"
+        call(client, sid, trial, "complete", metrics={"val_auc": good})
+    weak = claim(client, sid)
+    decision = report(client, sid, weak, 0, val_auc=0.1).json()
+    assert decision == {"decision": "prune", "reason": "pruned (median)"}
+    shown = client.get(f"/api/v1/studies/{sid}/trials/{weak['number']}").json()
+    assert shown["state"] == "PRUNED" and shown["value"] == 0.1
+
+
+def test_a_pruners_values_reach_optuna_with_their_reports_once(
+    client: TestClient, migrated_url: str
+) -> None:
+    """Each finite objective value is in Optuna's table once its report is answered (it is
+    written in the report's transaction), a report sent again writes nothing more, and the
+    trial's end adds only what Optuna lacks."""
+    sid = submit(client, search__n_trials=1, pruning={"pruner": "median", "warmup_epochs": 0})
+    trial = claim(client, sid)
+    with store.session_scope(store.make_session_factory(migrated_url)) as s:
+        row = store.get_study(session=s, study_id=sid)
+        assert row is not None
+        name = row.optuna_study_name
+
+    def in_optuna() -> dict[int, float]:
+        study = optuna.load_study(study_name=name, storage=migrated_url)
+        return dict(study.trials[0].intermediate_values)
+
+    assert report(client, sid, trial, 0, val_auc=0.5).json()["decision"] == "continue"
+    assert report(client, sid, trial, 1, train_loss=0.4).json()["decision"] == "continue"
+    assert report(client, sid, trial, 2, val_auc=0.7).json()["decision"] == "continue"
+    assert report(client, sid, trial, 2, val_auc=0.9).json()["decision"] == "continue"  # again
+    assert in_optuna() == {0: 0.5, 2: 0.7}
+    call(client, sid, trial, "complete", metrics={"val_auc": 0.7})
+    assert in_optuna() == {0: 0.5, 2: 0.7}
