@@ -12,10 +12,12 @@ k-th block of C, each holding trial k's own batch:
   sees only trial k's channels. Measured on the CPU (torch 2.13, one thread): in float64
   its outputs and gradients are bitwise those of K separate convolutions for every
   channel count; in float32 (oneDNN) they are where the grouped kernel is the plain one,
-  channels in and out in multiples of 8, and elsewhere within float32 rounding (3e-6 of
-  the scale). A 1-channel input, the first layer on grey images, runs trial by trial, each
-  an ordinary ``conv2d`` (it is the cheapest layer): its grouped kernel's rounding, once
-  amplified by a sensitive run, moved a loss by 1.5e-2 within 3 epochs;
+  channels in and out in multiples of 8 (with AVX-512 kernels only the outputs: the input
+  gradient is summed in another order, within 1.9e-6), and elsewhere within float32
+  rounding (3e-6 of the scale). A 1-channel input, the first layer on grey images, runs
+  trial by trial, each an ordinary ``conv2d`` (it is the cheapest layer): its grouped
+  kernel's rounding, once amplified by a sensitive run, moved a loss by 1.5e-2 within 3
+  epochs;
 - BatchNorm2d: one ``F.batch_norm`` over K*C channels, each over its trial's batch only;
 - activations and pooling: per channel, so per trial as alone (the sigmoid, whose
   vectorised and scalar kernels round differently, runs trial by trial when a trial's

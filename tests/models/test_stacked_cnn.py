@@ -3,10 +3,10 @@
 Stacked training gives each CNN trial what it gets alone, for every CNN option, as
 ``test_stacked.py`` checks the MLP's (its module docstring says how and why): in float64
 every case within 1e-9 (measured 6e-16). In float32 (what workers train in), on the CPU,
-with one thread, the convolution blocks compute each trial's maps and gradients bit for
-bit as its own CNN does wherever oneDNN's grouped kernel is its plain one (channels in
-multiples of 8, and a 1-channel input, which runs trial by trial), and within float32
-rounding elsewhere (``models/_stacked_cnn.py``)."""
+with one thread, the convolution blocks compute each trial's maps bit for bit as its own
+CNN does wherever oneDNN's grouped kernel is its plain one (channels in multiples of 8,
+and a 1-channel input, which runs trial by trial), and their gradients too with AVX2
+kernels; within float32 rounding elsewhere (``models/_stacked_cnn.py``)."""
 
 from __future__ import annotations
 
@@ -123,10 +123,18 @@ BLOCKS = {
 }
 
 
+# oneDNN's AVX-512 kernels take a grouped convolution's input gradient in another order than
+# the plain one's (measured: its outputs still bitwise, the gradients behind it within
+# 1.9e-6); its AVX2 kernels, measured bitwise, are what the bitwise case checks.
+BITWISE_ISA = torch.backends.cpu.get_cpu_capability() == "AVX2"
+
+
 @pytest.mark.parametrize("case", list(BLOCKS))
 def test_the_convolution_blocks_are_each_trials_own(case: str) -> None:
     channels, blocks = BLOCKS[case]
-    same = _equal if case == "8 and 16 channels" else _close
+    bitwise = case == "8 and 16 channels"
+    same = _equal if bitwise else _close
+    same_grad = _equal if bitwise and BITWISE_ISA else _close
     nets = _nets(blocks, channels)
     stack = StackedCNN(nets)
     x = torch.randn(K, B, channels * 64, generator=torch.Generator().manual_seed(9))
@@ -142,7 +150,7 @@ def test_the_convolution_blocks_are_each_trials_own(case: str) -> None:
         stacked = dict(stack.features.named_parameters())
         for name, p in net.features.named_parameters():
             assert p.grad is not None and stacked[name].grad is not None
-            assert same(stacked[name].grad[k], p.grad), name
+            assert same_grad(stacked[name].grad[k], p.grad), name
 
 
 def _equal(a: torch.Tensor, b: torch.Tensor) -> bool:
