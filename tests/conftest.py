@@ -19,6 +19,13 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+# One torch thread per test process (before anything imports torch). The Makefile runs two
+# test processes on CI's two cores, beside the servers and workers they start; torch's
+# default of a thread per core oversubscribes them, and its OpenMP threads then wait on
+# each other: a stacked training test took 81 s in the suite and 9 s alone. The worker
+# processes tests start get one thread the same way (``HPS_THREADS`` in tests/processes.py).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 PG_ADMIN_URL = os.environ.get(
     "HPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
