@@ -6,22 +6,32 @@ a prune reason for an epoch's objective value, or None to carry on:
 
 - ``LocalJudge``: the divergence rule alone, on the caller's copy of the values (no
   database), when the spec has no Optuna pruner;
-- ``OptunaJudge``: each value reported to Optuna as it comes, then its pruner asked (the
-  spec's pruner wrapped in the divergence rule, ``search.pruners.make_pruner``).
+- ``CompletedJudge``: a median or percentile pruner (wrapped in the divergence rule), which
+  reads only the judged trial's values and the study's COMPLETE trials: asked on the
+  caller's copy of the values and this process's copy of the completed trials
+  (``CompletedTrials``), each value still written to Optuna's table as it comes;
+- ``OptunaJudge``: each value reported to Optuna as it comes, then its pruner asked through
+  Optuna's Trial (successive halving and Hyperband, which keep state on the running trials).
 
 Torch-free: the API judges remote trials with them.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Container
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import optuna
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.orm import Session, sessionmaker
 
-from search.pruners import is_diverged
+from search import optuna_rows
+from search.pruners import DivergencePruner, is_diverged
 from search.spec import ExperimentSpec
-from search.store import with_retry
+from search.store import session_scope, with_retry
 
 
 class Reported(Protocol):
@@ -50,6 +60,92 @@ class LocalJudge:
         return "diverged" if diverged else None
 
 
+class CompletedTrials:
+    """A study's COMPLETE Optuna trials as this process last read them, for the pruners that
+    read nothing else (``search.pruners.READS_COMPLETED_ONLY``). Each ``get`` counts them in
+    the database (one indexed query) and reads them again, through Optuna's cached storage
+    (which adds only the trials it lacks), when there are more than it holds: a completed
+    trial never changes nor leaves its study, so an equal count is the same trials.
+    Optuna's own ``get_trials`` reads every running trial of the study back, with all its
+    rows, on each call: a cost per judged epoch that grows with the study's parallelism."""
+
+    def __init__(self, study: optuna.Study, optuna_study_id: int, reads: sessionmaker[Session]):
+        self.study, self.optuna_study_id, self.reads = study, optuna_study_id, reads
+        self._trials: list[FrozenTrial] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> list[FrozenTrial]:
+        n = with_retry(self._count)  # outside the lock: the API judges on many threads
+        with self._lock:
+            if n > len(self._trials):  # not when another thread has re-read since the count
+                self._trials = with_retry(
+                    lambda: self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                )
+            return self._trials
+
+    def _count(self) -> int:
+        with session_scope(self.reads) as session:
+            return optuna_rows.count_complete(session=session, optuna_study_id=self.optuna_study_id)
+
+
+class _CompletedView:
+    """What a median or percentile pruner reads of its Study: the direction, and the
+    completed trials (``CompletedTrials``)."""
+
+    def __init__(self, direction: StudyDirection, completed: list[FrozenTrial]) -> None:
+        self.direction, self._completed = direction, completed
+
+    def get_trials(
+        self, deepcopy: bool = False, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        if states != (TrialState.COMPLETE,):
+            raise ValueError("only the study's completed trials are held for this pruner")
+        return self._completed
+
+
+@dataclass
+class CompletedJudge:
+    """A median or percentile pruner (in the divergence rule) on the caller's copy of the
+    trial's values and the study's completed trials: no read of the running trial, nor of
+    the study's other running trials, from Optuna's tables. ``write`` gives Optuna a value
+    it lacks (the other processes' pruners read it once the trial completes)."""
+
+    pruner: DivergencePruner
+    completed: CompletedTrials
+    number: int  # the judged trial's, in Optuna
+    trial_id: int
+    progress: Reported
+    spec: ExperimentSpec
+    write: Callable[[int, float], None]
+
+    def __call__(self, epoch: int, value: float) -> str | None:
+        if epoch not in self.progress.in_optuna:
+            with_retry(lambda: self.write(epoch, value))
+            self.progress.in_optuna.add(epoch)
+        trial = FrozenTrial(
+            number=self.number,
+            state=TrialState.RUNNING,
+            value=None,
+            datetime_start=None,
+            datetime_complete=None,
+            params={},
+            distributions={},
+            user_attrs={},
+            system_attrs={},
+            intermediate_values=dict(self.progress.reported),
+            trial_id=self.trial_id,
+        )
+        minimize = self.spec.direction == "minimize"
+        direction = StudyDirection.MINIMIZE if minimize else StudyDirection.MAXIMIZE
+        view = _CompletedView(direction, self.completed.get())
+        if not self.pruner.prune(cast(optuna.Study, view), trial):
+            return None
+        p = self.spec.pruning
+        if is_diverged(self.progress.reported, epoch, p.divergence_factor, minimize):
+            return "diverged"
+        return f"pruned ({p.pruner})"
+
+
 @dataclass
 class OptunaJudge:
     """Report each value to Optuna and ask its pruner (which wraps the divergence rule)."""
@@ -71,4 +167,11 @@ class OptunaJudge:
         return f"pruned ({p.pruner})"
 
 
-__all__ = ["Judge", "LocalJudge", "OptunaJudge", "Reported"]
+__all__ = [
+    "CompletedJudge",
+    "CompletedTrials",
+    "Judge",
+    "LocalJudge",
+    "OptunaJudge",
+    "Reported",
+]

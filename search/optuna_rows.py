@@ -274,6 +274,17 @@ def unfinished_trials(*, session: Session, optuna_study_id: int) -> list[int]:
     )
 
 
+_COUNT_COMPLETE = select(func.count(_TRIALS.c.trial_id)).where(
+    _TRIALS.c.study_id == bindparam("sid"),
+    _TRIALS.c.state == literal(TrialState.COMPLETE, _TRIALS.c.state.type),
+)
+
+
+def count_complete(*, session: Session, optuna_study_id: int) -> int:
+    """How many of the study's Optuna trials are COMPLETE (a read; one indexed count)."""
+    return int(session.execute(_COUNT_COMPLETE, {"sid": optuna_study_id}).scalar_one())
+
+
 def study_ids_by_name(*, session: Session, names: list[str]) -> dict[str, int]:
     if not names:
         return {}
@@ -292,6 +303,7 @@ __all__ = [
     "SCHEMA_REVISION",
     "OptunaSchemaError",
     "check_schema",
+    "count_complete",
     "ROW_ATTR",
     "SLOT_ATTR",
     "OptunaTrialRef",

@@ -9,15 +9,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import optuna
 from optuna.trial import TrialState
 from sqlalchemy.orm import Session, sessionmaker
 
-from search.judging import Judge, LocalJudge, OptunaJudge, Reported
+from search.judging import CompletedJudge, CompletedTrials, Judge, LocalJudge, OptunaJudge, Reported
 from search.lifecycle import StartedTrial, StudyContext
-from search.pruners import make_pruner
+from search.pruners import READS_COMPLETED_ONLY, DivergencePruner, make_pruner
 from search.samplers import make_sampler
 from search.size import max_epochs
 from search.slots import is_adaptive
@@ -29,11 +29,15 @@ from search.studies import get_storage, load_study_context
 
 @dataclass(frozen=True)
 class ServedStudy:
-    """A study as this worker runs it: the context, and Optuna's Study object when the
-    sampler or pruner needs one (adaptive sampler, pruner reading intermediate values)."""
+    """A study as this worker runs it: the context, Optuna's Study object when the sampler
+    or pruner needs one (adaptive sampler, pruner reading intermediate values), and for a
+    median or percentile pruner, the study's completed trials as this process has read
+    them (``search.judging.CompletedTrials``). ``db_url``: where Optuna's rows are."""
 
     ctx: StudyContext
     optuna_study: optuna.Study | None
+    completed: CompletedTrials | None
+    db_url: str
 
 
 class Studies:
@@ -56,7 +60,11 @@ class Studies:
             )
             spec = ExperimentSpec.model_validate(row.spec)
             ctx = StudyContext(study_id, spec, row.optuna_study_name, optuna_id)
-            self._studies[study_id] = ServedStudy(ctx, self._optuna_study(ctx))
+            ostudy = self._optuna_study(ctx)
+            completed = None
+            if ostudy is not None and spec.pruning.pruner in READS_COMPLETED_ONLY:
+                completed = CompletedTrials(ostudy, optuna_id, self.reads)
+            self._studies[study_id] = ServedStudy(ctx, ostudy, completed, self.db_url)
         return self._studies[study_id]
 
     def _optuna_study(self, ctx: StudyContext) -> optuna.Study | None:
@@ -100,6 +108,14 @@ def judge_for(study: ServedStudy, started: StartedTrial, progress: Reported) -> 
         return LocalJudge(progress, p.divergence_factor, spec.direction == "minimize")
     ostudy, tid = study.optuna_study, started.optuna_trial_id
     assert ostudy is not None, "a pruner loads Optuna's study"
+    if study.completed is not None:
+        storage = get_storage(study.db_url)
+
+        def write(step: int, value: float) -> None:
+            storage.set_trial_intermediate_value(tid, step, value)
+
+        pruner = cast(DivergencePruner, ostudy.pruner)
+        return CompletedJudge(pruner, study.completed, started.number, tid, progress, spec, write)
     # Optuna's cached storage reads a trial it has not seen from the database; its pruner
     # reads the study's other trials itself.
     trial = with_retry(lambda: optuna.Trial(ostudy, tid))

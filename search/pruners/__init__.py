@@ -13,6 +13,11 @@ from optuna.pruners import (
 from search.pruners._divergence import DivergencePruner, is_diverged
 from search.spec import PruningSpec
 
+# The spec's pruners that read nothing of the study but its COMPLETE trials (and the judged
+# trial's own values): ``search.judging.CompletedJudge`` judges them without reading the
+# running trials back from Optuna's tables.
+READS_COMPLETED_ONLY = frozenset({"median", "percentile"})
+
 
 def make_pruner(pruning: PruningSpec, *, epochs: int | None) -> DivergencePruner:
     """The divergence rule wrapped around the spec's Optuna pruner (if any). ``epochs``:
@@ -31,4 +36,4 @@ def make_pruner(pruning: PruningSpec, *, epochs: int | None) -> DivergencePruner
     return DivergencePruner(pruning.divergence_factor, wrapped)
 
 
-__all__ = ["DivergencePruner", "is_diverged", "make_pruner"]
+__all__ = ["READS_COMPLETED_ONLY", "DivergencePruner", "is_diverged", "make_pruner"]

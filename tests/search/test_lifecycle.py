@@ -296,22 +296,26 @@ def test_grace_period_must_outlast_the_heartbeat() -> None:
         Settings(heartbeat_interval=30, grace_period=10)
 
 
+@pytest.mark.parametrize("pruner", ["median", "successive_halving", "hyperband"])
 def test_a_database_blip_during_report_is_retried(
-    migrated_url: str, monkeypatch: pytest.MonkeyPatch
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch, pruner: str
 ) -> None:
+    """Each judge (``CompletedJudge`` for median, ``OptunaJudge`` through Optuna's Trial
+    for the others) retries its write of the epoch's value, and the study ends agreeing."""
     from sqlalchemy.exc import OperationalError
 
-    pruned = SPEC | {"pruning": {"pruner": "median"}}
+    pruned = SPEC | {"pruning": {"pruner": pruner}}
     sid = _create(migrated_url, **{k: v for k, v in pruned.items() if k != "name"})
-    report, blips = optuna.Trial.report, []
+    rdb = optuna.storages.RDBStorage
+    write, blips = rdb.set_trial_intermediate_value, []
 
-    def flaky_report(self: optuna.Trial, value: float, step: int) -> None:
-        if not blips:
+    def flaky_write(self: optuna.storages.RDBStorage, tid: int, step: int, value: float) -> None:
+        if not blips:  # the judge's write of the epoch's value to Optuna's table
             blips.append(step)
             raise OperationalError("report", {}, Exception("database is locked"))
-        report(self, value, step)
+        write(self, tid, step, value)
 
-    monkeypatch.setattr(optuna.Trial, "report", flaky_report)
+    monkeypatch.setattr(rdb, "set_trial_intermediate_value", flaky_write)
     assert Worker(WorkerOptions(db_url=migrated_url, exit_when_idle=True)).run() == 2
     assert blips == [0]
     assert {t.state for t in _trials(migrated_url, sid)} <= {"COMPLETE", "PRUNED"}

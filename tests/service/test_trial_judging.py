@@ -78,6 +78,28 @@ def test_the_spec_pruner_judges_the_objective(client: TestClient) -> None:
     assert shown["state"] == "PRUNED" and shown["value"] == 0.1
 
 
+@pytest.mark.parametrize("pruner", ["median", "percentile", "successive_halving", "hyperband"])
+def test_every_pruner_judges_reports(client: TestClient, pruner: str) -> None:
+    """Each spec pruner, as the API asks it (median and percentile on its copy of the
+    completed trials, the others through Optuna's Trial): strong trials run to the end,
+    weak ones are pruned early, by that pruner."""
+    sid = submit(client, search__n_trials=12, search__parallelism=1, pruning={"pruner": pruner})
+    ends: dict[str, list[tuple[int, dict]]] = {"strong": [], "weak": []}
+    for i in range(12):
+        trial, kind = claim(client, sid), ("strong", "weak")[i % 2]
+        auc = 0.9 if kind == "strong" else 0.3
+        for epoch in range(10):
+            decision = report(client, sid, trial, epoch, val_auc=auc * (1 + 0.01 * epoch)).json()
+            if decision["decision"] == "prune":
+                break
+        else:
+            assert call(client, sid, trial, "complete", metrics={"val_auc": auc}).is_success
+        ends[kind].append((epoch, decision))
+    assert all(d == {"decision": "continue", "reason": None} for _, d in ends["strong"])
+    pruned = [epoch for epoch, d in ends["weak"] if d["reason"] == f"pruned ({pruner})"]
+    assert len(pruned) >= 3 and min(pruned) < 9, ends["weak"]
+
+
 def test_a_pruners_values_reach_optuna_with_their_reports_once(
     client: TestClient, migrated_url: str
 ) -> None:
