@@ -37,6 +37,9 @@ from search.store._tables import (
     T_LOST,
     T_RUNNING,
     TRIALS,
+    W_BUSY,
+    W_IDLE,
+    W_LOST,
     WORKERS,
     TrialRow,
 )
@@ -204,7 +207,16 @@ def heartbeat(
             .where(t.id.in_(ids), t.state == T_RUNNING, t.worker_id == worker_id)
         )
         held = {int(r.id): r.status for r in rows}
-    session.execute(update(WORKERS).where(WORKERS.c.id == worker_id).values(last_seen=db_now()))
+    # A worker marked lost (silent past the grace period: a stalled machine, a database
+    # it could not reach) that beats again is live again: busy if it still holds a trial,
+    # else idle (its reaped trials are told BEAT_GONE and stopped).
+    back = W_BUSY if held else W_IDLE
+    w = WORKERS.c
+    session.execute(
+        update(WORKERS)
+        .where(w.id == worker_id)
+        .values(last_seen=db_now(), status=case((w.status == W_LOST, back), else_=w.status))
+    )
     return {row_id: _beat_status(held.get(row_id)) for row_id in ids}
 
 

@@ -324,3 +324,42 @@ def test_an_idle_worker_stays_live_by_its_heartbeat(migrated_url: str) -> None:
     with store.session_scope(factory) as s:
         assert store.count_live_workers(session=s, host="h", seen_within_s=60) == 1
         assert store.mark_lost_workers(session=s, grace_s=60) == 0
+
+
+def test_a_worker_marked_lost_that_beats_again_is_live_again(migrated_url: str) -> None:
+    """Silent past the grace period (a stalled machine, a database it could not reach),
+    then heard from: idle again when its trial was reaped, busy while it still holds one,
+    never left listed as lost while it works."""
+    factory = store.make_session_factory(migrated_url)
+    with store.session_scope(factory) as s:
+        sid = _study(s, n_trials=3)
+        idle = store.register_worker(session=s, name="idle", host="h", pid=1, device="cpu")
+        busy = store.register_worker(session=s, name="busy", host="h", pid=2, device="cpu")
+    with store.session_scope(factory) as s:
+        held, _ = _start(s, sid, busy)
+        store.set_worker_state(session=s, worker_id=busy, status="busy", study_id=sid)
+        s.execute(
+            update(store.WorkerRow)
+            .where(store.WorkerRow.id.in_([idle, busy]))
+            .values(last_seen=store.utcnow() - timedelta(minutes=5))
+        )
+    with store.session_scope(factory) as s:
+        assert store.mark_lost_workers(session=s, grace_s=60) == 2
+
+    def status(wid: int) -> str:
+        with store.session_scope(factory) as s:
+            row = store.get_worker(session=s, worker_id=wid)
+            assert row is not None
+            return row.status
+
+    assert (status(idle), status(busy)) == ("lost", "lost")
+    with store.session_scope(factory) as s:
+        assert store.heartbeat(session=s, worker_id=idle) == {}
+        assert store.heartbeat(session=s, worker_id=busy, trials={held: {}}) == {
+            held: store.BEAT_OK  # not reaped yet: it still trains it
+        }
+    assert (status(idle), status(busy)) == ("idle", "busy")
+    with store.session_scope(factory) as s:
+        store.set_worker_state(session=s, worker_id=idle, status="stopped")
+        assert store.heartbeat(session=s, worker_id=idle) == {}
+    assert status(idle) == "stopped"  # only a lost worker is brought back
