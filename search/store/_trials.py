@@ -43,6 +43,7 @@ from search.store._tables import (
     WORKERS,
     TrialRow,
 )
+from search.store._workers import set_worker_state
 
 # What a heartbeat finds.
 BEAT_OK, BEAT_CANCELLED, BEAT_GONE = "ok", "cancelled", "gone"
@@ -191,7 +192,7 @@ def heartbeat(
     progress, stored with it: curves, epochs_run). Per trial, what the worker must do:
     BEAT_OK; BEAT_CANCELLED (its study was cancelled); BEAT_GONE (no longer this worker's
     RUNNING trial: reaped, or recorded), stop it at once. Statements: one per trial and
-    two, however many trials a stack holds."""
+    two, however many trials a stack holds (and one more for a worker marked lost)."""
     t, ids = TRIALS.c, sorted(trials or {})  # rows locked in id order: no deadlock
     for row_id in ids:
         session.execute(
@@ -199,25 +200,43 @@ def heartbeat(
             .where(t.id == row_id, t.state == T_RUNNING, t.worker_id == worker_id)
             .values(heartbeat_at=db_now(), **(trials or {})[row_id])
         )
-    held: dict[int, str] = {}
+    rows: list[Any] = []
     if ids:  # those just refreshed are locked: still this worker's RUNNING trials
-        rows = session.execute(
-            select(t.id, STUDIES.c.status)
-            .join(STUDIES, STUDIES.c.id == t.study_id)
-            .where(t.id.in_(ids), t.state == T_RUNNING, t.worker_id == worker_id)
+        rows = list(
+            session.execute(
+                select(t.id, t.number, t.study_id, STUDIES.c.status)
+                .join(STUDIES, STUDIES.c.id == t.study_id)
+                .where(t.id.in_(ids), t.state == T_RUNNING, t.worker_id == worker_id)
+            )
         )
-        held = {int(r.id): r.status for r in rows}
-    # A worker marked lost (silent past the grace period: a stalled machine, a database
-    # it could not reach) that beats again is live again: busy if it still holds a trial,
-    # else idle (its reaped trials are told BEAT_GONE and stopped).
-    back = W_BUSY if held else W_IDLE
+    held = {int(r.id): r.status for r in rows}
     w = WORKERS.c
-    session.execute(
-        update(WORKERS)
-        .where(w.id == worker_id)
-        .values(last_seen=db_now(), status=case((w.status == W_LOST, back), else_=w.status))
+    status = session.scalar(
+        update(WORKERS).where(w.id == worker_id).values(last_seen=db_now()).returning(w.status)
     )
+    # Marked lost (silent past the grace period: a stalled machine, a database it could
+    # not reach) and heard from again: live again, as it is now (its reaped trials are
+    # told BEAT_GONE below and stopped).
+    if status == W_LOST:
+        _revive(session, worker_id, rows)
     return {row_id: _beat_status(held.get(row_id)) for row_id in ids}
+
+
+def _revive(session: Session, worker_id: int, held: list[Any]) -> None:
+    """A lost worker's row as a claim or an end would set it: busy with the trials it still
+    holds (``held``: their rows; a stack: the first number, and all of them), else idle."""
+    if not held:
+        set_worker_state(session=session, worker_id=worker_id, status=W_IDLE)
+        return
+    numbers = sorted(r.number for r in held if r.number is not None)
+    set_worker_state(
+        session=session,
+        worker_id=worker_id,
+        status=W_BUSY,
+        study_id=held[0].study_id,
+        trial_number=numbers[0] if numbers else None,
+        stack=numbers if len(numbers) > 1 else None,
+    )
 
 
 def _beat_status(study_status: str | None) -> str:

@@ -346,20 +346,23 @@ def test_a_worker_marked_lost_that_beats_again_is_live_again(migrated_url: str) 
     with store.session_scope(factory) as s:
         assert store.mark_lost_workers(session=s, grace_s=60) == 2
 
-    def status(wid: int) -> str:
+    def listed(wid: int) -> tuple[str, int | None, int | None]:
         with store.session_scope(factory) as s:
             row = store.get_worker(session=s, worker_id=wid)
             assert row is not None
-            return row.status
+            return row.status, row.study_id, row.trial_number
 
-    assert (status(idle), status(busy)) == ("lost", "lost")
+    with store.session_scope(factory) as s:
+        number = s.get(store.TrialRow, held).number
+    assert listed(idle)[0] == listed(busy)[0] == "lost"
     with store.session_scope(factory) as s:
         assert store.heartbeat(session=s, worker_id=idle) == {}
         assert store.heartbeat(session=s, worker_id=busy, trials={held: {}}) == {
             held: store.BEAT_OK  # not reaped yet: it still trains it
         }
-    assert (status(idle), status(busy)) == ("idle", "busy")
+    assert listed(idle) == ("idle", None, None)
+    assert listed(busy) == ("busy", sid, number)  # as its claim listed it
     with store.session_scope(factory) as s:
         store.set_worker_state(session=s, worker_id=idle, status="stopped")
         assert store.heartbeat(session=s, worker_id=idle) == {}
-    assert status(idle) == "stopped"  # only a lost worker is brought back
+    assert listed(idle)[0] == "stopped"  # only a lost worker is brought back
