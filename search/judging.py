@@ -9,7 +9,7 @@ a prune reason for an epoch's objective value, or None to carry on:
 - ``CompletedJudge``: a median or percentile pruner (wrapped in the divergence rule), which
   reads only the judged trial's values and the study's COMPLETE trials: asked on the
   caller's copy of the values and this process's copy of the completed trials
-  (``CompletedTrials``), each value still written to Optuna's table as it comes;
+  (``CompletedTrials``); the values reach Optuna with the trial's end;
 - ``OptunaJudge``: each value reported to Optuna as it comes, then its pruner asked through
   Optuna's Trial (successive halving and Hyperband, which keep state on the running trials).
 
@@ -19,7 +19,7 @@ Torch-free: the API judges remote trials with them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Container
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Protocol, cast
 
@@ -107,8 +107,8 @@ class _CompletedView:
 class CompletedJudge:
     """A median or percentile pruner (in the divergence rule) on the caller's copy of the
     trial's values and the study's completed trials: no read of the running trial, nor of
-    the study's other running trials, from Optuna's tables. ``write`` gives Optuna a value
-    it lacks (the other processes' pruners read it once the trial completes)."""
+    the study's other running trials, from Optuna's tables, and no write: the values reach
+    Optuna with the trial's end (``search.pruners.reads_running_values``)."""
 
     pruner: DivergencePruner
     completed: CompletedTrials
@@ -116,12 +116,8 @@ class CompletedJudge:
     trial_id: int
     progress: Reported
     spec: ExperimentSpec
-    write: Callable[[int, float], None]
 
     def __call__(self, epoch: int, value: float) -> str | None:
-        if epoch not in self.progress.in_optuna:
-            with_retry(lambda: self.write(epoch, value))
-            self.progress.in_optuna.add(epoch)
         trial = FrozenTrial(
             number=self.number,
             state=TrialState.RUNNING,

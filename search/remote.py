@@ -17,9 +17,10 @@ handed to another, the study was cancelled, the trial already ended otherwise) r
 Judging a report (the first reason wins): the loss metric (``pruning.loss_metric``,
 ``train_loss`` by default) or the objective is NaN/inf; the loss is above
 ``divergence_factor`` x its first reported value; the spec's Optuna pruner on the
-objective (its value written to Optuna's table in the transaction that stores the epoch,
-not in one more of Optuna's own). A pruned trial ends at once, recorded PRUNED with its
-last objective value.
+objective (a pruner that reads the running trial from Optuna's tables gets its value
+written there in the transaction that stores the epoch, not in one more of Optuna's own;
+the others get every value with the trial's end). A pruned trial ends at once, recorded
+PRUNED with its last objective value.
 Reports are idempotent per (trial, epoch): the same epoch again is judged again on the
 values stored the first time, and stored once.
 """
@@ -34,7 +35,7 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -52,7 +53,7 @@ from search._remote_answers import (
 )
 from search.lifecycle import StartedTrial, begin_trial, end_trial
 from search.outcome import Outcome, finite_or_none
-from search.pruners import is_diverged
+from search.pruners import is_diverged, reads_running_values
 from search.served import ServedStudy, Studies, judge_for, suggest_params
 from search.spec import EXTERNAL, ExperimentSpec
 from search.store import (
@@ -88,6 +89,10 @@ class _Stored:
 
     reported: dict[int, float]
     in_optuna: set[int]
+
+
+def _finite(value: float | None) -> TypeGuard[float]:
+    return value is not None and math.isfinite(value)
 
 
 class RemoteTrials:
@@ -163,8 +168,8 @@ class RemoteTrials:
                 curves = appended_report(a.curves, epoch, metrics)
                 latest = a.metrics | {k: finite_or_none(v) for k, v in metrics.items()}
                 record_report(session=session, trial_row_id=a.id, curves=curves, metrics=latest)
-                value = metrics.get(spec.objective.metric)  # a pruner's, to Optuna with it
-                if spec.pruning.pruner != "none" and value is not None and math.isfinite(value):
+                value = metrics.get(spec.objective.metric)  # to Optuna now if its pruner reads it
+                if reads_running_values(spec.pruning.pruner) and _finite(value):
                     tid = self._started(a).optuna_trial_id
                     optuna_rows.add_intermediate_value(
                         session=session, trial_id=tid, step=epoch, value=value
@@ -267,7 +272,8 @@ class RemoteTrials:
         if p.pruner == "none" or objective not in metrics:
             return None
         values = reported_series(a.curves, objective) | {epoch: metrics[objective]}
-        # Each finite value went to Optuna's table in its report's transaction (``report``).
+        # Where the pruner reads Optuna's tables, each finite value went there in its
+        # report's transaction (``report``); the values are never written by the judge.
         judge = judge_for(served, self._started(a), _Stored(values, set(values)))
         return judge(epoch, values[epoch])
 

@@ -32,12 +32,11 @@ class ServedStudy:
     """A study as this worker runs it: the context, Optuna's Study object when the sampler
     or pruner needs one (adaptive sampler, pruner reading intermediate values), and for a
     median or percentile pruner, the study's completed trials as this process has read
-    them (``search.judging.CompletedTrials``). ``db_url``: where Optuna's rows are."""
+    them (``search.judging.CompletedTrials``)."""
 
     ctx: StudyContext
     optuna_study: optuna.Study | None
     completed: CompletedTrials | None
-    db_url: str
 
 
 class Studies:
@@ -64,7 +63,7 @@ class Studies:
             completed = None
             if ostudy is not None and spec.pruning.pruner in READS_COMPLETED_ONLY:
                 completed = CompletedTrials(ostudy, optuna_id, self.reads)
-            self._studies[study_id] = ServedStudy(ctx, ostudy, completed, self.db_url)
+            self._studies[study_id] = ServedStudy(ctx, ostudy, completed)
         return self._studies[study_id]
 
     def _optuna_study(self, ctx: StudyContext) -> optuna.Study | None:
@@ -109,13 +108,8 @@ def judge_for(study: ServedStudy, started: StartedTrial, progress: Reported) -> 
     ostudy, tid = study.optuna_study, started.optuna_trial_id
     assert ostudy is not None, "a pruner loads Optuna's study"
     if study.completed is not None:
-        storage = get_storage(study.db_url)
-
-        def write(step: int, value: float) -> None:
-            storage.set_trial_intermediate_value(tid, step, value)
-
         pruner = cast(DivergencePruner, ostudy.pruner)
-        return CompletedJudge(pruner, study.completed, started.number, tid, progress, spec, write)
+        return CompletedJudge(pruner, study.completed, started.number, tid, progress, spec)
     # Optuna's cached storage reads a trial it has not seen from the database; its pruner
     # reads the study's other trials itself.
     trial = with_retry(lambda: optuna.Trial(ostudy, tid))

@@ -2,8 +2,10 @@
 
 Per-epoch values stay in the worker (``Progress``: the heartbeat carries them into
 hps_trials as live curves; the trial's end gives Optuna all of them at once). Only when
-the spec's Optuna pruner reads intermediate values is each one reported as it comes
-(``OptunaJudge``); the divergence rule alone runs here, in the worker (``LocalJudge``).
+the spec's Optuna pruner reads the running trial's values from Optuna's tables (successive
+halving, Hyperband) is each one reported as it comes (``OptunaJudge``); a median or
+percentile pruner is asked on the worker's own values (``CompletedJudge``), and the
+divergence rule alone runs here, in the worker (``LocalJudge``).
 
 A trial stopped for a retry (``StopSignal.retry``: SIGTERM) carries its checkpoint in its
 Outcome; a retry given that checkpoint resumes after its epoch. The checkpoint's epochs

@@ -19,6 +19,14 @@ from search.spec import PruningSpec
 READS_COMPLETED_ONLY = frozenset({"median", "percentile"})
 
 
+def reads_running_values(pruner: str) -> bool:
+    """Whether the spec's pruner reads a running trial's values from Optuna's tables
+    (successive halving, Hyperband: through ``optuna.Trial``), so that each value must be
+    there as it is judged. Otherwise a trial's values reach Optuna with its end, in the
+    transaction that completes it, which is when any other trial's pruner may read them."""
+    return pruner != "none" and pruner not in READS_COMPLETED_ONLY
+
+
 def make_pruner(pruning: PruningSpec, *, epochs: int | None) -> DivergencePruner:
     """The divergence rule wrapped around the spec's Optuna pruner (if any). ``epochs``:
     the most a trial runs (Hyperband's resource), None when unknown (the user's own code:
@@ -36,4 +44,10 @@ def make_pruner(pruning: PruningSpec, *, epochs: int | None) -> DivergencePruner
     return DivergencePruner(pruning.divergence_factor, wrapped)
 
 
-__all__ = ["READS_COMPLETED_ONLY", "DivergencePruner", "is_diverged", "make_pruner"]
+__all__ = [
+    "READS_COMPLETED_ONLY",
+    "DivergencePruner",
+    "is_diverged",
+    "make_pruner",
+    "reads_running_values",
+]
