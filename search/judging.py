@@ -74,18 +74,25 @@ class CompletedTrials:
         self._trials: list[FrozenTrial] = []
         self._lock = threading.Lock()
 
-    def get(self) -> list[FrozenTrial]:
-        n = with_retry(self._count)  # outside the lock: the API judges on many threads
-        with self._lock:
+    def get(self, count: int | None = None) -> list[FrozenTrial]:
+        """The completed trials, re-read if ``count`` (counted by the caller in a
+        transaction of its own, ``count_in``; None: counted now, in a read) is more."""
+        n = count if count is not None else with_retry(self._count)
+        with self._lock:  # the API judges on many threads
             if n > len(self._trials):  # not when another thread has re-read since the count
                 self._trials = with_retry(
                     lambda: self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 )
             return self._trials
 
+    def count_in(self, session: Session) -> int:
+        """The study's completed trials, counted in ``session``'s transaction (a remote
+        report counts them in the one that stores the epoch: no transaction of its own)."""
+        return optuna_rows.count_complete(session=session, optuna_study_id=self.optuna_study_id)
+
     def _count(self) -> int:
         with session_scope(self.reads) as session:
-            return optuna_rows.count_complete(session=session, optuna_study_id=self.optuna_study_id)
+            return self.count_in(session)
 
 
 class _CompletedView:
@@ -116,6 +123,7 @@ class CompletedJudge:
     trial_id: int
     progress: Reported
     spec: ExperimentSpec
+    count: int | None = None  # the completed trials as the caller counted them (None: count)
 
     def __call__(self, epoch: int, value: float) -> str | None:
         trial = FrozenTrial(
@@ -133,7 +141,7 @@ class CompletedJudge:
         )
         minimize = self.spec.direction == "minimize"
         direction = StudyDirection.MINIMIZE if minimize else StudyDirection.MAXIMIZE
-        view = _CompletedView(direction, self.completed.get())
+        view = _CompletedView(direction, self.completed.get(self.count))
         if not self.pruner.prune(cast(optuna.Study, view), trial):
             return None
         p = self.spec.pruning

@@ -153,10 +153,12 @@ class RemoteTrials:
         served = self._served(study_id)
         spec = served.ctx.spec
 
-        def store(session: Session) -> tuple[Attempt, bool]:
+        def store(session: Session) -> tuple[Attempt, int | None]:
+            """The attempt, and (None: not running) the study's completed trials now for
+            a pruner that reads them (counted here: no transaction of the judge's own)."""
             a = self._hold(session, study_id, number, lease)
             if a.state != T_RUNNING or a.study_status == CANCELLED:
-                return a, False
+                return a, None
             epochs = a.epochs
             if epochs and epoch < epochs[-1] and epoch not in epochs:
                 raise BadReport(
@@ -174,14 +176,15 @@ class RemoteTrials:
                     optuna_rows.add_intermediate_value(
                         session=session, trial_id=tid, step=epoch, value=value
                     )
-            return a, True
+            completed = served.completed
+            return a, (0 if completed is None else completed.count_in(session))
 
-        a, stored = self._db(store)
-        if not stored:
+        a, completed = self._db(store)
+        if completed is None:
             return self._not_running(a, lease)
         if epoch in a.epochs:  # sent again: judged on the values stored the first time
             metrics = reported_at(a.curves, epoch)
-        reason = self._verdict(served, a, epoch, metrics)
+        reason = self._verdict(served, a, epoch, metrics, completed)
         if reason is None:
             return CONTINUE
         self._end(study_id, number, lease, lambda a: self._pruned(spec, a, reason))
@@ -256,9 +259,10 @@ class RemoteTrials:
     # ------------------------------------------------------------ judging
 
     def _verdict(
-        self, served: ServedStudy, a: Attempt, epoch: int, metrics: dict[str, float]
+        self, served: ServedStudy, a: Attempt, epoch: int, metrics: dict[str, float], completed: int
     ) -> str | None:
-        """The prune reason of epoch ``epoch`` (its values as first stored), or None."""
+        """The prune reason of epoch ``epoch`` (its values as first stored), or None;
+        ``completed``: the study's completed trials as the report's transaction counted."""
         spec, p = served.ctx.spec, served.ctx.spec.pruning
         loss_name, objective = spec.loss_metric, spec.objective.metric
         for name in (loss_name, objective):
@@ -274,7 +278,8 @@ class RemoteTrials:
         values = reported_series(a.curves, objective) | {epoch: metrics[objective]}
         # Where the pruner reads Optuna's tables, each finite value went there in its
         # report's transaction (``report``); the values are never written by the judge.
-        judge = judge_for(served, self._started(a), _Stored(values, set(values)))
+        progress = _Stored(values, set(values))
+        judge = judge_for(served, self._started(a), progress, completed=completed)
         return judge(epoch, values[epoch])
 
     def _pruned(self, spec: ExperimentSpec, a: Attempt, reason: str) -> Outcome:

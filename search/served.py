@@ -99,9 +99,12 @@ def suggest_params(
     return dataclasses.replace(started, knobs=knobs)
 
 
-def judge_for(study: ServedStudy, started: StartedTrial, progress: Reported) -> Judge:
+def judge_for(
+    study: ServedStudy, started: StartedTrial, progress: Reported, *, completed: int | None = None
+) -> Judge:
     """Who judges each epoch of ``started``: the divergence rule alone, or Optuna's pruner
-    when the spec has one (the values then go to Optuna as they come)."""
+    when the spec has one. ``completed``: for a judge of one report, the study's completed
+    trials as counted in its transaction (``CompletedTrials.count_in``)."""
     spec, p = study.ctx.spec, study.ctx.spec.pruning
     if p.pruner == "none":
         return LocalJudge(progress, p.divergence_factor, spec.direction == "minimize")
@@ -109,7 +112,9 @@ def judge_for(study: ServedStudy, started: StartedTrial, progress: Reported) -> 
     assert ostudy is not None, "a pruner loads Optuna's study"
     if study.completed is not None:
         pruner = cast(DivergencePruner, ostudy.pruner)
-        return CompletedJudge(pruner, study.completed, started.number, tid, progress, spec)
+        return CompletedJudge(
+            pruner, study.completed, started.number, tid, progress, spec, completed
+        )
     # Optuna's cached storage reads a trial it has not seen from the database; its pruner
     # reads the study's other trials itself.
     trial = with_retry(lambda: optuna.Trial(ostudy, tid))

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from search import store, studies
+from search.judging import CompletedTrials
 from tests.service.trial_api import api_client, call, claim, report, submit
 
 
@@ -61,7 +62,16 @@ def test_a_named_loss_metric_is_the_one_watched(client: TestClient) -> None:
     assert report(client, sid, trial, 2, nll=2.5).json()["decision"] == "prune"
 
 
-def test_the_spec_pruner_judges_the_objective(client: TestClient) -> None:
+def test_the_spec_pruner_judges_the_objective(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The median pruner, on the completed trials as counted in each report's own
+    transaction: the judge reads no count of its own."""
+
+    def no_count(self: CompletedTrials) -> int:
+        raise AssertionError("a report's judge counted the completed trials on its own")
+
+    monkeypatch.setattr(CompletedTrials, "_count", no_count)
     sid = submit(
         client,
         search__n_trials=5,
