@@ -138,7 +138,7 @@ def record_use(state: Any, use: KeyUse | None) -> None:
         log.warning("could not record the use of key %s", use.name, exc_info=True)
 
 
-def _resolve(request: Request, settings: SettingsDep) -> Principal:
+def resolve(request: Request, settings: SettingsDep) -> Principal:
     """The caller, looked up on a connection of its own, given back at once: the
     request's sessions take their connections later, so a request never holds two pooled
     connections at once (on PostgreSQL, 40 request threads each holding one and waiting
@@ -154,10 +154,16 @@ def _resolve(request: Request, settings: SettingsDep) -> Principal:
 
 
 async def current_principal(
-    request: Request, principal: Annotated[Principal, Depends(_resolve)]
+    request: Request, principal: Annotated[Principal, Depends(resolve)]
 ) -> Principal:
     """The caller; a state change made with the browser's cookie must carry its CSRF token
     (a form field or the ``X-CSRF-Token`` header)."""
+    return await admitted(request, principal)
+
+
+async def admitted(request: Request, principal: Principal) -> Principal:
+    """``principal``, the request's caller, once its CSRF token is checked (see
+    ``current_principal``)."""
     request.state.principal = principal
     if principal.csrf is not None and request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER)
@@ -183,6 +189,8 @@ SignedInDep = Annotated[Principal, Depends(signed_in)]
 
 __all__ = [
     "ANONYMOUS",
+    "admitted",
+    "resolve",
     "AUTH_OFF",
     "CSRF_FIELD",
     "CSRF_HEADER",
