@@ -51,6 +51,15 @@ from search._remote_answers import (
     StudyClosed,
     UnknownTrial,
 )
+from search._remote_attempts import (
+    CANCELLED_REASON,
+    cancelled_outcome,
+    gone,
+    pruned_outcome,
+    record_end,
+    reported_values,
+    started_of,
+)
 from search.lifecycle import StartedTrial, begin_trial, end_trial
 from search.outcome import Outcome, finite_or_none
 from search.pruners import is_diverged, reads_running_values
@@ -64,10 +73,8 @@ from search.store import (
     T_PRUNED,
     T_RUNNING,
     Attempt,
-    add_metric_names,
     appended_report,
     get_study,
-    last_epoch,
     lock_attempt,
     lock_study,
     normalize_url,
@@ -79,7 +86,6 @@ from search.store import (
     with_retry,
 )
 
-CANCELLED_REASON = "cancelled"
 MAX_LOG_CHARS = 65_536  # the tail of a failed trial's output that is kept
 
 
@@ -172,7 +178,7 @@ class RemoteTrials:
                 record_report(session=session, trial_row_id=a.id, curves=curves, metrics=latest)
                 value = metrics.get(spec.objective.metric)  # to Optuna now if its pruner reads it
                 if reads_running_values(spec.pruning.pruner) and _finite(value):
-                    tid = self._started(a).optuna_trial_id
+                    tid = started_of(a).optuna_trial_id
                     optuna_rows.add_intermediate_value(
                         session=session, trial_id=tid, step=epoch, value=value
                     )
@@ -187,7 +193,7 @@ class RemoteTrials:
         reason = self._verdict(served, a, epoch, metrics, completed)
         if reason is None:
             return CONTINUE
-        self._end(study_id, number, lease, lambda a: self._pruned(spec, a, reason))
+        self._end(study_id, number, lease, lambda a: pruned_outcome(spec, a, reason))
         return Decision("prune", reason)
 
     def heartbeat(self, study_id: int, number: int, *, lease: str) -> Decision:
@@ -218,7 +224,7 @@ class RemoteTrials:
         value = metrics[metric]
 
         def outcome(a: Attempt) -> Outcome:
-            reported = self._reported(a, metrics)
+            reported = reported_values(a, metrics)
             if not math.isfinite(value):
                 reason = f"non-finite {metric} at completion"
                 return Outcome(T_FAIL, None, reason, None, reported=reported)
@@ -229,7 +235,7 @@ class RemoteTrials:
             return Ended(number, recorded.state, recorded.value)
         if a.state == T_COMPLETE or (a.state == T_FAIL and a.reason == outcome(a).reason):
             return Ended(number, a.state, a.value)  # told before: the same answer
-        raise self._gone(a)
+        raise gone(a)
 
     def fail(
         self,
@@ -246,7 +252,7 @@ class RemoteTrials:
         reason = reason[:500]
 
         def outcome(a: Attempt) -> Outcome:
-            reported = self._reported(a, {}) | {"log": log[-MAX_LOG_CHARS:] if log else None}
+            reported = reported_values(a, {}) | {"log": log[-MAX_LOG_CHARS:] if log else None}
             return Outcome(T_FAIL, None, reason, None, retry=retry, reported=reported)
 
         a, recorded = self._end(study_id, number, lease, outcome)
@@ -254,7 +260,7 @@ class RemoteTrials:
             return Ended(number, T_FAIL, None, recorded.retry)
         if a.state == T_FAIL and a.reason == reason:
             return Ended(number, T_FAIL, None, retry)  # told before: the same answer
-        raise self._gone(a)
+        raise gone(a)
 
     # ------------------------------------------------------------ judging
 
@@ -279,13 +285,8 @@ class RemoteTrials:
         # Where the pruner reads Optuna's tables, each finite value went there in its
         # report's transaction (``report``); the values are never written by the judge.
         progress = _Stored(values, set(values))
-        judge = judge_for(served, self._started(a), progress, completed=completed)
+        judge = judge_for(served, started_of(a), progress, completed=completed)
         return judge(epoch, values[epoch])
-
-    def _pruned(self, spec: ExperimentSpec, a: Attempt, reason: str) -> Outcome:
-        objective = reported_series(a.curves, spec.objective.metric)
-        last = objective[max(objective)] if objective else None
-        return Outcome(T_PRUNED, last, reason, None, reported=self._reported(a, {}))
 
     # ------------------------------------------------------------ helpers
 
@@ -325,32 +326,8 @@ class RemoteTrials:
         if a.state == T_PRUNED:
             return Decision("prune", a.reason)  # told before: the same answer
         if a.state == T_RUNNING:
-            self._end(a.study_id, a.number, lease, lambda _: self._cancelled_outcome(a))
-        raise self._gone(a)
-
-    def _cancelled_outcome(self, a: Attempt) -> Outcome:
-        return Outcome(T_FAIL, None, CANCELLED_REASON, None, reported=self._reported(a, {}))
-
-    @staticmethod
-    def _gone(a: Attempt) -> LeaseLost:
-        if a.state == T_RUNNING:  # its study was cancelled: ``_end`` ended it
-            return LeaseLost(f"study {a.study_id} was cancelled: trial {a.number} ended")
-        why = {T_COMPLETE: "completed", T_PRUNED: "pruned"}.get(a.state)
-        if why is None:
-            why = f"failed ({a.reason})" if a.reason else "failed"
-        return LeaseLost(f"trial {a.number} is no longer running: it {why}; nothing changed")
-
-    @staticmethod
-    def _started(a: Attempt) -> StartedTrial:
-        assert a.optuna_trial_id is not None and a.slot is not None
-        return StartedTrial(a.study_id, a.id, a.slot, a.number, a.optuna_trial_id, a.params)
-
-    @staticmethod
-    def _reported(a: Attempt, final: dict[str, float]) -> dict[str, Any]:
-        """The row values of a remote trial's end: its last reported metrics updated by
-        ``final``, and its epochs."""
-        metrics = a.metrics | {k: finite_or_none(v) for k, v in final.items()}
-        return {"metrics": metrics, "epochs_run": last_epoch(a.curves)}
+            self._end(a.study_id, a.number, lease, lambda _: cancelled_outcome(a))
+        raise gone(a)
 
     def _end(
         self, study_id: int, number: int, lease: str, outcome: Callable[[Attempt], Outcome]
@@ -367,8 +344,8 @@ class RemoteTrials:
             if a.state != T_RUNNING:
                 return a, None, False
             cancelled = status == CANCELLED
-            ending = self._cancelled_outcome(a) if cancelled else outcome(a)
-            self._record(session, spec, a, ending)
+            ending = cancelled_outcome(a) if cancelled else outcome(a)
+            record_end(session, spec, a, ending)
             return a, ending, cancelled
 
         a, recorded, cancelled = self._db(txn)
@@ -389,25 +366,6 @@ class RemoteTrials:
             )
 
         self._db(txn)
-
-    @staticmethod
-    def _record(session: Session, spec: ExperimentSpec, a: Attempt, outcome: Outcome) -> None:
-        objective = reported_series(a.curves, spec.objective.metric)
-        if spec.pruning.pruner != "none":
-            assert a.optuna_trial_id is not None
-            known = optuna_rows.intermediate_steps(session=session, trial_id=a.optuna_trial_id)
-            objective = {e: v for e, v in objective.items() if e not in known}
-        end_trial(
-            session=session,
-            started=RemoteTrials._started(a),
-            outcome=outcome,
-            new_intermediate_values=objective,
-            duration_s=max((a.now - a.started_at).total_seconds(), 0.0),
-            worker_id=None,
-        )
-        names = [k for k in a.curves if k != "epoch"]
-        names += list((outcome.reported or {}).get("metrics") or {})
-        add_metric_names(session=session, study_id=a.study_id, names=names)
 
 
 __all__ = [
