@@ -75,8 +75,9 @@ class CompletedTrials:
         self._lock = threading.Lock()
 
     def get(self, count: int | None = None) -> list[FrozenTrial]:
-        """The completed trials, re-read if ``count`` (counted by the caller in a
-        transaction of its own, ``count_in``; None: counted now, in a read) is more."""
+        """The completed trials, re-read if there are more than held: ``count`` of them
+        as counted in the caller's own transaction (``count_in``), or None to count them
+        now, in a read of this object's."""
         n = count if count is not None else with_retry(self._count)
         with self._lock:  # the API judges on many threads
             if n > len(self._trials):  # not when another thread has re-read since the count

@@ -189,8 +189,6 @@ SignedInDep = Annotated[Principal, Depends(signed_in)]
 
 __all__ = [
     "ANONYMOUS",
-    "admitted",
-    "resolve",
     "AUTH_OFF",
     "CSRF_FIELD",
     "CSRF_HEADER",
@@ -198,6 +196,7 @@ __all__ = [
     "Principal",
     "PrincipalDep",
     "SignedInDep",
+    "admitted",
     "current_principal",
     "Credential",
     "KeyUse",
@@ -205,5 +204,6 @@ __all__ = [
     "lookup",
     "principal_of",
     "record_use",
+    "resolve",
     "signed_in",
 ]
