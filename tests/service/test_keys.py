@@ -129,6 +129,10 @@ def test_browser_sign_in_cookie_csrf_and_sign_out(app_on: tuple[TestClient, str]
     assert no_token.status_code == 403 and "CSRF" in no_token.text
     api_no_token = client.post(f"/api/v1/studies/{sid}/cancel")
     assert api_no_token.status_code == 403
+    claim = f"/api/v1/studies/{sid}/trials/claim"  # the trial API's own access check
+    assert client.post(claim).status_code == 403
+    past_check = client.post(claim, headers={"X-CSRF-Token": csrf[1]})
+    assert past_check.status_code == 409, past_check.text  # a built-in study's: the workers'
     cross = client.post(
         f"/studies/{sid}/cancel",
         data={"csrf_token": csrf[1]},
