@@ -17,9 +17,9 @@ through a real ``hpsearch serve``, and where coordination saturates with many wo
    slot ran once, each worker's memory (median RSS and PSS) and the CPU time the
    database, PgBouncer, the API and the workers spent during the study. The study lasts
    ``--fleet-study-seconds`` ideally (156 s: about 10,000 trials of 2 s on 128 workers,
-   the size of Ray Tune's published 10,000-trial run); its start, the first claims of
-   every worker one after another on the study's row, is a fixed cost of about 2 s that
-   a short study pays in full (docs/performance.md).
+   the size of Ray Tune's published 10,000-trial run); its start (every worker's first
+   claim, each holding the study's row lock until it commits, 0.3-2.3 s after the
+   submission) is a fixed cost that a short study pays in full (docs/performance.md).
 
     .venv/bin/python bench/scaling.py [--backends sqlite,postgresql] [--workers 1,2]
         [--trial-seconds 0.3,1] [--study-seconds 8] [--many 8,16,32] [--repeats 1]
