@@ -62,10 +62,11 @@ class LocalJudge:
 
 class CompletedTrials:
     """A study's COMPLETE Optuna trials as this process last read them, for the pruners that
-    read nothing else (``search.pruners.READS_COMPLETED_ONLY``). Each ``get`` counts them in
-    the database (one indexed query) and reads them again, through Optuna's cached storage
-    (which adds only the trials it lacks), when there are more than it holds: a completed
-    trial never changes nor leaves its study, so an equal count is the same trials.
+    read nothing else (``search.pruners.READS_COMPLETED_ONLY``). Each ``get`` is told how
+    many there are (counted in the caller's transaction, ``count_in``), or counts them in a
+    read of its own, and reads them again, through Optuna's cached storage (which adds only
+    the trials it lacks), when there are more than it holds: a completed trial never
+    changes nor leaves its study, so an equal count is the same trials.
     Optuna's own ``get_trials`` reads every running trial of the study back, with all its
     rows, on each call: a cost per judged epoch that grows with the study's parallelism."""
 

@@ -90,6 +90,25 @@ def test_the_spec_pruner_judges_the_objective(
     assert shown["state"] == "PRUNED" and shown["value"] == 0.1
 
 
+def test_a_report_counts_the_completed_trials_only_for_a_value_to_judge(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counted: list[int] = []
+    count_in = CompletedTrials.count_in
+
+    def counting(self: CompletedTrials, session: Any) -> int:
+        counted.append(count_in(self, session))
+        return counted[-1]
+
+    monkeypatch.setattr(CompletedTrials, "count_in", counting)
+    sid = submit(client, pruning={"pruner": "median", "warmup_epochs": 0})
+    trial = claim(client, sid)
+    assert report(client, sid, trial, 0, train_loss=1.0).json()["decision"] == "continue"
+    assert counted == []  # no objective: nothing for the pruner to judge
+    assert report(client, sid, trial, 1, val_auc=0.5).json()["decision"] == "continue"
+    assert counted == [0]
+
+
 @pytest.mark.parametrize("pruner", ["median", "percentile", "successive_halving", "hyperband"])
 def test_every_pruner_judges_reports(
     client: TestClient, monkeypatch: pytest.MonkeyPatch, pruner: str
