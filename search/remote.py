@@ -182,10 +182,10 @@ class RemoteTrials:
                     optuna_rows.add_intermediate_value(
                         session=session, trial_id=tid, step=epoch, value=value
                     )
-            # Counted only for a value the pruner will judge (0: the copy held is used).
             completed = served.completed
-            judged = completed is not None and _finite(metrics.get(spec.objective.metric))
-            return a, (completed.count_in(session) if completed and judged else 0)
+            if completed is None or not _finite(metrics.get(spec.objective.metric)):
+                return a, 0  # no pruner reads the completed trials, or no value to judge
+            return a, completed.count_in(session)
 
         a, completed = self._db(store)
         if completed is None:
